@@ -1,0 +1,3 @@
+"""The in-target runner. Packed with the workloads into ONE zipapp; stdlib-only at import time."""
+
+PROTOCOL = 1

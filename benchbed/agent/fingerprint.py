@@ -1,0 +1,173 @@
+"""Environment fingerprint gathered *inside* the target: what a reader needs to judge comparability."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("numpy", "torch", "cupy", "cupy-cuda12x", "cupy-cuda13x", "nvidia-ml-py", "scipy")
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _cpu() -> dict[str, Any]:
+    info: dict[str, Any] = {"logical_cpus": os.cpu_count(), "machine": platform.machine()}
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and "model" not in info:
+            info["model"] = value.strip()
+        elif key == "flags" and "hypervisor_flag" not in info:
+            info["hypervisor_flag"] = "hypervisor" in value.split()
+    try:
+        info["affinity"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    quota = _read("/sys/fs/cgroup/cpu.max")
+    if quota:
+        info["cgroup_cpu_max"] = quota.strip()
+    return info
+
+
+def _memory() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("MemTotal", "MemAvailable", "HugePages_Total", "Hugepagesize"):
+            out[key] = value.strip()
+    limit = _read("/sys/fs/cgroup/memory.max")
+    if limit:
+        out["cgroup_memory_max"] = limit.strip()
+    return out
+
+
+def _run(argv: list[str], timeout: float = 5.0) -> str | None:
+    if not shutil.which(argv[0]):
+        return None
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _virtualization() -> dict[str, Any]:
+    """Best-effort: what boundary are we inside? Recorded, never trusted for decisions."""
+    out: dict[str, Any] = {}
+    virt = _run(["systemd-detect-virt"])
+    if virt:
+        out["systemd_detect_virt"] = virt
+    out["dockerenv"] = Path("/.dockerenv").exists()
+    cgroup = _read("/proc/1/cgroup") or ""
+    out["container_hint"] = any(k in cgroup for k in ("docker", "containerd", "kubepods", "libpod"))
+    product = _read("/sys/class/dmi/id/product_name")
+    if product:
+        out["dmi_product"] = product.strip()
+    return out
+
+
+def _libraries() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _gpus_nvml() -> list[dict[str, Any]] | None:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    gpus: list[dict[str, Any]] = []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            g: dict[str, Any] = {"index": i, "driver": driver, "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"}
+            probes = {
+                "name": lambda h=h: pynvml.nvmlDeviceGetName(h),
+                "uuid": lambda h=h: pynvml.nvmlDeviceGetUUID(h),
+                "pci_bus_id": lambda h=h: pynvml.nvmlDeviceGetPciInfo(h).busId,
+                "pcie_gen": lambda h=h: pynvml.nvmlDeviceGetCurrPcieLinkGeneration(h),
+                "pcie_width": lambda h=h: pynvml.nvmlDeviceGetCurrPcieLinkWidth(h),
+                "pcie_gen_max": lambda h=h: pynvml.nvmlDeviceGetMaxPcieLinkGeneration(h),
+                "pcie_width_max": lambda h=h: pynvml.nvmlDeviceGetMaxPcieLinkWidth(h),
+                "sm_clock_mhz": lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+                "mem_clock_mhz": lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
+                "memory_total_bytes": lambda h=h: pynvml.nvmlDeviceGetMemoryInfo(h).total,
+                "ecc_mode": lambda h=h: pynvml.nvmlDeviceGetEccMode(h)[0],
+                "mig_mode": lambda h=h: pynvml.nvmlDeviceGetMigMode(h)[0],
+                "power_limit_w": lambda h=h: pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000,
+            }
+            for key, probe in probes.items():
+                try:
+                    value = probe()
+                    g[key] = value.decode() if isinstance(value, bytes) else value
+                except Exception:
+                    g[key] = None
+            gpus.append(g)
+    finally:
+        pynvml.nvmlShutdown()
+    return gpus
+
+
+SMI_FIELDS = (
+    "index,name,uuid,driver_version,pci.bus_id,pcie.link.gen.current,pcie.link.width.current,"
+    "pcie.link.gen.max,pcie.link.width.max,clocks.sm,clocks.mem,memory.total,ecc.mode.current,mig.mode.current"
+)
+
+
+def _gpus_smi() -> list[dict[str, Any]] | None:
+    text = _run(["nvidia-smi", f"--query-gpu={SMI_FIELDS}", "--format=csv,noheader,nounits"])
+    if text is None:
+        return None
+    keys = SMI_FIELDS.split(",")
+    return [dict(zip(keys, (v.strip() for v in line.split(",")), strict=False)) for line in text.splitlines()]
+
+
+def collect() -> dict[str, Any]:
+    uname = platform.uname()
+    gpus = _gpus_nvml()
+    source = "nvml" if gpus is not None else None
+    if gpus is None:
+        gpus = _gpus_smi()
+        source = "nvidia-smi" if gpus is not None else None
+    os_release = {}
+    for line in (_read("/etc/os-release") or "").splitlines():
+        key, _, value = line.partition("=")
+        if key in ("PRETTY_NAME", "ID", "VERSION_ID"):
+            os_release[key] = value.strip('"')
+    return {
+        "hostname": uname.node,
+        "os": os_release,
+        "kernel": uname.release,
+        "cpu": _cpu(),
+        "memory": _memory(),
+        "python": {"version": sys.version.split()[0], "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "libraries": _libraries(),
+        "virtualization": _virtualization(),
+        "gpus": gpus or [],
+        "gpu_telemetry_source": source,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }

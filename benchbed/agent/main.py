@@ -1,0 +1,128 @@
+"""Agent entry point: `python3 agent.pyz run SPEC_JSON` streams JSON lines on stdout.
+
+stdout belongs to the protocol alone: workloads that print are redirected to stderr, so a stray print can
+never corrupt the stream. Each line is flushed as soon as it is written so the controller sees it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from benchbed import __version__
+from benchbed.agent import PROTOCOL
+
+
+def _own_sha256() -> str:
+    """sha256 of the zipapp we run from: the controller checks it against the bytes it shipped."""
+    path = Path(sys.argv[0])
+    if not path.is_file():
+        return "unpacked"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Emitter:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, kind: str, **fields: Any) -> None:
+        self.out.write(json.dumps({"t": kind, **fields}, default=str, allow_nan=True) + "\n")
+        self.out.flush()
+
+
+def _load_user_modules() -> None:
+    """User workload modules are packed under benchbed_user/ and registered on import."""
+    try:
+        pkg = importlib.import_module("benchbed_user")
+    except ImportError:
+        return
+    for name in getattr(pkg, "MODULES", ()):
+        importlib.import_module(f"benchbed_user.{name}")
+
+
+def run(spec: dict[str, Any], emit: Emitter) -> int:
+    from benchbed.workloads import Context, Skipped, load_builtins
+
+    sha = _own_sha256()
+    emit("hello", protocol=PROTOCOL, agent=__version__, sha256=sha, pid=os.getpid(), python=sys.version.split()[0])
+    expected = spec.get("expect_sha256")
+    if expected and sha not in (expected, "unpacked"):
+        emit("error", error="AgentMismatch", message=f"agent sha256 {sha} != expected {expected}")
+        return 3
+    registry = load_builtins()
+    _load_user_modules()
+    if spec.get("fingerprint"):
+        from benchbed.agent.fingerprint import collect
+
+        emit("fingerprint", data=collect())
+    name = spec["workload"]
+    info = registry.get(name)
+    if info is None:
+        emit("error", error="UnknownWorkload", message=f"workload {name!r} is not in this agent")
+        return 3
+    base = spec.get("scratch_dir") or tempfile.gettempdir()
+    Path(base).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="benchbed-scratch-", dir=base))
+    ctx = Context(
+        repetitions=int(spec.get("repetitions", 5)),
+        warmup=int(spec.get("warmup", 1)),
+        scratch_dir=scratch,
+    )
+    t0 = time.perf_counter()
+    n = 0
+    try:
+        params = info.params(**spec.get("params", {}))
+        for sample in info.fn(params, ctx):
+            emit("sample", **sample.to_json())
+            n += 1
+    except Skipped as skip:
+        emit("skipped", reason=str(skip))
+    except Exception as err:  # report, never hang: the controller marks the case failed
+        emit("error", error=type(err).__name__, message=str(err), traceback=traceback.format_exc()[-4000:])
+        return 1
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+    emit("done", samples=n, wall_s=time.perf_counter() - t0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    sys.stdout = sys.stderr  # workloads' prints go to stderr; stdout is the protocol channel
+    emit = Emitter(proto)
+    if not args or args[0] not in ("run", "fingerprint", "list"):
+        print("usage: agent.pyz run SPEC_JSON | fingerprint | list", file=sys.stderr)
+        return 2
+    if args[0] == "fingerprint":
+        from benchbed.agent.fingerprint import collect
+
+        emit("fingerprint", data=collect())
+        return 0
+    if args[0] == "list":
+        from benchbed.workloads import load_builtins
+
+        _load_user_modules()
+        for name in sorted(load_builtins()):
+            emit("workload", name=name)
+        return 0
+    try:
+        spec = json.loads(args[1] if len(args) > 1 else sys.stdin.read())
+    except json.JSONDecodeError as err:
+        emit("error", error="BadSpec", message=f"spec is not JSON: {err}")
+        return 2
+    return run(spec, emit)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""The `benchbed` command. The only module that prints; BenchbedError ▸ one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from benchbed.errors import BenchbedError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="What does this isolation boundary cost my GPU workload?")
+workloads_app = typer.Typer(no_args_is_help=True, help="Built-in and custom workloads.")
+targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
+app.add_typer(workloads_app, name="workloads")
+app.add_typer(targets_app, name="targets")
+out = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _fail(err: BenchbedError) -> NoReturn:
+    err_console.print(f"benchbed: error: {err}", markup=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+class _Progress:
+    """rich progress bar in a terminal, one plain line per instance otherwise (CI logs)."""
+
+    def __init__(self) -> None:
+        self.tty = out.is_terminal
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.done = 0
+        self.total = 0
+
+    def started(self, plan: Any, run_dir: Path) -> None:
+        self.total = len(plan.cases)
+        out.print(f"run {run_dir.name}: {self.total} instances on {', '.join(plan.targets)} (seed {plan.seed})",
+                  markup=False)
+        if self.tty:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=out, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("running", total=self.total)
+
+    def case_started(self, case: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"{case.target}: {case.workload}")
+
+    def case_finished(self, case: Any, record: dict[str, Any]) -> None:
+        self.done += 1
+        status = record["status"]
+        note = f" — {record['reason']}" if record.get("reason") else ""
+        line = (f"[{self.done}/{self.total}] {case.target} {case.workload} {json.dumps(case.params)} "
+                f"#{case.instance}: {status}{note}")
+        if self.bar is not None:
+            self.bar.advance(self.task)
+            if status == "failed":
+                self.bar.console.print(line, markup=False)
+        else:
+            out.print(line, markup=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def run(
+    suite: Annotated[str | None, typer.Argument(help="Suite file or shipped suite name (default: quick)")] = None,
+    targets: Annotated[Path | None, typer.Option("--targets", "-t", help="Targets file")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Results store")] = Path("results"),
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Instances per target and case")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Glob on workload names, e.g. 'cpu.*'")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Interleaving seed")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Render the HTML report at the end")] = True,
+) -> None:
+    """Run a suite on its targets and write results/<run-id>/."""
+    from benchbed.config import DEFAULT_TARGETS, load_suite, load_targets, resolve_suite_path
+    from benchbed.plan import make_plan
+    from benchbed.results import new_run_id
+    from benchbed.runner import Runner
+
+    progress = _Progress()
+    try:
+        loaded = load_suite(resolve_suite_path(suite))
+        specs = load_targets(targets) if targets else DEFAULT_TARGETS.expanded()
+        plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress)
+        try:
+            runner.execute()
+        finally:
+            progress.stop()
+    except KeyboardInterrupt:
+        err_console.print("benchbed: interrupted; finished samples are kept and the run is marked incomplete")
+        raise typer.Exit(130) from None
+    except BenchbedError as err:
+        _fail(err)
+    c = runner.counts
+    out.print(f"results: {runner.run_dir}  ({c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed)",
+              markup=False)
+    for name, why in runner.failed_targets.items():
+        out.print(f"  failed on {name}: {why}", markup=False, soft_wrap=True)
+    if report:
+        _render(runner.run_dir, Path("reports") / f"{runner.run_dir.name}.html")
+
+
+def _render(run_dir: Path, dest: Path) -> None:
+    from benchbed.report.render import write_report
+    from benchbed.results import load_run
+
+    try:
+        path = write_report(load_run(run_dir), dest)
+    except BenchbedError as err:
+        _fail(err)
+    out.print(f"report: {path}", markup=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> directory")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file to write")] = None,
+) -> None:
+    """Render a self-contained HTML report from a run directory."""
+    _render(run_dir, output or Path("reports") / f"{run_dir.name}.html")
+
+
+@workloads_app.command("list")
+def workloads_list() -> None:
+    """List the built-in workloads and their parameters."""
+    import dataclasses
+
+    from benchbed.workloads import load_builtins
+
+    table = Table("workload", "parameters (defaults)", "about")
+    for name, info in sorted(load_builtins().items()):
+        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(info.params))
+        table.add_row(name, params, info.doc)
+    out.print(table)
+
+
+@targets_app.command("check")
+def targets_check(file: Annotated[Path, typer.Argument(help="Targets YAML file")]) -> None:
+    """Validate a targets file and list what it defines."""
+    from benchbed.config import load_targets
+
+    try:
+        specs = load_targets(file)
+    except BenchbedError as err:
+        _fail(err)
+    for name, spec in specs.items():
+        where = f" {spec.host}:{spec.port}" if spec.kind == "ssh" else ""
+        out.print(f"{name}: {spec.kind}{where}", markup=False)
+    out.print(f"{file}: {len(specs)} target(s) OK", markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of suite and targets files."""
+    from benchbed.config import json_schemas
+
+    sys.stdout.write(json.dumps(json_schemas(), indent=2) + "\n")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Suite and targets files ▸ frozen pydantic models. Unknown keys are rejected; errors name file:line and key path."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from benchbed.errors import ConfigError
+from benchbed.workloads import REGISTRY, load_builtins
+from benchbed.workloads.base import WorkloadInfo, param_names
+from benchbed.yamlsrc import Loc, Located, load_yaml
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ── targets ────────────────────────────────────────────────────────────────────────────────────────────────
+class TargetBase(Strict):
+    python: str = Field("python3", description="Python interpreter inside the target that runs the agent")
+    scratch_dir: str | None = Field(None, description="Where I/O workloads write; a private temp dir by default")
+    description: str = ""
+
+
+class LocalTarget(TargetBase):
+    """This host, as a plain process: the bare-metal baseline."""
+
+    kind: Literal["local"] = "local"
+
+
+class SshTarget(TargetBase):
+    """A bare-metal host reached over SSH (paramiko)."""
+
+    kind: Literal["ssh"]
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None
+    key: str | None = Field(None, description="Private key file; the SSH agent is used when absent")
+    known_hosts: str = "~/.ssh/known_hosts"
+    accept_new_host_key: bool = Field(False, description="Trust and record an unknown host key (never by default)")
+    workdir: str | None = Field(None, description="Remote parent directory for the private per-run workdir")
+    proxy_jump: str | None = None
+    sudo: bool = False
+    connect_timeout_s: float = Field(10.0, gt=0)
+    command_timeout_s: float = Field(3600.0, gt=0)
+
+
+TargetSpec = Annotated[LocalTarget | SshTarget, Field(discriminator="kind")]
+
+
+class TargetGroup(Strict):
+    """Many hosts that share one definition: `hosts: [gpu01, gpu02]` expands to one target per host."""
+
+    hosts: list[str] = Field(min_length=1)
+    template: SshTarget
+
+
+class TargetsFile(Strict):
+    targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetSpec]
+    groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetGroup] = Field(default_factory=dict)
+
+    def expanded(self) -> dict[str, LocalTarget | SshTarget]:
+        out: dict[str, LocalTarget | SshTarget] = dict(self.targets)
+        for group in self.groups.values():
+            for host in group.hosts:
+                if host in out:
+                    raise ValueError(f"group host {host!r} clashes with a target of the same name")
+                out[host] = group.template.model_copy(update={"host": host})
+        return out
+
+
+# ── suites ─────────────────────────────────────────────────────────────────────────────────────────────────
+Scalar = int | float | str | bool
+
+
+class Repeats(Strict):
+    instances: int = Field(3, ge=1, le=1000, description="Fresh processes/containers/VMs per target and case")
+    repetitions: int = Field(5, ge=1, le=100000, description="Measured samples per instance")
+    warmup: int = Field(1, ge=0, le=10000, description="Unreported-in-stats warm-up samples per instance")
+    timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit for one instance")
+
+
+class WorkloadEntry(Strict):
+    name: str
+    params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    instances: int | None = Field(None, ge=1, le=1000)
+    repetitions: int | None = Field(None, ge=1, le=100000)
+    warmup: int | None = Field(None, ge=0, le=10000)
+    timeout_s: float | None = Field(None, gt=0)
+
+    def grid(self) -> list[dict[str, Scalar]]:
+        """Lists expand to a cartesian grid, in file order."""
+        keys = list(self.params)
+        values = [v if isinstance(v, list) else [v] for v in self.params.values()]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+class Suite(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    baseline: str = "local"
+    targets: list[str] | None = Field(None, description="Target names to run on; all in the targets file if absent")
+    seed: int | None = Field(None, description="Seed for the interleaving order; random and recorded if absent")
+    defaults: Repeats = Field(default_factory=Repeats)
+    modules: list[str] = Field(default_factory=list, description="Custom workload modules, relative to this file")
+    workloads: list[WorkloadEntry] = Field(min_length=1)
+
+
+DEFAULT_TARGETS = TargetsFile(targets={"local": LocalTarget()})
+
+
+# ── loading ────────────────────────────────────────────────────────────────────────────────────────────────
+def _fmt_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+KINDS = ("local", "ssh", "docker", "libvirt")
+
+
+def _strip_union_tags(doc: Located, loc: Loc) -> Loc:
+    """pydantic puts the discriminator value into loc (targets.x.ssh.port); users never wrote it."""
+    out: Loc = ()
+    for part in loc:
+        if part in KINDS and (*out, part) not in doc.lines:
+            continue
+        out = (*out, part)
+    return out
+
+
+def _validation_error(doc: Located, err: ValidationError) -> ConfigError:
+    errors = err.errors()
+    first = errors[0]
+    loc = _strip_union_tags(doc, tuple(first["loc"]))
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    elif "input" in first and first["type"] not in ("missing",):
+        msg += f" (got {first['input']!r})"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(f"{doc.where(loc)}: {_fmt_loc(loc)}: {msg}{more}", hint="see `benchbed schema`")
+
+
+def load_targets(path: Path) -> dict[str, LocalTarget | SshTarget]:
+    doc = load_yaml(path)
+    try:
+        parsed = TargetsFile.model_validate(doc.data)
+    except ValidationError as err:
+        raise _validation_error(doc, err) from err
+    try:
+        return parsed.expanded()
+    except ValueError as err:
+        raise ConfigError(f"{doc.where(('groups',))}: {err}") from err
+
+
+_LOADED_MODULES: dict[Path, str] = {}
+
+
+def import_user_module(path: Path) -> None:
+    """Import a custom workload module once per process; its @workload decorators register it."""
+    path = path.resolve()
+    if path in _LOADED_MODULES:
+        return
+    name = f"benchbed_user.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path}: not an importable Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise ConfigError(f"{path}: custom workload module failed to import: {err}") from err
+    _LOADED_MODULES[path] = name
+
+
+def check_params(info: WorkloadInfo, params: dict[str, Scalar]) -> dict[str, Any]:
+    """Unknown parameter names are errors; values are coerced to the dataclass field types."""
+    known = param_names(info)
+    for key in params:
+        if key not in known:
+            raise ValueError(f"unknown parameter {key!r} for {info.name} (known: {', '.join(known) or 'none'})")
+    obj = TypeAdapter(info.params).validate_python(params)
+    return {k: getattr(obj, k) for k in params}
+
+
+class LoadedSuite(BaseModel):
+    """A validated suite plus where it came from (custom modules resolved to absolute paths)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    suite: Suite
+    path: Path
+    source_text: str
+    module_paths: list[Path]
+
+
+def resolve_suite_path(arg: str | None) -> Path:
+    """A path, or the name of a shipped suite (`quick`); the shipped copy works outside the repo too."""
+    if arg is None:
+        local = Path("workloads/quick.yaml")
+        return local if local.is_file() else DATA_DIR / "quick.yaml"
+    path = Path(arg)
+    if path.exists() or path.suffix in (".yaml", ".yml") or "/" in arg:
+        return path
+    shipped = DATA_DIR / f"{arg}.yaml"
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in DATA_DIR.glob("*.yaml")))
+    raise ConfigError(f"suite {arg!r}: no such file and no shipped suite of that name", hint=f"shipped: {known}")
+
+
+def load_suite(path: Path) -> LoadedSuite:
+    doc = load_yaml(path)
+    try:
+        suite = Suite.model_validate(doc.data)
+    except ValidationError as err:
+        raise _validation_error(doc, err) from err
+    load_builtins()
+    modules = []
+    for i, rel in enumerate(suite.modules):
+        mod = (path.parent / rel).resolve()
+        if not mod.is_file():
+            raise ConfigError(f"{doc.where(('modules', i))}: modules[{i}]: {rel!r} not found next to the suite")
+        import_user_module(mod)
+        modules.append(mod)
+    for i, entry in enumerate(suite.workloads):
+        info = REGISTRY.get(entry.name)
+        if info is None:
+            raise ConfigError(
+                f"{doc.where(('workloads', i, 'name'))}: workloads[{i}].name: unknown workload {entry.name!r}",
+                hint="`benchbed workloads list` shows the known ones",
+            )
+        for point in entry.grid():
+            try:
+                check_params(info, point)
+            except (ValueError, ValidationError) as err:
+                text = str(err).splitlines()[0] if isinstance(err, ValueError) else _pyd_msg(err)
+                loc = ("workloads", i, "params")
+                raise ConfigError(f"{doc.where(loc)}: workloads[{i}].params: {text}") from err
+    return LoadedSuite(suite=suite, path=path, source_text=path.read_text(encoding="utf-8"), module_paths=modules)
+
+
+def _pyd_msg(err: ValidationError) -> str:
+    e = err.errors()[0]
+    return f"{_fmt_loc(tuple(e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+
+
+def json_schemas() -> dict[str, Any]:
+    return {"suite": Suite.model_json_schema(), "targets": TargetsFile.model_json_schema()}

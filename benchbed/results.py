@@ -1,0 +1,158 @@
+"""Run directories: the only link between `run` and `report`.
+
+Layout of results/<run-id>/:
+  run.json       suite as given, resolved plan + seed, versions, agent sha256, times, status
+  agent.pyz      the exact agent bytes every target ran
+  samples.jsonl  one sample per line, appended and flushed as it arrives
+  cases.jsonl    one line per instance: ok / skipped / failed, reason, stderr tail, startup phases
+  env/<t>.json   fingerprint gathered inside target t
+
+Schema history:
+  1 — first version (benchbed 0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchbed.errors import ResultsFormatError
+
+SCHEMA_VERSION = 1
+FSYNC_INTERVAL_S = 0.5
+SAMPLE_COLUMNS = [
+    "target", "workload", "params", "metric", "unit", "better", "value", "instance", "repetition", "phase",
+    "valid", "reason", "case",
+]
+
+
+def new_run_id(suite: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", suite)[:40]
+    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class JsonlAppender:
+    """Unbuffered O_APPEND writer: each line reaches the OS at once (a killed harness loses nothing);
+    fsync is throttled so durability against an OS crash costs no per-sample latency."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._last_sync = time.monotonic()
+
+    def append(self, record: dict[str, Any]) -> None:
+        os.write(self.fd, (json.dumps(record, default=str, allow_nan=True) + "\n").encode())
+        now = time.monotonic()
+        if now - self._last_sync > FSYNC_INTERVAL_S:
+            os.fsync(self.fd)
+            self._last_sync = now
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+class RunWriter:
+    def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
+        if run_dir.exists():
+            raise ResultsFormatError(f"{run_dir}: already exists; a run directory is never overwritten")
+        (run_dir / "env").mkdir(parents=True)
+        self.dir = run_dir
+        self.meta = {"schema_version": SCHEMA_VERSION, "status": "running",
+                     "started": datetime.now(UTC).isoformat(), **meta}
+        _atomic_json(run_dir / "run.json", self.meta)
+        self.samples = JsonlAppender(run_dir / "samples.jsonl")
+        self.cases = JsonlAppender(run_dir / "cases.jsonl")
+
+    def sample(self, record: dict[str, Any]) -> None:
+        self.samples.append(record)
+
+    def case(self, record: dict[str, Any]) -> None:
+        self.samples.sync()
+        self.cases.append(record)
+
+    def env(self, target: str, data: dict[str, Any]) -> None:
+        path = self.dir / "env" / f"{target}.json"
+        if not path.exists():
+            _atomic_json(path, data)
+
+    def update(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        _atomic_json(self.dir / "run.json", self.meta)
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.samples.close()
+        self.cases.close()
+        self.update(status=status, finished=datetime.now(UTC).isoformat(), **fields)
+
+
+@dataclass(frozen=True)
+class RunData:
+    dir: Path
+    meta: dict[str, Any]
+    samples: pd.DataFrame
+    cases: pd.DataFrame
+    env: dict[str, dict[str, Any]]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines):  # a crash can cut the last line short: that one sample is lost, no more
+                break
+            raise ResultsFormatError(f"{path}:{i}: not valid JSON ({err.msg})") from err
+    return rows
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read a run directory into tidy DataFrames (one row per sample / per instance)."""
+    meta_path = run_dir / "run.json"
+    if not meta_path.is_file():
+        raise ResultsFormatError(f"{run_dir}: not a benchbed run (no run.json)", hint="pass a results/<run-id> dir")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ResultsFormatError(f"{meta_path}: corrupt JSON ({err.msg})") from err
+    version = meta.get("schema_version")
+    if not isinstance(version, int):
+        raise ResultsFormatError(f"{meta_path}: no schema_version")
+    if version > SCHEMA_VERSION:
+        raise ResultsFormatError(
+            f"{run_dir}: written with results schema {version}, this benchbed reads up to {SCHEMA_VERSION}",
+            hint="upgrade benchbed",
+        )
+    samples = pd.DataFrame(_read_jsonl(run_dir / "samples.jsonl"), columns=SAMPLE_COLUMNS)
+    samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
+    cases = pd.DataFrame(_read_jsonl(run_dir / "cases.jsonl"))
+    env = {}
+    for path in sorted((run_dir / "env").glob("*.json")):
+        env[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+    return RunData(run_dir, meta, samples, cases, env)

@@ -1,0 +1,1 @@
+"""Targets: isolation boundaries. See base.py for the protocol and the registry."""

@@ -1,0 +1,136 @@
+"""Target protocol and registry.
+
+A Target obtains an isolation boundary (how resources are obtained); the Session it yields starts commands in
+it (how the command starts). The registry maps kind → "module:Class" so `import benchbed` never imports
+paramiko, docker or libvirt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from benchbed.errors import CommandFailed, TargetError
+
+TAIL_BYTES = 16_384
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Outcome of one command in a target. A non-zero rc is data; `.check()` makes it an error."""
+
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    timed_out: bool = False
+
+    def check(self) -> CommandResult:
+        if self.rc != 0:
+            tail = self.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
+            raise CommandFailed(f"command {self.argv[0]!r} exited {self.rc}: {tail[0]}")
+        return self
+
+
+LineHandler = Callable[[str], None]
+
+
+class Session(Protocol):
+    """A live, provisioned target."""
+
+    workdir: str
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult: ...
+
+    def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
+        """Run argv, handing each stdout line to on_line as it arrives; stderr is kept as a tail."""
+        ...
+
+    def put(self, local: Path, remote: str) -> None: ...
+
+
+class Target(Protocol):
+    name: str
+
+    def provision(self) -> AbstractContextManager[Session]:
+        """Bring the boundary up; always tears down, also on KeyboardInterrupt."""
+        ...
+
+    def startup_phases(self) -> dict[str, float]:
+        """Seconds spent in each phase of the latest provision (e.g. create, start, boot, ssh_ready)."""
+        ...
+
+
+@dataclass
+class PhaseClock:
+    """Records consecutive phases of a provision, measured from the controller."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+
+class Tail:
+    """Keeps the last TAIL_BYTES of a stream: enough to explain a crash, bounded for any output size."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self.limit = limit
+        self.buf = ""
+
+    def add(self, text: str) -> None:
+        self.buf = (self.buf + text)[-self.limit :]
+
+    def __str__(self) -> str:
+        return self.buf
+
+
+# kind → (module:Class, extra to install)
+_KINDS: dict[str, tuple[str, str | None]] = {}
+
+
+def register_kind(kind: str, ref: str, extra: str | None = None) -> None:
+    if kind in _KINDS:
+        raise ValueError(f"target kind {kind!r} registered twice")
+    _KINDS[kind] = (ref, extra)
+
+
+register_kind("local", "benchbed.targets.local:LocalTarget")
+register_kind("ssh", "benchbed.targets.ssh:SshTarget", extra="ssh")
+
+
+def kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def make_target(name: str, spec: Any, run_id: str) -> Target:
+    """Instantiate the implementation for spec.kind, importing its module (and dependencies) only now."""
+    try:
+        ref, extra = _KINDS[spec.kind]
+    except KeyError as err:
+        raise TargetError(f"target {name!r}: unknown kind {spec.kind!r} (known: {', '.join(kinds())})") from err
+    module_name, _, cls_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        hint = f"pip install 'benchbed[{extra}]'" if extra else None
+        raise TargetError(f"target {name!r} (kind {spec.kind}): missing dependency {err.name!r}", hint=hint) from err
+    cls = getattr(module, cls_name)
+    target: Target = cls(name, spec, run_id)
+    return target
+
+
+def iter_lines(chunks: Iterator[bytes], on_line: LineHandler) -> str:
+    """Split a byte stream into lines for on_line; returns a trailing partial line, if any."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            on_line(line.decode("utf-8", errors="replace"))
+    return pending.decode("utf-8", errors="replace")

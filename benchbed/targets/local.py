@@ -1,0 +1,110 @@
+"""`local`: this host as a plain process — the bare-metal baseline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchbed.config import LocalTarget as LocalSpec
+from benchbed.errors import ProvisionError, TransportError
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines
+
+WORKDIR_PREFIX = "benchbed-"
+
+
+class LocalSession:
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+
+    def put(self, local: Path, remote: str) -> None:
+        try:
+            shutil.copyfile(local, remote)
+        except OSError as err:
+            raise TransportError(f"local: cannot copy {local} to {remote}: {err.strerror}") from err
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        out = Tail(limit=1 << 20)
+        return self.stream(argv, lambda line: out.add(line + "\n"), timeout=timeout, _stdout=out)
+
+    def stream(
+        self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None, _stdout: Tail | None = None
+    ) -> CommandResult:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen(
+                list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, start_new_session=True,
+            )
+        except OSError as err:
+            return CommandResult(tuple(argv), 127, "", f"cannot start {argv[0]!r}: {err.strerror}", 0.0)
+        assert proc.stdout is not None and proc.stderr is not None
+        err_tail = Tail()
+        stderr = proc.stderr
+        drain = threading.Thread(target=lambda: [err_tail.add(b.decode("utf-8", "replace")) for b in stderr],
+                                 daemon=True)
+        drain.start()
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            rest = iter_lines(iter(lambda: os.read(proc.stdout.fileno(), 65536), b""), on_line)  # type: ignore[union-attr]
+            if rest:
+                on_line(rest)
+            rc = proc.wait()
+        finally:
+            if timer:
+                timer.cancel()
+            if proc.poll() is None:  # interrupted (Ctrl-C) or on_line raised: never leave the agent behind
+                _kill_group(proc)
+                proc.wait()
+            drain.join(timeout=5)
+            proc.stdout.close()
+            proc.stderr.close()
+        return CommandResult(tuple(argv), rc, str(_stdout or ""), str(err_tail), time.perf_counter() - t0,
+                             timed_out.is_set())
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalTarget:
+    def __init__(self, name: str, spec: LocalSpec, run_id: str) -> None:
+        self.name = name
+        self.spec = spec
+        self.run_id = run_id
+        self._clock = PhaseClock()
+
+    @contextmanager
+    def provision(self) -> Iterator[LocalSession]:
+        self._clock = PhaseClock()
+        t0 = time.perf_counter()
+        try:
+            workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-")
+        except OSError as err:
+            raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
+        self._clock.add("workdir", time.perf_counter() - t0)
+        try:
+            yield LocalSession(workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def startup_phases(self) -> dict[str, float]:
+        return dict(self._clock.phases)

@@ -1,0 +1,18 @@
+"""Built-in workloads. Importing this package registers them all (stdlib-only at import time)."""
+
+from benchbed.workloads import base
+from benchbed.workloads.base import REGISTRY, Context, Sample, Skipped, workload
+
+BUILTIN_MODULES = ("cpu", "io", "startup", "gpu", "model", "util")
+
+
+def load_builtins() -> dict[str, base.WorkloadInfo]:
+    """Import every built-in workload module once; returns the registry."""
+    import importlib
+
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(f"benchbed.workloads.{mod}")
+    return REGISTRY
+
+
+__all__ = ["REGISTRY", "Context", "Sample", "Skipped", "load_builtins", "workload"]
