@@ -15,8 +15,12 @@ from rich.table import Table
 
 from benchbed.errors import BenchbedError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="What does this isolation boundary cost my GPU workload?")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="What does this isolation boundary cost my GPU workload?",
+)
 workloads_app = typer.Typer(no_args_is_help=True, help="Built-in and custom workloads.")
 targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
 app.add_typer(workloads_app, name="workloads")
@@ -42,11 +46,18 @@ class _Progress:
 
     def started(self, plan: Any, run_dir: Path) -> None:
         self.total = len(plan.cases)
-        out.print(f"run {run_dir.name}: {self.total} instances on {', '.join(plan.targets)} (seed {plan.seed})",
-                  markup=False)
+        out.print(
+            f"run {run_dir.name}: {self.total} instances on {', '.join(plan.targets)} (seed {plan.seed})", markup=False
+        )
         if self.tty:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=out, transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=out,
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task("running", total=self.total)
 
@@ -58,8 +69,10 @@ class _Progress:
         self.done += 1
         status = record["status"]
         note = f" — {record['reason']}" if record.get("reason") else ""
-        line = (f"[{self.done}/{self.total}] {case.target} {case.workload} {json.dumps(case.params)} "
-                f"#{case.instance}: {status}{note}")
+        line = (
+            f"[{self.done}/{self.total}] {case.target} {case.workload} {json.dumps(case.params)} "
+            f"#{case.instance}: {status}{note}"
+        )
         if self.bar is not None:
             self.bar.advance(self.task)
             if status == "failed":
@@ -104,8 +117,7 @@ def run(
     except BenchbedError as err:
         _fail(err)
     c = runner.counts
-    out.print(f"results: {runner.run_dir}  ({c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed)",
-              markup=False)
+    out.print(f"results: {runner.run_dir}  ({c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed)", markup=False)
     for name, why in runner.failed_targets.items():
         out.print(f"  failed on {name}: {why}", markup=False, soft_wrap=True)
     if report:

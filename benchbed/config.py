@@ -109,12 +109,12 @@ class Suite(Strict):
     baseline: str = "local"
     targets: list[str] | None = Field(None, description="Target names to run on; all in the targets file if absent")
     seed: int | None = Field(None, description="Seed for the interleaving order; random and recorded if absent")
-    defaults: Repeats = Field(default_factory=Repeats)
+    defaults: Repeats = Field(default_factory=lambda: Repeats())
     modules: list[str] = Field(default_factory=list, description="Custom workload modules, relative to this file")
     workloads: list[WorkloadEntry] = Field(min_length=1)
 
 
-DEFAULT_TARGETS = TargetsFile(targets={"local": LocalTarget()})
+DEFAULT_TARGETS = TargetsFile(targets={"local": LocalTarget.model_validate({})})
 
 
 # ── loading ────────────────────────────────────────────────────────────────────────────────────────────────

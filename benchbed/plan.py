@@ -44,7 +44,11 @@ class Plan:
 
 
 def make_plan(
-    suite: Suite, available: list[str], *, seed: int | None = None, only: str | None = None,
+    suite: Suite,
+    available: list[str],
+    *,
+    seed: int | None = None,
+    only: str | None = None,
     instances: int | None = None,
 ) -> Plan:
     """Interleave targets in a seeded random order per case and instance, so machine drift hits all alike."""
@@ -65,13 +69,16 @@ def make_plan(
         if only and not fnmatch.fnmatchcase(entry.name, only):
             continue
         for point in entry.grid():
-            units.append((
-                entry.name, point,
-                instances or entry.instances or d.instances,
-                entry.repetitions or d.repetitions,
-                entry.warmup if entry.warmup is not None else d.warmup,
-                entry.timeout_s or d.timeout_s,
-            ))
+            units.append(
+                (
+                    entry.name,
+                    point,
+                    instances or entry.instances or d.instances,
+                    entry.repetitions or d.repetitions,
+                    entry.warmup if entry.warmup is not None else d.warmup,
+                    entry.timeout_s or d.timeout_s,
+                )
+            )
     if not units:
         raise ConfigError(f"--only {only!r} matches no workload in suite {suite.name!r}")
     cases: list[Case] = []

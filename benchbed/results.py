@@ -30,8 +30,19 @@ from benchbed.errors import ResultsFormatError
 SCHEMA_VERSION = 1
 FSYNC_INTERVAL_S = 0.5
 SAMPLE_COLUMNS = [
-    "target", "workload", "params", "metric", "unit", "better", "value", "instance", "repetition", "phase",
-    "valid", "reason", "case",
+    "target",
+    "workload",
+    "params",
+    "metric",
+    "unit",
+    "better",
+    "value",
+    "instance",
+    "repetition",
+    "phase",
+    "valid",
+    "reason",
+    "case",
 ]
 
 
@@ -44,7 +55,7 @@ def new_run_id(suite: str) -> str:
 def _atomic_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 class JsonlAppender:
@@ -78,8 +89,12 @@ class RunWriter:
             raise ResultsFormatError(f"{run_dir}: already exists; a run directory is never overwritten")
         (run_dir / "env").mkdir(parents=True)
         self.dir = run_dir
-        self.meta = {"schema_version": SCHEMA_VERSION, "status": "running",
-                     "started": datetime.now(UTC).isoformat(), **meta}
+        self.meta = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "running",
+            "started": datetime.now(UTC).isoformat(),
+            **meta,
+        }
         _atomic_json(run_dir / "run.json", self.meta)
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")

@@ -66,15 +66,25 @@ class CaseState:
         if kind == "hello":
             self.ready_s = time.perf_counter() - self.spawn_t
             if rec.get("sha256") != self.agent_sha:
-                raise AgentMismatch(f"agent in target {self.case.target!r} has sha256 {rec.get('sha256')}, "
-                                    f"this run shipped {self.agent_sha}")
+                raise AgentMismatch(
+                    f"agent in target {self.case.target!r} has sha256 {rec.get('sha256')}, "
+                    f"this run shipped {self.agent_sha}"
+                )
         elif kind == "fingerprint":
             self.on_fingerprint(rec.get("data", {}))
         elif kind == "sample":
             c = self.case
             rec.pop("t")
-            self.writer.sample({"target": c.target, "workload": c.workload, "params": c.params,
-                                "instance": c.instance, "case": c.index, **rec})
+            self.writer.sample(
+                {
+                    "target": c.target,
+                    "workload": c.workload,
+                    "params": c.params,
+                    "instance": c.instance,
+                    "case": c.index,
+                    **rec,
+                }
+            )
             self.samples += 1
         elif kind == "skipped":
             self.skipped = str(rec.get("reason"))
@@ -103,8 +113,15 @@ def _outcome(st: CaseState, res: CommandResult, timeout: float) -> tuple[str, st
 
 
 class Runner:
-    def __init__(self, loaded: LoadedSuite, specs: TargetSpecs, plan: Plan, out_dir: Path, run_id: str,
-                 observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedSuite,
+        specs: TargetSpecs,
+        plan: Plan,
+        out_dir: Path,
+        run_id: str,
+        observer: Observer | None = None,
+    ) -> None:
         self.loaded = loaded
         self.specs = specs
         self.plan = plan
@@ -125,7 +142,11 @@ class Runner:
             "baseline": self.plan.baseline,
             "seed": self.plan.seed,
             "plan": [c.to_json() for c in self.plan.cases],
-            "agent": {"sha256": agent.sha256, "size": agent.size, "modules": [p.name for p in self.loaded.module_paths]},
+            "agent": {
+                "sha256": agent.sha256,
+                "size": agent.size,
+                "modules": [p.name for p in self.loaded.module_paths],
+            },
             "controller": {"host": platform.node(), "python": sys.version.split()[0], "argv": sys.argv},
         }
 
@@ -160,8 +181,13 @@ class Runner:
             self.observer.case_started(case)
         spec = self.specs[case.target]
         t0 = time.perf_counter()
-        record: dict[str, Any] = {"case": case.index, "target": case.target, "workload": case.workload,
-                                  "params": case.params, "instance": case.instance}
+        record: dict[str, Any] = {
+            "case": case.index,
+            "target": case.target,
+            "workload": case.workload,
+            "params": case.params,
+            "instance": case.instance,
+        }
         phases: dict[str, float] = {}
         try:
             target = self._target(case.target)
@@ -179,17 +205,29 @@ class Runner:
         if self.observer:
             self.observer.case_finished(case, record)
 
-    def _in_session(self, case: Case, session: Session, agent: Agent, writer: RunWriter,
-                    spec: LocalTarget | SshTarget, phases: dict[str, float]) -> tuple[str, str | None, dict[str, Any]]:
+    def _in_session(
+        self,
+        case: Case,
+        session: Session,
+        agent: Agent,
+        writer: RunWriter,
+        spec: LocalTarget | SshTarget,
+        phases: dict[str, float],
+    ) -> tuple[str, str | None, dict[str, Any]]:
         t0 = time.perf_counter()
         remote = f"{session.workdir}/agent.pyz"
         session.put(agent.path, remote)
         phases["put_agent"] = time.perf_counter() - t0
         want_fp = case.target not in self.fingerprinted
         payload = {
-            "workload": case.workload, "params": case.params, "instance": case.instance,
-            "repetitions": case.repetitions, "warmup": case.warmup, "fingerprint": want_fp,
-            "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch", "expect_sha256": agent.sha256,
+            "workload": case.workload,
+            "params": case.params,
+            "instance": case.instance,
+            "repetitions": case.repetitions,
+            "warmup": case.warmup,
+            "fingerprint": want_fp,
+            "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch",
+            "expect_sha256": agent.sha256,
         }
 
         def on_fp(data: dict[str, Any]) -> None:

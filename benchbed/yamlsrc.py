@@ -42,7 +42,8 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: mapping keys must be plain scalars")
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"{path}:{line}: mapping keys must be plain scalars")
             key = _scalar(key_node)
             if key in out:
                 raise ConfigError(
@@ -59,7 +60,7 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
 
 
 def _scalar(node: yaml.Node) -> Any:
-    return yaml.constructor.SafeConstructor().construct_object(node)  # type: ignore[no-untyped-call]
+    return yaml.constructor.SafeConstructor().construct_object(node)
 
 
 def load_yaml(path: Path) -> Located:

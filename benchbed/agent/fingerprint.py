@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,8 @@ def _cpu() -> dict[str, Any]:
             info["model"] = value.strip()
         elif key == "flags" and "hypervisor_flag" not in info:
             info["hypervisor_flag"] = "hypervisor" in value.split()
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         info["affinity"] = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        pass
     quota = _read("/sys/fs/cgroup/cpu.max")
     if quota:
         info["cgroup_cpu_max"] = quota.strip()
@@ -104,7 +104,7 @@ def _gpus_nvml() -> list[dict[str, Any]] | None:
         for i in range(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             g: dict[str, Any] = {"index": i, "driver": driver, "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"}
-            probes = {
+            probes: dict[str, Callable[[], Any]] = {
                 "name": lambda h=h: pynvml.nvmlDeviceGetName(h),
                 "uuid": lambda h=h: pynvml.nvmlDeviceGetUUID(h),
                 "pci_bus_id": lambda h=h: pynvml.nvmlDeviceGetPciInfo(h).busId,
@@ -163,8 +163,11 @@ def collect() -> dict[str, Any]:
         "kernel": uname.release,
         "cpu": _cpu(),
         "memory": _memory(),
-        "python": {"version": sys.version.split()[0], "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
+        "python": {
+            "version": sys.version.split()[0],
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
         "libraries": _libraries(),
         "virtualization": _virtualization(),
         "gpus": gpus or [],

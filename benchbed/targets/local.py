@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from benchbed.config import LocalTarget as LocalSpec
@@ -32,7 +32,11 @@ class LocalSession:
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
         out = Tail(limit=1 << 20)
-        return self.stream(argv, lambda line: out.add(line + "\n"), timeout=timeout, _stdout=out)
+
+        def keep(line: str) -> None:
+            out.add(line + "\n")
+
+        return self.stream(argv, keep, timeout=timeout, _stdout=out)
 
     def stream(
         self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None, _stdout: Tail | None = None
@@ -40,16 +44,25 @@ class LocalSession:
         t0 = time.perf_counter()
         try:
             proc = subprocess.Popen(
-                list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, start_new_session=True,
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
             )
         except OSError as err:
             return CommandResult(tuple(argv), 127, "", f"cannot start {argv[0]!r}: {err.strerror}", 0.0)
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         err_tail = Tail()
         stderr = proc.stderr
-        drain = threading.Thread(target=lambda: [err_tail.add(b.decode("utf-8", "replace")) for b in stderr],
-                                 daemon=True)
+
+        def pump() -> None:
+            for chunk in iter(lambda: stderr.read1(65536), b""):
+                err_tail.add(chunk.decode("utf-8", "replace"))
+
+        drain = threading.Thread(target=pump, daemon=True)
         drain.start()
         timed_out = threading.Event()
 
@@ -74,15 +87,14 @@ class LocalSession:
             drain.join(timeout=5)
             proc.stdout.close()
             proc.stderr.close()
-        return CommandResult(tuple(argv), rc, str(_stdout or ""), str(err_tail), time.perf_counter() - t0,
-                             timed_out.is_set())
+        return CommandResult(
+            tuple(argv), rc, str(_stdout or ""), str(err_tail), time.perf_counter() - t0, timed_out.is_set()
+        )
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class LocalTarget:

@@ -17,7 +17,7 @@ Better = Literal["higher", "lower"]
 Phase = Literal["cold", "warmup", "measure"]
 
 
-class Skipped(Exception):  # noqa: N818 - a signal, not an error: the workload cannot run here
+class Skipped(Exception):
     """Raised by a workload that cannot run in this target; the reason reaches the report verbatim."""
 
 

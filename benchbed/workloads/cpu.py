@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from benchbed.workloads.base import Context, Sample, require_module, workload
@@ -46,11 +46,16 @@ def cpu_stream(p: Stream, ctx: Context) -> Iterator[Sample]:
     c = np.zeros(p.n)
     s = p.scalar
     word = 8
-    kernels = {
+
+    def triad() -> None:
+        np.multiply(c, s, out=a)
+        np.add(a, b, out=a)
+
+    kernels: dict[str, tuple[Callable[[], object], int]] = {
         "copy": (lambda: np.copyto(c, a), 2),
         "scale": (lambda: np.multiply(c, s, out=b), 2),
         "add": (lambda: np.add(a, b, out=c), 3),
-        "triad": (lambda: (np.multiply(c, s, out=a), np.add(a, b, out=a)), 3),
+        "triad": (triad, 3),
     }
     for phase, rep in ctx.schedule():
         for name, (fn, arrays) in kernels.items():
