@@ -88,6 +88,10 @@ def _libraries() -> dict[str, str]:
     return found
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _gpus_nvml() -> list[dict[str, Any]] | None:
     try:
         import pynvml
@@ -104,26 +108,26 @@ def _gpus_nvml() -> list[dict[str, Any]] | None:
         for i in range(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             g: dict[str, Any] = {"index": i, "driver": driver, "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"}
-            probes: dict[str, Callable[[], Any]] = {
-                "name": lambda h=h: pynvml.nvmlDeviceGetName(h),
-                "uuid": lambda h=h: pynvml.nvmlDeviceGetUUID(h),
-                "pci_bus_id": lambda h=h: pynvml.nvmlDeviceGetPciInfo(h).busId,
-                "pcie_gen": lambda h=h: pynvml.nvmlDeviceGetCurrPcieLinkGeneration(h),
-                "pcie_width": lambda h=h: pynvml.nvmlDeviceGetCurrPcieLinkWidth(h),
-                "pcie_gen_max": lambda h=h: pynvml.nvmlDeviceGetMaxPcieLinkGeneration(h),
-                "pcie_width_max": lambda h=h: pynvml.nvmlDeviceGetMaxPcieLinkWidth(h),
-                "sm_clock_mhz": lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
-                "mem_clock_mhz": lambda h=h: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
-                "memory_total_bytes": lambda h=h: pynvml.nvmlDeviceGetMemoryInfo(h).total,
-                "ecc_mode": lambda h=h: pynvml.nvmlDeviceGetEccMode(h)[0],
-                "mig_mode": lambda h=h: pynvml.nvmlDeviceGetMigMode(h)[0],
-                "power_limit_w": lambda h=h: pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000,
+            probes: dict[str, tuple[str, tuple[Any, ...], Callable[[Any], Any]]] = {
+                "name": ("nvmlDeviceGetName", (), _same),
+                "uuid": ("nvmlDeviceGetUUID", (), _same),
+                "pci_bus_id": ("nvmlDeviceGetPciInfo", (), lambda v: v.busId),
+                "pcie_gen": ("nvmlDeviceGetCurrPcieLinkGeneration", (), _same),
+                "pcie_width": ("nvmlDeviceGetCurrPcieLinkWidth", (), _same),
+                "pcie_gen_max": ("nvmlDeviceGetMaxPcieLinkGeneration", (), _same),
+                "pcie_width_max": ("nvmlDeviceGetMaxPcieLinkWidth", (), _same),
+                "sm_clock_mhz": ("nvmlDeviceGetClockInfo", (getattr(pynvml, "NVML_CLOCK_SM", 1),), _same),
+                "mem_clock_mhz": ("nvmlDeviceGetClockInfo", (getattr(pynvml, "NVML_CLOCK_MEM", 2),), _same),
+                "memory_total_bytes": ("nvmlDeviceGetMemoryInfo", (), lambda v: v.total),
+                "ecc_mode": ("nvmlDeviceGetEccMode", (), lambda v: v[0]),
+                "mig_mode": ("nvmlDeviceGetMigMode", (), lambda v: v[0]),
+                "power_limit_w": ("nvmlDeviceGetPowerManagementLimit", (), lambda v: v / 1000),
             }
-            for key, probe in probes.items():
+            for key, (fn, args, pick) in probes.items():
                 try:
-                    value = probe()
+                    value = pick(getattr(pynvml, fn)(h, *args))
                     g[key] = value.decode() if isinstance(value, bytes) else value
-                except Exception:
+                except Exception:  # one missing probe (old driver, MIG) must not hide the others
                     g[key] = None
             gpus.append(g)
     finally:

@@ -59,7 +59,7 @@ class LocalSession:
         stderr = proc.stderr
 
         def pump() -> None:
-            for chunk in iter(lambda: stderr.read1(65536), b""):
+            for chunk in iter(lambda: os.read(stderr.fileno(), 65536), b""):
                 err_tail.add(chunk.decode("utf-8", "replace"))
 
         drain = threading.Thread(target=pump, daemon=True)

@@ -1,0 +1,1 @@
+"""HTML / Markdown reports rendered from a run directory."""
