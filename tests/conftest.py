@@ -1,0 +1,31 @@
+"""Shared test plumbing.
+
+`BENCHBED_REQUIRE=ssh,docker,libvirt` (set by .ci/run) turns "component absent → skip" into a failure, so CI
+cannot go green by skipping the real thing. Integration tests call `need(component, reason)` instead of
+pytest.skip when a real component is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def required() -> set[str]:
+    return {c.strip() for c in os.environ.get("BENCHBED_REQUIRE", "").split(",") if c.strip()}
+
+
+def need(component: str, reason: str) -> None:
+    """Skip because `component` is unavailable — or fail if BENCHBED_REQUIRE says it must be there."""
+    if component in required():
+        pytest.fail(f"{component} is required (BENCHBED_REQUIRE) but unavailable: {reason}", pytrace=False)
+    pytest.skip(f"{component} unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
