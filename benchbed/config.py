@@ -143,9 +143,17 @@ def _validation_error(doc: Located, err: ValidationError) -> ConfigError:
     first = errors[0]
     loc = _strip_union_tags(doc, tuple(first["loc"]))
     msg = first["msg"]
-    if first["type"] == "extra_forbidden":
+    kind = first["type"]
+    if kind == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
-    elif "input" in first and first["type"] not in ("missing",):
+    elif kind == "union_tag_invalid":
+        ctx = first.get("ctx", {})
+        loc = (*loc, "kind")
+        msg = f"unknown kind {ctx.get('tag')!r} (known: {ctx.get('expected_tags')})"
+    elif loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+        msg = f"invalid name {loc[-1]!r}: {_lower1(msg)}"
+    elif "input" in first and kind != "missing":
         msg += f" (got {first['input']!r})"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return ConfigError(f"{doc.where(loc)}: {_fmt_loc(loc)}: {msg}{more}", hint="see `benchbed schema`")
@@ -244,16 +252,20 @@ def load_suite(path: Path) -> LoadedSuite:
         for point in entry.grid():
             try:
                 check_params(info, point)
-            except (ValueError, ValidationError) as err:
-                text = str(err).splitlines()[0] if isinstance(err, ValueError) else _pyd_msg(err)
+            except (ValueError, ValidationError) as err:  # ValidationError is a ValueError: test it first
+                text = _pyd_msg(err) if isinstance(err, ValidationError) else str(err)
                 loc = ("workloads", i, "params")
                 raise ConfigError(f"{doc.where(loc)}: workloads[{i}].params: {text}") from err
     return LoadedSuite(suite=suite, path=path, source_text=path.read_text(encoding="utf-8"), module_paths=modules)
 
 
+def _lower1(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def _pyd_msg(err: ValidationError) -> str:
     e = err.errors()[0]
-    return f"{_fmt_loc(tuple(e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+    return f"{_fmt_loc(tuple(e['loc']))}: {_lower1(e['msg'])} (got {e.get('input')!r})"
 
 
 def json_schemas() -> dict[str, Any]:

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,6 +94,8 @@ class RunWriter:
             "schema_version": SCHEMA_VERSION,
             "status": "running",
             "started": datetime.now(UTC).isoformat(),
+            "controller_pid": os.getpid(),
+            "controller_host": socket.gethostname(),
             **meta,
         }
         _atomic_json(run_dir / "run.json", self.meta)
@@ -147,6 +150,20 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _writer_alive(meta: dict[str, Any]) -> bool:
+    """A 'running' run whose harness died is incomplete. Only checkable on the host that wrote it."""
+    pid = meta.get("controller_pid")
+    if meta.get("controller_host") != socket.gethostname() or not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_run(run_dir: Path) -> RunData:
     """Read a run directory into tidy DataFrames (one row per sample / per instance)."""
     meta_path = run_dir / "run.json"
@@ -164,6 +181,9 @@ def load_run(run_dir: Path) -> RunData:
             f"{run_dir}: written with results schema {version}, this benchbed reads up to {SCHEMA_VERSION}",
             hint="upgrade benchbed",
         )
+    if meta.get("status") == "running" and not _writer_alive(meta):
+        meta["status"] = "incomplete"
+        meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     samples = pd.DataFrame(_read_jsonl(run_dir / "samples.jsonl"), columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
     cases = pd.DataFrame(_read_jsonl(run_dir / "cases.jsonl"))

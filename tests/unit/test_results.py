@@ -1,0 +1,84 @@
+"""Run directories: versioned, append-only, readable after a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchbed.errors import ResultsFormatError
+from benchbed.results import SCHEMA_VERSION, RunWriter, load_run
+
+
+def sample(i: int) -> dict[str, object]:
+    return {
+        "target": "local",
+        "workload": "w",
+        "params": {},
+        "metric": "m",
+        "unit": "s",
+        "better": "lower",
+        "value": float(i),
+        "instance": 0,
+        "repetition": i,
+        "phase": "measure",
+        "valid": True,
+        "reason": None,
+        "case": 0,
+    }
+
+
+def test_roundtrip_and_status(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "r", {"suite": {"name": "x"}})
+    for i in range(3):
+        w.sample(sample(i))
+    w.case({"case": 0, "target": "local", "status": "ok"})
+    w.env("local", {"kernel": "k"})
+    w.finish("complete")
+    run = load_run(tmp_path / "r")
+    assert run.meta["status"] == "complete"
+    assert list(run.samples["value"]) == [0.0, 1.0, 2.0]
+    assert run.env == {"local": {"kernel": "k"}}
+    assert len(run.cases) == 1
+
+
+def test_never_overwrites(tmp_path: Path) -> None:
+    RunWriter(tmp_path / "r", {}).finish("complete")
+    with pytest.raises(ResultsFormatError, match="never overwritten"):
+        RunWriter(tmp_path / "r", {})
+
+
+def test_truncated_last_line_loses_only_that_sample(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "r", {})
+    w.sample(sample(0))
+    w.finish("incomplete")
+    with (tmp_path / "r" / "samples.jsonl").open("a") as f:
+        f.write('{"target": "local", "val')
+    assert len(load_run(tmp_path / "r").samples) == 1
+
+
+def test_corrupt_middle_line_is_an_error(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "r", {})
+    w.finish("complete")
+    (tmp_path / "r" / "samples.jsonl").write_text("garbage\n" + json.dumps(sample(1)) + "\n")
+    with pytest.raises(ResultsFormatError, match=r"samples.jsonl:1: not valid JSON"):
+        load_run(tmp_path / "r")
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "r", {})
+    w.finish("complete", schema_version=SCHEMA_VERSION + 1)
+    with pytest.raises(ResultsFormatError, match="upgrade benchbed"):
+        load_run(tmp_path / "r")
+
+
+def test_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ResultsFormatError, match="not a benchbed run"):
+        load_run(tmp_path)
+
+
+def test_dead_writer_means_incomplete(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "r", {})
+    w.update(controller_pid=2**22 + 12345)  # no such pid: the harness "died" while running
+    assert load_run(tmp_path / "r").meta["status"] == "incomplete"
