@@ -29,3 +29,16 @@ def need(component: str, reason: str) -> None:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Any skip of a test whose marker names a required component becomes a failure, however it skipped."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped:
+        return
+    hit = sorted(m.name for m in item.iter_markers() if m.name in required())
+    if hit:
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but BENCHBED_REQUIRE includes {', '.join(hit)}: {report.longrepr}"
