@@ -36,31 +36,52 @@ class LocalTarget(TargetBase):
     kind: Literal["local"] = "local"
 
 
-class SshTarget(TargetBase):
+class SshFields(TargetBase):
+    """Everything an SSH target says except which host: shared by targets and group templates."""
+
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = Field(None, description="Login user; the local user name when absent")
+    key: str | None = Field(None, description="Private key file; the SSH agent and ~/.ssh/id_* are used when absent")
+    known_hosts: str = Field("~/.ssh/known_hosts", description="Host keys are always verified against this file")
+    accept_new_host_key: bool = Field(
+        False, description="Trust an unknown host key once and append it to known_hosts (never by default)"
+    )
+    workdir: str | None = Field(
+        None, description="Remote parent of the private per-instance workdir (mode 700); $TMPDIR or /tmp if absent"
+    )
+    proxy_jump: str | None = Field(
+        None, pattern=r"^([^@\s]+@)?[^@\s:]+(:\d+)?$", description="[user@]host[:port] to tunnel through"
+    )
+    sudo: bool = Field(False, description="Run the agent with `sudo -n` (workloads that drop page caches)")
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect, SSH banner, auth, opening a channel")
+    command_timeout_s: float = Field(
+        120.0, gt=0, description="Limit for benchbed's own remote commands (probe, cleanup); cases use timeout_s"
+    )
+
+
+class SshTarget(SshFields):
     """A bare-metal host reached over SSH (paramiko)."""
 
     kind: Literal["ssh"]
-    host: str
-    port: int = Field(22, ge=1, le=65535)
-    user: str | None = None
-    key: str | None = Field(None, description="Private key file; the SSH agent is used when absent")
-    known_hosts: str = "~/.ssh/known_hosts"
-    accept_new_host_key: bool = Field(False, description="Trust and record an unknown host key (never by default)")
-    workdir: str | None = Field(None, description="Remote parent directory for the private per-run workdir")
-    proxy_jump: str | None = None
-    sudo: bool = False
-    connect_timeout_s: float = Field(10.0, gt=0)
-    command_timeout_s: float = Field(3600.0, gt=0)
+    host: str = Field(min_length=1)
 
 
 TargetSpec = Annotated[LocalTarget | SshTarget, Field(discriminator="kind")]
 
 
-class TargetGroup(Strict):
-    """Many hosts that share one definition: `hosts: [gpu01, gpu02]` expands to one target per host."""
+class SshTemplate(SshFields):
+    """An SSH target whose host the group fills in (a `host:` written here is a placeholder, replaced)."""
 
-    hosts: list[str] = Field(min_length=1)
-    template: SshTarget
+    kind: Literal["ssh"] = "ssh"
+    host: str | None = None
+
+
+class TargetGroup(Strict):
+    """Many hosts that share one definition: `hosts: [gpu01, gpu02]` expands to one target per host, named
+    after it (so host names must be valid target names)."""
+
+    hosts: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1)
+    template: SshTemplate = Field(default_factory=lambda: SshTemplate.model_validate({}))
 
 
 class TargetsFile(Strict):
@@ -73,7 +94,7 @@ class TargetsFile(Strict):
             for host in group.hosts:
                 if host in out:
                     raise ValueError(f"group host {host!r} clashes with a target of the same name")
-                out[host] = group.template.model_copy(update={"host": host})
+                out[host] = SshTarget(**{**group.template.model_dump(), "host": host})
         return out
 
 

@@ -1,0 +1,579 @@
+"""`ssh`: a bare-metal host reached over SSH (paramiko) — the remote twin of `local`.
+
+Each instance gets its own connection, a private workdir (mode 700) and a fresh agent process, so every phase
+is measured honestly from the controller: `connect` (TCP + SSH handshake + auth), `first_rtt` (first command
+round trip: probe the python, create the workdir). Host keys are always verified; an unknown key is refused
+unless `accept_new_host_key` is set, and a changed key is refused, always.
+
+The remote side runs under a small POSIX-sh wrapper that records its pid — sshd makes every session its own
+process group, so that pid is the group to kill when a command times out or the controller is interrupted.
+Teardown removes the workdir in every case it can reach the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import errno
+import getpass
+import hashlib
+import logging
+import os
+import re
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import paramiko
+
+from benchbed.config import SshTarget as SshSpec
+from benchbed.errors import ProvisionError, TransportError
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines
+
+log = logging.getLogger(__name__)
+
+WORKDIR_PREFIX = "benchbed-"
+CHUNK = 1 << 16
+POLL_S = 0.5  # longest select() wait: bounds how late a deadline, an abort or a dropped link is noticed
+KILL_WAIT_S = 10.0
+NO_STATUS = 255  # what OpenSSH's client reports when it gets no exit status either
+SIGNAL_MARK = "__benchbed_signal__ "
+_SIGNAL_RE = re.compile(r"\n?" + re.escape(SIGNAL_MARK) + r"(\d+)\n?$")
+# exit codes of the probe script
+_NO_PYTHON, _NO_WORKDIR, _NO_SUDO = 90, 91, 92
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+# ── host keys ──────────────────────────────────────────────────────────────────────────────────────────────
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's notation (`ssh-ed25519 SHA256:…`), so users can compare it with `ssh-keygen -lf`."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """The name OpenSSH and paramiko file a host under: plain for port 22, `[host]:port` otherwise."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class UnknownHostKey(paramiko.SSHException):
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(f"unknown host key for {hostname}: {fingerprint(key)}")
+        self.hostname = hostname
+        self.key = key
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    """The default: a host we have never seen is refused (paramiko refuses changed keys before any policy)."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise UnknownHostKey(hostname, key)
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """`accept_new_host_key: true`: trust a never-seen key once and append it to known_hosts (like OpenSSH's
+    StrictHostKeyChecking=accept-new). Appends, never rewrites, so comments and hashed entries survive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _KNOWN_HOSTS_LOCK:
+            try:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        line = "\n" + line
+                    os.write(fd, line.encode())
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                raise paramiko.SSHException(f"cannot record the new host key in {self.path}: {err.strerror}") from err
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        log.warning("accepted new host key for %s (%s) and saved it to %s", hostname, fingerprint(key), self.path)
+
+
+# ── session ────────────────────────────────────────────────────────────────────────────────────────────────
+class _Deadline(Exception):
+    """The command ran past its timeout."""
+
+
+class _Err:
+    """stderr kept as a bounded tail; decoded incrementally so multi-byte characters split across chunks survive."""
+
+    def __init__(self) -> None:
+        self.tail = Tail()
+        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, data: bytes) -> None:
+        self.tail.add(self._dec.decode(data))
+
+    def text(self) -> str:
+        self.tail.add(self._dec.decode(b"", final=True))
+        return str(self.tail)
+
+
+class SshSession:
+    """A live connection plus the private workdir on the host. Commands run with the workdir as cwd."""
+
+    def __init__(self, target: SshTarget, client: paramiko.SSHClient, workdir: str) -> None:
+        self.target = target
+        self.client = client
+        self.workdir = workdir
+        self._sftp: paramiko.SFTPClient | None = None
+        self._count = 0
+        self._live: set[paramiko.Channel] = set()
+        self._lock = threading.Lock()
+        self.aborted = threading.Event()
+        self.unfinished: list[str] = []  # pid files of commands that may still run (connection lost)
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError(f"target {self.target.name!r}: connection to {self.target.where} is closed")
+        return transport
+
+    def alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+    # -- files --
+    def put(self, local: Path, remote: str) -> None:
+        where = self.target.where
+        try:
+            if self._sftp is None:
+                self._sftp = self.client.open_sftp()
+            self._sftp.put(str(local), remote)
+        except PermissionError as err:
+            raise TransportError(f"target {self.target.name!r}: permission denied writing {remote} on {where}") from err
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            why = getattr(err, "strerror", None) or str(err) or type(err).__name__
+            raise TransportError(
+                f"target {self.target.name!r}: cannot copy {local.name} to {where}:{remote}: {why}"
+            ) from err
+
+    # -- commands --
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        out = Tail(limit=1 << 20)
+
+        def keep(line: str) -> None:
+            out.add(line + "\n")
+
+        res = self.stream(argv, keep, timeout=timeout)
+        return CommandResult(res.argv, res.rc, str(out), res.stderr, res.wall_s, res.timed_out)
+
+    def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
+        """Run argv on the host; stdout lines go to on_line as they arrive, stderr is drained alongside (never a
+        deadlock, whatever either side writes). On timeout, interrupt or a raising on_line the remote process
+        group is killed before this returns or raises."""
+        t0 = time.perf_counter()
+        limit = timeout if timeout is not None else self.target.spec.command_timeout_s
+        deadline = t0 + limit
+        self._count += 1
+        pidfile = f"{self.workdir}/.pid-{self._count}"
+        if self.aborted.is_set():
+            raise TransportError(f"target {self.target.name!r}: command aborted")
+        chan = self._open(self._wrap(argv, pidfile))
+        err = _Err()
+        finished = timed_out = False
+        try:
+            try:
+                if self.aborted.is_set():  # abort() raced with the start: close what it could not see
+                    chan.close()
+                rest = iter_lines(self._drain(chan, err, deadline), on_line)
+                if rest:
+                    on_line(rest)
+                rc = self._exit_status(chan, deadline)
+            except _Deadline:
+                timed_out, rc = True, -9
+            if self.aborted.is_set():
+                raise TransportError(f"target {self.target.name!r}: command aborted")
+            if rc is None:
+                raise TransportError(
+                    f"target {self.target.name!r}: connection to {self.target.where} dropped "
+                    f"while {argv[0]!r} was running"
+                )
+            finished = not timed_out
+        finally:
+            if not finished:
+                self._kill(pidfile)
+            self._close(chan)
+        stderr = err.text()
+        m = _SIGNAL_RE.search(stderr)
+        if m and rc > 128:
+            rc, stderr = -int(m.group(1)), stderr[: m.start()] + "\n"
+        elif rc == NO_STATUS:
+            stderr += "benchbed: the remote command ended without an exit status (killed with its shell?)\n"
+        return CommandResult(tuple(argv), rc, "", stderr, time.perf_counter() - t0, timed_out)
+
+    def sh(self, script: str, timeout: float) -> CommandResult:
+        """A plumbing command (probe, kill, cleanup): plain sh, no wrapper, no cwd; works after abort()."""
+        chan = self._open(script)
+        err, out = _Err(), bytearray()
+        t0 = time.perf_counter()
+        try:
+            try:
+                for chunk in self._drain(chan, err, t0 + timeout):
+                    out += chunk
+                rc = self._exit_status(chan, t0 + timeout)
+            except _Deadline:
+                raise TransportError(
+                    f"target {self.target.name!r}: a plumbing command timed out after {timeout:g} s on "
+                    f"{self.target.where}"
+                ) from None
+        finally:
+            self._close(chan)
+        if rc is None:
+            raise TransportError(f"target {self.target.name!r}: connection to {self.target.where} dropped")
+        return CommandResult(
+            ("sh", "-c", script), rc, out.decode(errors="replace"), err.text(), time.perf_counter() - t0
+        )
+
+    def abort(self) -> None:
+        """Called from another thread (the runner on Ctrl-C): end the running commands now; teardown follows."""
+        self.aborted.set()
+        with self._lock:
+            live = list(self._live)
+        for chan in live:
+            with suppress(Exception):
+                chan.close()
+
+    def _wrap(self, argv: Sequence[str], pidfile: str) -> str:
+        """cd to the workdir, record the session's pid (= its process group, sshd made it a session leader),
+        run argv and turn a death by signal into a marker line the controller maps back to rc = -signal."""
+        cmd = shlex.join(argv)
+        if self.target.spec.sudo:
+            cmd = "sudo -n -- " + cmd
+        q = shlex.quote
+        return (
+            f"cd {q(self.workdir)} || exit {_NO_WORKDIR}; echo $$ > {q(pidfile)}; {cmd}; rc=$?; "
+            f'if [ $rc -gt 128 ] && [ $rc -lt 193 ]; then echo "{SIGNAL_MARK}$((rc - 128))" >&2; fi; '
+            f"rm -f {q(pidfile)}; exit $rc"
+        )
+
+    def _open(self, command: str) -> paramiko.Channel:
+        spec = self.target.spec
+        try:
+            chan = self.transport.open_session(timeout=spec.connect_timeout_s)
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            why = str(err) or type(err).__name__
+            raise TransportError(
+                f"target {self.target.name!r}: cannot open a channel to {self.target.where}: {why}"
+            ) from err
+        with self._lock:
+            self._live.add(chan)
+        try:
+            chan.exec_command(command)
+            chan.shutdown_write()  # stdin: EOF at once, nothing ever reads it
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            self._close(chan)
+            raise TransportError(
+                f"target {self.target.name!r}: cannot start a command on {self.target.where}: {err}"
+            ) from err
+        return chan
+
+    def _close(self, chan: paramiko.Channel) -> None:
+        with self._lock:
+            self._live.discard(chan)
+        with suppress(Exception):
+            chan.close()
+
+    @staticmethod
+    def _drain(chan: paramiko.Channel, err: _Err, deadline: float) -> Iterator[bytes]:
+        """stdout chunks until the remote side closes its output, draining stderr on the way."""
+        fd = chan.fileno()  # a pipe paramiko sets when either stream has data, or at EOF / close
+        while True:
+            if chan.recv_stderr_ready():
+                err.add(chan.recv_stderr(CHUNK))
+            if chan.recv_ready():
+                data = chan.recv(CHUNK)
+                if data:
+                    yield data
+                    continue
+            if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
+                return
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise _Deadline
+            select.select([fd], [], [], min(left, POLL_S))
+
+    @staticmethod
+    def _exit_status(chan: paramiko.Channel, deadline: float) -> int | None:
+        """The exit status once it arrives; None if the channel closed without one (dropped link or abort)."""
+        while not chan.status_event.wait(min(POLL_S, max(deadline - time.perf_counter(), 0.0))):
+            if time.perf_counter() >= deadline:
+                raise _Deadline
+        rc: int = chan.exit_status
+        if rc == -1:  # paramiko's "no exit-status message": closed under us, or exit-signal from a killed shell
+            transport = chan.get_transport()
+            return None if chan.closed and not (transport and transport.is_active()) else NO_STATUS
+        return rc
+
+    def _kill(self, pidfile: str) -> None:
+        """Best effort: kill the process group recorded in pidfile. Waits briefly for the wrapper to write it,
+        in case we are interrupted within milliseconds of the start."""
+        if not self.alive():
+            self.unfinished.append(pidfile)
+            return
+        try:
+            self.sh(kill_script([pidfile], self.target.spec.sudo, wait=True), KILL_WAIT_S)
+        except TransportError as err:
+            self.unfinished.append(pidfile)
+            log.warning("%s", err)
+
+    def close_sftp(self) -> None:
+        if self._sftp is not None:
+            with suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+
+
+def kill_script(pidfiles: Sequence[str], sudo: bool, *, wait: bool) -> str:
+    q = shlex.quote
+    priv = "sudo -n " if sudo else ""
+    parts = []
+    for f in pidfiles:
+        poll = f"i=0; while [ ! -s {q(f)} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done; " if wait else ""
+        parts.append(f"{poll}if [ -s {q(f)} ]; then {priv}kill -s KILL -- -$(cat {q(f)}) 2>/dev/null; rm -f {q(f)}; fi")
+    return "; ".join([*parts, "true"])
+
+
+# ── target ─────────────────────────────────────────────────────────────────────────────────────────────────
+def _jump(spec: str, default_user: str) -> tuple[str, str, int]:
+    """`[user@]host[:port]` → (user, host, port)."""
+    user, _, hostport = spec.rpartition("@")
+    host, port = hostport, 22
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 22
+    elif hostport.count(":") == 1:
+        host, _, p = hostport.partition(":")
+        port = int(p)
+    return user or default_user, host, port
+
+
+def _tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """TCP_NODELAY matters: with Nagle on, every SSH request/reply pair waits out a 40 ms delayed ACK."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class SshTarget:
+    def __init__(self, name: str, spec: SshSpec, run_id: str) -> None:
+        self.name = name
+        self.spec = spec
+        self.run_id = run_id
+        self.user = spec.user or getpass.getuser()
+        self.where = f"{self.user}@{spec.host}:{spec.port}"
+        self.known_hosts = Path(spec.known_hosts).expanduser()
+        self.key = Path(spec.key).expanduser() if spec.key else None
+        self._clock = PhaseClock()
+
+    def startup_phases(self) -> dict[str, float]:
+        return dict(self._clock.phases)
+
+    @contextmanager
+    def provision(self) -> Iterator[SshSession]:
+        self._clock = clock = PhaseClock()
+        t0 = time.perf_counter()
+        client, jump = self.connect()
+        clock.add("connect", time.perf_counter() - t0)
+        session: SshSession | None = None
+        try:
+            t1 = time.perf_counter()
+            session = SshSession(self, client, "")
+            session.workdir = self._probe(session)
+            clock.add("first_rtt", time.perf_counter() - t1)
+            yield session
+        finally:
+            try:
+                if session is not None and session.workdir:
+                    session.close_sftp()
+                    self._cleanup(session)
+            finally:
+                client.close()
+                if jump is not None:
+                    jump.close()
+
+    # -- connection --
+    def connect(self) -> tuple[paramiko.SSHClient, paramiko.SSHClient | None]:
+        """An authenticated client (and the jump host's client, to be closed after it), or one clear error."""
+        spec = self.spec
+        if self.key is not None and not self.key.is_file():
+            raise ProvisionError(f"target {self.name!r}: key file {self.key} not found")
+        if not spec.proxy_jump:
+            return self._client(spec.host, spec.port, self.user, None), None
+        try:
+            juser, jhost, jport = _jump(spec.proxy_jump, self.user)
+        except ValueError as err:
+            raise ProvisionError(
+                f"target {self.name!r}: proxy_jump {spec.proxy_jump!r} is not [user@]host[:port]"
+            ) from err
+        jump = self._client(jhost, jport, juser, None, via="jump host ")
+        try:
+            transport = jump.get_transport()
+            assert transport is not None
+            try:
+                sock = transport.open_channel(
+                    "direct-tcpip", (spec.host, spec.port), ("127.0.0.1", 0), timeout=spec.connect_timeout_s
+                )
+            except (paramiko.SSHException, OSError, EOFError) as err:
+                raise ProvisionError(
+                    f"target {self.name!r}: jump host {jhost}:{jport} cannot reach {spec.host}:{spec.port}: {err}"
+                ) from err
+            return self._client(spec.host, spec.port, self.user, sock), jump
+        except BaseException:
+            jump.close()
+            raise
+
+    def _client(
+        self, host: str, port: int, user: str, sock: paramiko.Channel | socket.socket | None, via: str = ""
+    ) -> paramiko.SSHClient:
+        spec = self.spec
+        where = f"{via}{user}@{host}:{port}"
+        client = paramiko.SSHClient()
+        try:
+            try:
+                client.load_host_keys(str(self.known_hosts))
+            except FileNotFoundError:
+                pass  # nothing known yet: every key is unknown
+            except (OSError, paramiko.SSHException) as err:
+                raise ProvisionError(
+                    f"target {self.name!r}: cannot read known_hosts {self.known_hosts}: {err}"
+                ) from err
+            client.set_missing_host_key_policy(
+                _AcceptNew(self.known_hosts) if spec.accept_new_host_key else _RejectUnknown()
+            )
+            t = spec.connect_timeout_s
+            try:
+                if sock is None:
+                    sock = _tcp(host, port, t)
+                client.connect(
+                    host,
+                    port=port,
+                    username=user,
+                    key_filename=str(self.key) if self.key else None,
+                    allow_agent=self.key is None,
+                    look_for_keys=self.key is None,
+                    timeout=t,
+                    banner_timeout=t,
+                    auth_timeout=t,
+                    channel_timeout=t,
+                    sock=sock,
+                )
+            except Exception as err:
+                if isinstance(sock, socket.socket):
+                    sock.close()
+                raise self._connect_error(err, host, port, where) from err
+            transport = client.get_transport()
+            if transport is not None:
+                transport.set_keepalive(30)
+            return client
+        except BaseException:
+            client.close()
+            raise
+
+    def _connect_error(self, err: Exception, host: str, port: int, where: str) -> ProvisionError:
+        n = f"target {self.name!r}"
+        hn = known_hosts_name(host, port)
+        if isinstance(err, UnknownHostKey):
+            return ProvisionError(
+                f"{n}: host key of {hn} is unknown ({fingerprint(err.key)}, not in {self.known_hosts}); refusing",
+                hint="check the fingerprint out of band, then add it to known_hosts or set accept_new_host_key: true",
+            )
+        if isinstance(err, paramiko.BadHostKeyException):
+            return ProvisionError(
+                f"{n}: host key of {hn} has CHANGED: server offers {fingerprint(err.key)}, {self.known_hosts} has "
+                f"{fingerprint(err.expected_key)}; refusing (possible man-in-the-middle)",
+                hint=f"if the host was reinstalled, remove the old key: ssh-keygen -f {self.known_hosts} -R '{hn}'",
+            )
+        if isinstance(err, paramiko.PasswordRequiredException):
+            return ProvisionError(
+                f"{n}: key {self.key} is passphrase-protected", hint="load it into ssh-agent and omit `key:`"
+            )
+        if isinstance(err, paramiko.AuthenticationException):
+            how = f"key {self.key}" if self.key else "the SSH agent and default keys"
+            return ProvisionError(
+                f"{n}: authentication failed for {where} with {how}",
+                hint="check `user:` and `key:`, and that the public key is in the host's authorized_keys",
+            )
+        if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+            refused = all(getattr(e, "errno", None) == errno.ECONNREFUSED for e in err.errors.values())
+            why = "connection refused" if refused else str(err)
+            return ProvisionError(f"{n}: cannot connect to {where}: {why}", hint="is sshd running there?")
+        if isinstance(err, ConnectionRefusedError):
+            return ProvisionError(f"{n}: cannot connect to {where}: connection refused", hint="is sshd running there?")
+        if isinstance(err, socket.gaierror):
+            return ProvisionError(f"{n}: cannot resolve host {host!r}: {err.strerror}")
+        if isinstance(err, TimeoutError):
+            return ProvisionError(f"{n}: no answer from {where} within {self.spec.connect_timeout_s:g} s")
+        if isinstance(err, (paramiko.SSHException, EOFError)):
+            return ProvisionError(f"{n}: SSH handshake with {where} failed: {err or type(err).__name__}")
+        if isinstance(err, OSError):
+            return ProvisionError(f"{n}: cannot connect to {where}: {err.strerror or err}")
+        return ProvisionError(f"{n}: cannot connect to {where}: {type(err).__name__}: {err}")
+
+    # -- remote workdir --
+    def _probe(self, session: SshSession) -> str:
+        """First command: python present? (sudo usable?) then a fresh private workdir (mktemp -d: mode 700)."""
+        spec, q = self.spec, shlex.quote
+        if spec.workdir:
+            parent = spec.workdir
+            parent_sh = f'"$HOME"/{q(parent[2:])}' if parent.startswith("~/") else q(parent)
+        else:
+            parent, parent_sh = "$TMPDIR or /tmp", '"${TMPDIR:-/tmp}"'
+        template = q(f"/{WORKDIR_PREFIX}{self.run_id}-XXXXXX")
+        script = [f"command -v {q(spec.python)} >/dev/null 2>&1 || exit {_NO_PYTHON}"]
+        if spec.sudo:
+            script.append(f"sudo -n true || exit {_NO_SUDO}")
+        script.append(f"umask 077; mkdir -p {parent_sh} && mktemp -d {parent_sh}{template} || exit {_NO_WORKDIR}")
+        res = session.sh("; ".join(script), self.spec.command_timeout_s)
+        last_err = (res.stderr.strip().splitlines() or ["no stderr"])[-1]
+        n = f"target {self.name!r}"
+        if res.rc == _NO_PYTHON:
+            raise ProvisionError(
+                f"{n}: python {spec.python!r} not found on {self.where}", hint="install python3 or set `python:`"
+            )
+        if res.rc == _NO_SUDO:
+            raise ProvisionError(f"{n}: `sudo: true` but sudo -n fails on {self.where}: {last_err}")
+        if res.rc == _NO_WORKDIR:
+            raise ProvisionError(f"{n}: cannot create a private workdir under {parent} on {self.where}: {last_err}")
+        path = res.stdout.strip().splitlines()[-1:] if res.rc == 0 else []
+        if not path or not path[0].startswith("/"):
+            raise ProvisionError(f"{n}: workdir probe on {self.where} failed (rc {res.rc}): {last_err}")
+        return path[0]
+
+    def _cleanup(self, session: SshSession) -> None:
+        """Kill what may still run, remove the workdir. Over the live connection, or a fresh one if it dropped."""
+        rm = ("sudo -n " if self.spec.sudo else "") + f"rm -rf -- {shlex.quote(session.workdir)}"
+        script = kill_script(session.unfinished, self.spec.sudo, wait=False) + "; " + rm
+        try:
+            if session.alive() and not session.aborted.is_set():
+                session.sh(script, self.spec.command_timeout_s)
+                return
+        except TransportError:
+            pass
+        try:  # the link dropped (or was aborted): one fresh attempt, so nothing is left behind on a live host
+            client, jump = self.connect()
+        except ProvisionError as err:
+            log.warning("target %r: could not remove %s on %s: %s", self.name, session.workdir, self.where, err)
+            return
+        try:
+            SshSession(self, client, session.workdir).sh(script, self.spec.command_timeout_s)
+        except TransportError as err:
+            log.warning("target %r: could not remove %s on %s: %s", self.name, session.workdir, self.where, err)
+        finally:
+            client.close()
+            if jump is not None:
+                jump.close()
