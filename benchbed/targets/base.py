@@ -29,6 +29,7 @@ class CommandResult:
     stderr: str
     wall_s: float
     timed_out: bool = False
+    reason: str | None = None  # why it ended, when the target knows better than the exit code (OOM, killed)
 
     def check(self) -> CommandResult:
         if self.rc != 0:
@@ -102,6 +103,7 @@ def register_kind(kind: str, ref: str, extra: str | None = None) -> None:
 
 register_kind("local", "benchbed.targets.local:LocalTarget")
 register_kind("ssh", "benchbed.targets.ssh:SshTarget", extra="ssh")
+register_kind("docker", "benchbed.targets.docker:DockerTarget", extra="docker")
 
 
 def kinds() -> list[str]:
