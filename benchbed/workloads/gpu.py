@@ -1,1 +1,565 @@
-"""(filled in below)"""
+"""GPU workloads: GEMM, copy bandwidths, kernel-launch latency and CUDA context start-up.
+
+torch is preferred and cupy is the fallback, both imported lazily so this module stays stdlib-only. Device time
+is taken with CUDA events around batches of at least `batch_ms_min`, so event resolution (~0.5 µs) and the gap
+before the first kernel stay below 1%; the batch size is calibrated once, then fixed for every measured sample.
+The first call ever is timed by wall clock (synchronize before and after) and kept apart as the `cold` sample:
+it holds cuBLAS handle creation, kernel selection and lazy module loading, which a VM can make slower.
+Without a CUDA device every workload raises Skipped before its first sample: no number is ever invented.
+Rates above the GPU's datasheet peak are reported with valid=False (see peaks.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchbed.workloads import peaks
+from benchbed.workloads.base import Context, Sample, Skipped, workload
+from benchbed.workloads.startup import child_failed, spawn_until_line
+
+MiB = 1 << 20
+MAX_BATCH = 1 << 20  # calls per timed batch; more means the events or the call are broken
+
+
+def torch_cuda_problem(torch: Any, index: int = 0) -> str | None:
+    """Why torch cannot use CUDA device `index` here, specifically enough to act on; None when it can."""
+    if torch.cuda.is_available():
+        count = int(torch.cuda.device_count())
+        if index < count:
+            return None
+        return f"CUDA device {index} requested but this target shows {count} (CUDA_VISIBLE_DEVICES, passthrough?)"
+    if getattr(torch.version, "cuda", None) is None:
+        why = f"torch {torch.__version__} is a CPU-only build"
+    else:
+        why = f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no usable device"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            why += f"; CUDA_VISIBLE_DEVICES={visible!r}"
+        elif not Path("/dev/nvidiactl").exists():
+            why += "; there is no /dev/nvidiactl (device nodes not passed into this target?)"
+    return f"no CUDA device visible in this target (torch.cuda.is_available() is False; {why})"
+
+
+# Where a CUDA driver is reachable, one of these exists (Linux driver, WSL2, Jetson/L4T). Checking them first
+# spares the multi-second torch import in every target without a GPU.
+DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/nvmap")
+
+
+def no_device_nodes() -> str | None:
+    """A skip reason when this Linux target plainly has no GPU device node; None when it may have one."""
+    if not sys.platform.startswith("linux") or any(Path(node).exists() for node in DEVICE_NODES):
+        return None
+    return (
+        f"no CUDA device visible in this target (none of {', '.join(DEVICE_NODES)} exists: "
+        "no NVIDIA driver here, or its device nodes were not passed into this container/VM)"
+    )
+
+
+def _optional(name: str) -> tuple[Any, str | None]:
+    """(module, None) or (None, why not); a library that is present but broken is reported, not raised."""
+    import importlib
+
+    try:
+        return importlib.import_module(name), None
+    except ImportError as err:
+        return None, f"{name} is not importable ({err})"
+
+
+class Gpu:
+    """The few device operations these workloads need, over torch or cupy."""
+
+    backend = ""
+
+    def __init__(self, lib: Any, index: int, name: str) -> None:
+        self.lib = lib
+        self.index = index
+        self.name = name
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def event(self) -> Any:
+        raise NotImplementedError
+
+    def elapsed_ms(self, start: Any, stop: Any) -> float:
+        raise NotImplementedError
+
+    def device_bytes(self, nbytes: int) -> Any:
+        raise NotImplementedError
+
+    def host_bytes(self, nbytes: int, pinned: bool) -> Any:
+        raise NotImplementedError
+
+    def copy(self, dst: Any, src: Any, kind: str) -> None:
+        """Stream-ordered copy; kind is h2d, d2h or d2d."""
+        raise NotImplementedError
+
+    def wall_s(self, fn: Callable[[], object]) -> float:
+        """One call by wall clock, device idle before and drained after: what a first call really costs."""
+        self.sync()
+        t0 = time.perf_counter_ns()
+        fn()
+        self.sync()
+        return (time.perf_counter_ns() - t0) / 1e9
+
+    def batch_ms(self, fn: Callable[[], object], iters: int) -> float:
+        """Device time of `iters` back-to-back calls, by a CUDA event pair on the current stream."""
+        start, stop = self.event(), self.event()
+        start.record()
+        for _ in range(iters):
+            fn()
+        stop.record()
+        stop.synchronize()
+        return self.elapsed_ms(start, stop)
+
+    def calibrate(self, fn: Callable[[], object], batch_ms_min: float) -> int:
+        """Smallest-ish iteration count whose batch lasts at least batch_ms_min (10% margin)."""
+        iters = 1
+        while True:
+            ms = self.batch_ms(fn, iters)
+            if ms >= batch_ms_min:
+                return iters
+            if iters >= MAX_BATCH:
+                raise RuntimeError(f"{iters} calls took {ms} ms by CUDA events: the timer or the call is broken")
+            grow = math.ceil(iters * batch_ms_min * 1.1 / ms) if ms > 0 else iters * 2
+            iters = min(max(grow, iters * 2), iters * 1000, MAX_BATCH)
+
+
+class TorchGpu(Gpu):
+    backend = "torch"
+
+    def __init__(self, torch: Any, index: int) -> None:
+        torch.cuda.set_device(index)  # events record on the current device's stream
+        super().__init__(torch, index, str(torch.cuda.get_device_name(index)))
+        self.device = torch.device("cuda", index)
+
+    def sync(self) -> None:
+        self.lib.cuda.synchronize(self.device)
+
+    def event(self) -> Any:
+        return self.lib.cuda.Event(enable_timing=True)
+
+    def elapsed_ms(self, start: Any, stop: Any) -> float:
+        return float(start.elapsed_time(stop))
+
+    def device_bytes(self, nbytes: int) -> Any:
+        return self.lib.empty(nbytes, dtype=self.lib.uint8, device=self.device)
+
+    def host_bytes(self, nbytes: int, pinned: bool) -> Any:
+        buf = self.lib.empty(nbytes, dtype=self.lib.uint8, pin_memory=pinned)
+        buf.fill_(1)  # touch every page now, so page faults are not timed as copy time
+        return buf
+
+    def copy(self, dst: Any, src: Any, kind: str) -> None:
+        # non_blocking keeps pinned copies asynchronous (cudaMemcpyAsync); pageable ones stage through the driver
+        dst.copy_(src, non_blocking=True)
+
+
+class CupyGpu(Gpu):
+    backend = "cupy"
+
+    def __init__(self, cupy: Any, index: int) -> None:
+        cupy.cuda.Device(index).use()
+        props = cupy.cuda.runtime.getDeviceProperties(index)
+        name = props["name"]
+        super().__init__(cupy, index, name.decode() if isinstance(name, bytes) else str(name))
+        import numpy
+
+        self.np = numpy
+
+    def sync(self) -> None:
+        self.lib.cuda.Device(self.index).synchronize()
+
+    def event(self) -> Any:
+        return self.lib.cuda.Event()
+
+    def elapsed_ms(self, start: Any, stop: Any) -> float:
+        return float(self.lib.cuda.get_elapsed_time(start, stop))
+
+    def device_bytes(self, nbytes: int) -> Any:
+        return self.lib.empty(nbytes, dtype=self.lib.uint8)
+
+    def host_bytes(self, nbytes: int, pinned: bool) -> Any:
+        if pinned:
+            mem = self.lib.cuda.alloc_pinned_memory(nbytes)
+            buf = self.np.frombuffer(mem, self.np.uint8, nbytes)  # buf.base keeps the pinned block alive
+        else:
+            buf = self.np.empty(nbytes, self.np.uint8)
+        buf.fill(1)
+        return buf
+
+    def copy(self, dst: Any, src: Any, kind: str) -> None:
+        rt = self.lib.cuda.runtime
+        to = dst.ctypes.data if kind == "d2h" else dst.data.ptr
+        frm = src.ctypes.data if kind == "h2d" else src.data.ptr
+        code = {"h2d": rt.memcpyHostToDevice, "d2h": rt.memcpyDeviceToHost, "d2d": rt.memcpyDeviceToDevice}[kind]
+        rt.memcpyAsync(to, frm, src.nbytes, code, self.lib.cuda.get_current_stream().ptr)
+
+
+def open_gpu(index: int) -> Gpu:
+    """torch if it sees CUDA device `index`, else cupy if it does, else Skipped naming what was missing."""
+    fast = no_device_nodes()
+    if fast:
+        raise Skipped(fast)
+    torch, torch_err = _optional("torch")
+    problem = torch_err
+    if torch is not None:
+        problem = torch_cuda_problem(torch, index)
+        if problem is None:
+            return TorchGpu(torch, index)
+    cupy, cupy_err = _optional("cupy")
+    if cupy is not None:
+        try:
+            count = int(cupy.cuda.runtime.getDeviceCount())
+        except Exception as err:  # cupy raises CUDARuntimeError when the driver is absent
+            count, cupy_err = 0, f"cupy: {err}"
+        if index < count:
+            return CupyGpu(cupy, index)
+        cupy_err = cupy_err or f"cupy sees {count} CUDA device(s), device {index} requested"
+    if torch is None and cupy is None:
+        raise Skipped(f"no CUDA access in this target: neither torch nor cupy is installed ({torch_err}; {cupy_err})")
+    raise Skipped("; ".join(x for x in (problem, cupy_err) if x))
+
+
+def _batched(
+    gpu: Gpu,
+    ctx: Context,
+    fn: Callable[[], object],
+    *,
+    metric: str,
+    unit: str,
+    work: float,
+    scale: float,
+    batch_ms_min: float,
+    guard: Callable[[float], tuple[bool, str | None]],
+    labels: dict[str, Any],
+) -> Iterator[Sample]:
+    """cold = first call by wall clock; then calibrate the batch; then one event-timed batch per sample.
+    value = work × iters / seconds / scale."""
+    iters = 1
+    for phase, rep in ctx.schedule():
+        if phase == "cold":
+            seconds, timer = gpu.wall_s(fn), "wall"
+            iters = gpu.calibrate(fn, batch_ms_min)
+            used = 1
+        else:
+            seconds, timer, used = gpu.batch_ms(fn, iters) / 1e3, "cuda-event", iters
+        value = work * used / seconds / scale
+        valid, reason = guard(value)
+        yield Sample(
+            metric, value, unit, "higher", phase, rep, valid, reason, {**labels, "iters": used, "timer": timer}
+        )
+
+
+# --------------------------------------------------------------------------------------------------- gemm
+
+GEMM_DTYPES = ("fp32", "tf32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Gemm:
+    dtype: str = "bf16"
+    n: int = 4096
+    device: int = 0
+    batch_ms_min: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in GEMM_DTYPES:
+            raise ValueError(f"gpu.gemm: dtype {self.dtype!r} is not one of {', '.join(GEMM_DTYPES)}")
+        if self.n < 1 or self.batch_ms_min <= 0:
+            raise ValueError("gpu.gemm: n must be ≥ 1 and batch_ms_min > 0")
+
+
+def _torch_gemm(gpu: TorchGpu, p: Gemm) -> tuple[Callable[[], object], dict[str, Any]]:
+    torch = gpu.lib
+    dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[p.dtype]
+    gen = torch.Generator(device=gpu.device).manual_seed(0)  # random data: zeros would draw less power
+    a = torch.randn(p.n, p.n, device=gpu.device, dtype=dtype, generator=gen)
+    b = torch.randn(p.n, p.n, device=gpu.device, dtype=dtype, generator=gen)
+    c = torch.empty(p.n, p.n, device=gpu.device, dtype=dtype)
+    return lambda: torch.matmul(a, b, out=c), {"torch": str(torch.__version__)}
+
+
+def _tf32(gpu: Gpu, p: Gemm) -> Callable[[], None]:
+    """Set torch's TF32 switch for fp32/tf32 (the legacy flag exists in every torch we may meet); returns undo.
+
+    Left alone for fp16/bf16. Reading the flag raises where a program mixed it with the newer fp32_precision API;
+    then there is nothing known to restore."""
+    if gpu.backend != "torch" or p.dtype not in ("fp32", "tf32"):
+        return lambda: None
+    matmul = gpu.lib.backends.cuda.matmul
+    try:
+        before = matmul.allow_tf32
+    except RuntimeError:
+        before = None
+    matmul.allow_tf32 = p.dtype == "tf32"
+
+    def undo() -> None:
+        if before is not None:
+            matmul.allow_tf32 = before
+
+    return undo
+
+
+def _cupy_gemm(gpu: Gpu, p: Gemm) -> tuple[Callable[[], object], dict[str, Any]]:
+    cp = gpu.lib
+    if p.dtype in ("bf16", "tf32"):
+        raise Skipped(f"gpu.gemm dtype {p.dtype} needs torch here: cupy has no bfloat16 and fixes TF32 at import")
+    if p.dtype == "fp32" and os.environ.get("CUPY_TF32") == "1":
+        raise Skipped("gpu.gemm fp32 with cupy: CUPY_TF32=1 is set, so cupy would multiply in TF32")
+    rng = cp.random.default_rng(0)
+    a = rng.standard_normal((p.n, p.n), dtype=cp.float32).astype(p.dtype.replace("fp", "float"))
+    b = rng.standard_normal((p.n, p.n), dtype=cp.float32).astype(a.dtype)
+    c = cp.empty_like(a)
+    return lambda: cp.matmul(a, b, out=c), {"cupy": str(cp.__version__)}
+
+
+@workload("gpu.gemm", params=Gemm, needs=("cuda",), tags={"gpu", "compute"})
+def gemm(p: Gemm, ctx: Context) -> Iterator[Sample]:
+    """Dense n×n matmul via cuBLAS in fp32/tf32/fp16/bf16; TFLOP/s = 2n³·iters / device time."""
+    gpu = open_gpu(p.device)
+    fn, extra = _torch_gemm(gpu, p) if isinstance(gpu, TorchGpu) else _cupy_gemm(gpu, p)
+    labels = {"backend": gpu.backend, "gpu": gpu.name, "dtype": p.dtype, "n": p.n, **extra}
+    undo = _tf32(gpu, p)
+    try:
+        yield from _batched(
+            gpu,
+            ctx,
+            fn,
+            metric="throughput",
+            unit="TFLOP/s",
+            work=2.0 * p.n**3,
+            scale=1e12,
+            batch_ms_min=p.batch_ms_min,
+            guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name),
+            labels=labels,
+        )
+    finally:
+        undo()
+
+
+# --------------------------------------------------------------------------------------------- bandwidth
+
+
+@dataclass(frozen=True)
+class D2D:
+    size_mb: int = 1024  # MiB per buffer; keep it far above L2 (50 MB on H100) or you measure cache
+    device: int = 0
+    batch_ms_min: float = 1.0
+
+
+@workload("gpu.d2d_bandwidth", params=D2D, needs=("cuda",), tags={"gpu", "memory"})
+def d2d_bandwidth(p: D2D, ctx: Context) -> Iterator[Sample]:
+    """Device-to-device copy in GB/s (1e9), counting read + write: 2 × bytes per copy, as STREAM copy does.
+
+    Counted that way the figure is directly comparable with the memory's datasheet bandwidth."""
+    gpu = open_gpu(p.device)
+    nbytes = int(p.size_mb * MiB)
+    src, dst = gpu.device_bytes(nbytes), gpu.device_bytes(nbytes)
+    yield from _batched(
+        gpu,
+        ctx,
+        lambda: gpu.copy(dst, src, "d2d"),
+        metric="bandwidth",
+        unit="GB/s",
+        work=2.0 * nbytes,
+        scale=1e9,
+        batch_ms_min=p.batch_ms_min,
+        guard=lambda v: peaks.guard_memory(v, gpu.name),
+        labels={"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes, "counted": "read+write"},
+    )
+
+
+@dataclass(frozen=True)
+class HostCopy:
+    size_mb: int = 256  # MiB
+    pinned: bool = True  # page-locked host memory (DMA straight from it) vs pageable (staged by the driver)
+    device: int = 0
+    batch_ms_min: float = 1.0
+
+
+def _host_copy(p: HostCopy, ctx: Context, kind: str) -> Iterator[Sample]:
+    gpu = open_gpu(p.device)
+    nbytes = int(p.size_mb * MiB)
+    host, dev = gpu.host_bytes(nbytes, p.pinned), gpu.device_bytes(nbytes)
+    dst, src = (dev, host) if kind == "h2d" else (host, dev)
+    yield from _batched(
+        gpu,
+        ctx,
+        lambda: gpu.copy(dst, src, kind),
+        metric="bandwidth",
+        unit="GB/s",
+        work=float(nbytes),
+        scale=1e9,
+        batch_ms_min=p.batch_ms_min,
+        guard=lambda v: peaks.guard_host_link(v, gpu.name),
+        labels={
+            "backend": gpu.backend,
+            "gpu": gpu.name,
+            "bytes": nbytes,
+            "memory": "pinned" if p.pinned else "pageable",
+        },
+    )
+
+
+@workload("gpu.h2d_bandwidth", params=HostCopy, needs=("cuda",), tags={"gpu", "pcie"})
+def h2d_bandwidth(p: HostCopy, ctx: Context) -> Iterator[Sample]:
+    """Host-to-device copy in GB/s (1e9, bytes moved once); pinned or pageable host memory."""
+    yield from _host_copy(p, ctx, "h2d")
+
+
+@workload("gpu.d2h_bandwidth", params=HostCopy, needs=("cuda",), tags={"gpu", "pcie"})
+def d2h_bandwidth(p: HostCopy, ctx: Context) -> Iterator[Sample]:
+    """Device-to-host copy in GB/s (1e9, bytes moved once); pinned or pageable host memory."""
+    yield from _host_copy(p, ctx, "d2h")
+
+
+# ------------------------------------------------------------------------------------------ launch latency
+
+EMPTY_KERNEL = 'extern "C" __global__ void k() {}'
+
+
+@dataclass(frozen=True)
+class Launch:
+    launches: int = 1000
+    device: int = 0
+
+
+def _launcher(gpu: Gpu) -> tuple[Callable[[], object], dict[str, Any]]:
+    """An empty kernel through cupy.RawKernel where cupy works, else torch's cheapest real launch (1-element add).
+
+    Loading the module happens here, not in the cold sample: whether NVRTC's disk cache is warm is not what a
+    launch costs."""
+    cupy, err = (gpu.lib, None) if gpu.backend == "cupy" else _optional("cupy")
+    if cupy is not None:
+        try:
+            if gpu.backend != "cupy":
+                cupy.cuda.Device(gpu.index).use()
+            kernel = cupy.RawKernel(EMPTY_KERNEL, "k")
+            _ = kernel.kernel  # compile and load now
+            return lambda: kernel((1,), (1,), ()), {"kernel": "empty", "launcher": "cupy.RawKernel"}
+        except Exception as exc:  # NVRTC missing, driver/toolkit mismatch: fall back, and say why
+            if gpu.backend == "cupy":
+                raise
+            err = f"cupy.RawKernel failed: {exc}"
+    assert isinstance(gpu, TorchGpu)
+    x = gpu.lib.zeros(1, device=gpu.device)
+    labels: dict[str, Any] = {"kernel": "torch-1elem-add", "launcher": "torch"}
+    if err:
+        labels["empty_kernel_unavailable"] = err[:300]
+    return lambda: x.add_(1), labels
+
+
+@workload("gpu.launch_latency", params=Launch, needs=("cuda",), tags={"gpu", "latency"})
+def launch_latency(p: Launch, ctx: Context) -> Iterator[Sample]:
+    """Mean µs per kernel launch over a batch of `launches`, by wall clock with synchronize before and after.
+
+    Launches are asynchronous, so this is the host-side launch rate (driver + ioctl/doorbell path), which is
+    exactly what a VM's or container's extra layers can slow; the cold sample is the first launch alone."""
+    if p.launches < 1:
+        raise ValueError("gpu.launch_latency: launches must be ≥ 1")
+    gpu = open_gpu(p.device)
+    fn, extra = _launcher(gpu)
+    labels = {"backend": gpu.backend, "gpu": gpu.name, **extra}
+    for phase, rep in ctx.schedule():
+        n = 1 if phase == "cold" else p.launches
+        gpu.sync()
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        gpu.sync()
+        us = (time.perf_counter_ns() - t0) / 1e3 / n
+        yield Sample("launch_latency", us, "µs", "lower", phase, rep, labels={**labels, "launches": n})
+
+
+# ------------------------------------------------------------------------------------------- context init
+
+# Runs in a fresh interpreter: import, then the first CUDA op, each timed inside the child; one JSON line out.
+# Self-contained on purpose (the child cannot import benchbed), so the skip reasons are repeated here.
+_CONTEXT_CHILD = r"""
+import json, sys, time
+dev = int(sys.argv[1])
+
+def with_torch():
+    t0 = time.perf_counter()
+    try:
+        import torch
+    except ImportError as err:
+        return {"problem": "torch is not importable (%s)" % err}
+    t1 = time.perf_counter()
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            why = "torch %s is a CPU-only build" % torch.__version__
+        else:
+            why = "torch %s is built for CUDA %s but finds no usable device" % (torch.__version__, torch.version.cuda)
+        return {"problem": "no CUDA device visible in this target (torch.cuda.is_available() is False; %s)" % why}
+    if dev >= torch.cuda.device_count():
+        return {"problem": "CUDA device %d requested, torch sees %d" % (dev, torch.cuda.device_count())}
+    torch.cuda.init()
+    x = torch.ones(1, device=torch.device("cuda", dev))
+    torch.cuda.synchronize(dev)
+    return {"backend": "torch", "import_s": t1 - t0, "init_s": time.perf_counter() - t1, "ok": bool(x.item() == 1)}
+
+def with_cupy():
+    t0 = time.perf_counter()
+    try:
+        import cupy
+    except ImportError as err:
+        return {"problem": "cupy is not importable (%s)" % err}
+    t1 = time.perf_counter()
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:
+        return {"problem": "no CUDA device visible in this target (cupy: %s)" % err}
+    if dev >= count:
+        return {"problem": "CUDA device %d requested, cupy sees %d" % (dev, count)}
+    cupy.cuda.Device(dev).use()
+    x = cupy.ones(1)
+    cupy.cuda.Device(dev).synchronize()
+    return {"backend": "cupy", "import_s": t1 - t0, "init_s": time.perf_counter() - t1, "ok": bool(x[0] == 1)}
+
+out = with_torch()
+if "problem" in out:
+    other = with_cupy()
+    out = other if "problem" not in other else {"skip": out["problem"] + "; " + other["problem"]}
+print(json.dumps(out), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class ContextInit:
+    device: int = 0
+
+
+@workload("gpu.context_init", params=ContextInit, needs=("cuda",), tags={"gpu", "startup"})
+def context_init(p: ContextInit, ctx: Context) -> Iterator[Sample]:
+    """Fresh process → first CUDA op completed, in ms, with the child's own import / CUDA-init split.
+
+    `spawn_to_first_op` runs from Popen to the child's report; `import` (torch or cupy) and `cuda_init` (driver
+    init, context creation, first kernel, synchronize) are timed inside the child."""
+    fast = no_device_nodes()
+    if fast:
+        raise Skipped(fast)
+    argv = [sys.executable, "-c", _CONTEXT_CHILD, str(p.device)]
+    for phase, rep in ctx.schedule():
+        run = spawn_until_line(argv)
+        try:
+            report = json.loads(run.line)
+        except ValueError:
+            report = None
+        if not isinstance(report, dict) or run.rc != 0:
+            raise child_failed("CUDA context-init child", run)
+        if "skip" in report:
+            raise Skipped(str(report["skip"]))
+        labels = {"backend": report["backend"], "device": p.device}
+        yield Sample("spawn_to_first_op", run.ready_s * 1e3, "ms", "lower", phase, rep, labels=labels)
+        yield Sample("import", float(report["import_s"]) * 1e3, "ms", "lower", phase, rep, labels=labels)
+        yield Sample("cuda_init", float(report["init_s"]) * 1e3, "ms", "lower", phase, rep, labels=labels)
