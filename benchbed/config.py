@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from benchbed.errors import ConfigError
 from benchbed.workloads import REGISTRY, load_builtins
@@ -66,7 +66,42 @@ class SshTarget(SshFields):
     host: str = Field(min_length=1)
 
 
-TargetSpec = Annotated[LocalTarget | SshTarget, Field(discriminator="kind")]
+class DockerTarget(TargetBase):
+    """A fresh container per instance, through the Docker SDK: the container boundary under test."""
+
+    kind: Literal["docker"]
+    image: str = Field(min_length=1)
+    pull: Literal["never", "missing", "always"] = "missing"
+    gpus: Literal["all"] | Annotated[int, Field(ge=1)] | list[str] | None = Field(
+        None, description="Docker device requests: `all`, a count, or device ids/UUIDs"
+    )
+    runtime: str | None = Field(None, description="OCI runtime (runc, nvidia, runsc, ...): the boundary compared")
+    cpus: float | None = Field(None, gt=0, description="CPU limit (NanoCpus)")
+    memory: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit, e.g. 4g")
+    shm_size: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$")
+    network: str = Field("none", description="`none` (default), `host`, or a named Docker network")
+    volumes: list[str] = Field(default_factory=list, description="host:container[:ro|rw] binds (models, scratch)")
+    env: dict[str, str] = Field(default_factory=dict)
+    user: str | None = None
+    privileged: bool = Field(False, description="Never by default")
+    docker_host: str | None = Field(None, description="Engine URL; the local socket (or $DOCKER_HOST) if absent")
+    workdir: str = Field("/tmp/benchbed", description="Directory inside the container for the agent")
+    start_timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("volumes")
+    @classmethod
+    def _binds(cls, value: list[str]) -> list[str]:
+        for bind in value:
+            parts = bind.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+                raise ValueError(f"volume {bind!r} must be host:/container[:ro|rw]")
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"volume {bind!r}: mode must be ro or rw")
+        return value
+
+
+AnyTarget = LocalTarget | SshTarget | DockerTarget
+TargetSpec = Annotated[AnyTarget, Field(discriminator="kind")]
 
 
 class SshTemplate(SshFields):
@@ -88,8 +123,8 @@ class TargetsFile(Strict):
     targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetSpec]
     groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetGroup] = Field(default_factory=dict)
 
-    def expanded(self) -> dict[str, LocalTarget | SshTarget]:
-        out: dict[str, LocalTarget | SshTarget] = dict(self.targets)
+    def expanded(self) -> dict[str, AnyTarget]:
+        out: dict[str, AnyTarget] = dict(self.targets)
         for group in self.groups.values():
             for host in group.hosts:
                 if host in out:
@@ -180,7 +215,7 @@ def _validation_error(doc: Located, err: ValidationError) -> ConfigError:
     return ConfigError(f"{doc.where(loc)}: {_fmt_loc(loc)}: {msg}{more}", hint="see `benchbed schema`")
 
 
-def load_targets(path: Path) -> dict[str, LocalTarget | SshTarget]:
+def load_targets(path: Path) -> dict[str, AnyTarget]:
     doc = load_yaml(path)
     try:
         parsed = TargetsFile.model_validate(doc.data)
