@@ -94,6 +94,15 @@ def run(
     only: Annotated[str | None, typer.Option("--only", help="Glob on workload names, e.g. 'cpu.*'")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Interleaving seed")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Render the HTML report at the end")] = True,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            "-j",
+            min=1,
+            help="Run up to N machines at once (SSH hosts; controller-hosted targets count as one machine)",
+        ),
+    ] = 1,
 ) -> None:
     """Run a suite on its targets and write results/<run-id>/."""
     from benchbed.config import DEFAULT_TARGETS, load_suite, load_targets, resolve_suite_path
@@ -106,7 +115,7 @@ def run(
         loaded = load_suite(resolve_suite_path(suite))
         specs = load_targets(targets) if targets else DEFAULT_TARGETS.expanded()
         plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
-        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress)
+        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
         try:
             runner.execute()
         finally:

@@ -2,6 +2,10 @@
 
 Every sample is written the moment its line arrives. A failing instance becomes a `failed` case with its
 reason and stderr tail; the suite goes on. Ctrl-C tears down what is provisioned and marks the run incomplete.
+
+With `parallel > 1` the plan is split into lanes, one per machine (an SSH host:port; everything that runs on
+the controller — local, docker, libvirt — shares one lane, run on the main thread). Lanes run concurrently,
+each in plan order, so two instances never share a machine; writes and progress callbacks are serialized.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import logging
 import platform
 import shlex
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +25,16 @@ from typing import Any, Protocol
 
 from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
-from benchbed.config import LoadedSuite, LocalTarget, SshTarget
+from benchbed.config import AnyTarget, LoadedSuite
 from benchbed.errors import BenchbedError
 from benchbed.plan import Case, Plan
 from benchbed.results import RunWriter
 from benchbed.targets.base import CommandResult, Session, Target, make_target
 
 log = logging.getLogger(__name__)
-TargetSpecs = dict[str, LocalTarget | SshTarget]
+TargetSpecs = dict[str, AnyTarget]
+CONTROLLER = "controller"
+JOIN_GRACE_S = 60.0  # after Ctrl-C: how long lanes get to kill their remote agents and remove workdirs
 
 
 class Observer(Protocol):
@@ -39,6 +47,51 @@ class AgentMismatch(BenchbedError):
     """The agent that answered is not the one this run shipped."""
 
 
+class Interrupted(BenchbedError):
+    """The run is stopping (Ctrl-C, or a bug in another lane): this lane ends its case early."""
+
+
+class Sink(Protocol):
+    def sample(self, record: dict[str, Any]) -> None: ...
+    def case(self, record: dict[str, Any]) -> None: ...
+    def env(self, target: str, data: dict[str, Any]) -> None: ...
+
+
+class SerialSink:
+    """RunWriter behind a lock, for lanes in threads. After close() writes are dropped: a lane that outlived
+    the grace period must never write into a file descriptor the OS has handed to someone else."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def sample(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.closed:
+                self.writer.sample(record)
+
+    def case(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.closed:
+                self.writer.case(record)
+
+    def env(self, target: str, data: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.closed:
+                self.writer.env(target, data)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+
+def lane_of(spec: Any) -> str:
+    """The machine a target runs on: its SSH endpoint, or the controller for everything hosted here."""
+    host = getattr(spec, "host", None)
+    return f"{host}:{getattr(spec, 'port', '')}" if host else CONTROLLER
+
+
 @dataclass
 class CaseState:
     """What one agent told us while it ran."""
@@ -46,7 +99,7 @@ class CaseState:
     case: Case
     agent_sha: str
     spawn_t: float
-    writer: RunWriter
+    writer: Sink
     on_fingerprint: Callable[[dict[str, Any]], None]
     ready_s: float | None = None
     samples: int = 0
@@ -121,6 +174,7 @@ class Runner:
         out_dir: Path,
         run_id: str,
         observer: Observer | None = None,
+        parallel: int = 1,
     ) -> None:
         self.loaded = loaded
         self.specs = specs
@@ -132,6 +186,10 @@ class Runner:
         self.fingerprinted: set[str] = set()
         self.counts = {"ok": 0, "skipped": 0, "failed": 0}
         self.failed_targets: dict[str, str] = {}
+        self.parallel = max(1, parallel)
+        self.live: dict[str, Session] = {}  # the journal: target → session provisioned right now
+        self._lock = threading.RLock()  # counts, journal, observer
+        self._stop = threading.Event()
 
     def _meta(self, agent: Agent) -> dict[str, Any]:
         return {
@@ -141,6 +199,7 @@ class Runner:
             "targets": {n: s.model_dump(mode="json") for n, s in self.specs.items() if n in self.plan.targets},
             "baseline": self.plan.baseline,
             "seed": self.plan.seed,
+            "parallel": self.parallel,
             "plan": [c.to_json() for c in self.plan.cases],
             "agent": {
                 "sha256": agent.sha256,
@@ -162,23 +221,95 @@ class Runner:
         writer.update(**self._meta(agent))
         if self.observer:
             self.observer.started(self.plan, self.run_dir)
+        sink = SerialSink(writer)
         status = "incomplete"
         try:
-            for case in self.plan.cases:
-                self._run_case(case, agent, writer)
+            if self.parallel > 1:
+                self._run_lanes(agent, sink)
+            else:
+                for case in self.plan.cases:
+                    self._run_case(case, agent, sink)
             status = "complete"
         finally:
+            sink.close()
             writer.finish(status, counts=self.counts, failed_targets=self.failed_targets)
         return writer
+
+    def lanes(self) -> dict[str, list[Case]]:
+        """Cases grouped by machine, each lane in plan order; lanes in order of first appearance."""
+        out: dict[str, list[Case]] = {}
+        for case in self.plan.cases:
+            out.setdefault(lane_of(self.specs[case.target]), []).append(case)
+        return out
+
+    def _run_lanes(self, agent: Agent, sink: Sink) -> None:
+        lanes = self.lanes()
+        here = lanes.pop(CONTROLLER, [])
+        queue = deque(lanes.values())
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            while not self._stop.is_set():
+                with self._lock:
+                    if not queue:
+                        return
+                    lane = queue.popleft()
+                try:
+                    for case in lane:
+                        if self._stop.is_set():
+                            return
+                        self._run_case(case, agent, sink)
+                except BaseException as err:  # a bug, not a target failure: stop all lanes, re-raise in main
+                    errors.append(err)
+                    self.stop()
+                    return
+
+        n = min(len(queue), self.parallel - (1 if here else 0))
+        threads = [threading.Thread(target=work, name=f"benchbed-lane-{i}", daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        try:
+            for case in here:  # controller-hosted targets: main thread, so Ctrl-C reaches them directly
+                if self._stop.is_set():
+                    break
+                self._run_case(case, agent, sink)
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except BaseException:
+            self.stop()
+            end = time.monotonic() + JOIN_GRACE_S
+            for t in threads:
+                t.join(max(0.0, end - time.monotonic()))
+            raise
+        if errors:
+            raise errors[0]
+
+    def stop(self) -> None:
+        """End the run early: lanes finish no new case, and live sessions that can abort do so now."""
+        self._stop.set()
+        with self._lock:
+            live = list(self.live.values())
+        for session in live:
+            abort = getattr(session, "abort", None)
+            if abort is not None:
+                try:
+                    abort()
+                except Exception:  # best effort: the lane's own teardown still runs
+                    log.debug("abort failed", exc_info=True)
+
+    def _notify(self, event: str, *args: Any) -> None:
+        if self.observer:
+            with self._lock:
+                getattr(self.observer, event)(*args)
 
     def _target(self, name: str) -> Target:
         if name not in self.targets:
             self.targets[name] = make_target(name, self.specs[name], self.run_id)
         return self.targets[name]
 
-    def _run_case(self, case: Case, agent: Agent, writer: RunWriter) -> None:
-        if self.observer:
-            self.observer.case_started(case)
+    def _run_case(self, case: Case, agent: Agent, writer: Sink) -> None:
+        self._notify("case_started", case)
         spec = self.specs[case.target]
         t0 = time.perf_counter()
         record: dict[str, Any] = {
@@ -192,26 +323,36 @@ class Runner:
         try:
             target = self._target(case.target)
             with target.provision() as session:
-                phases.update(target.startup_phases())
-                status, reason, extra = self._in_session(case, session, agent, writer, spec, phases)
+                with self._lock:
+                    self.live[case.target] = session
+                try:
+                    if self._stop.is_set():  # stop() ran before this session was in the journal
+                        raise Interrupted(f"target {case.target!r}: run stopping")
+                    phases.update(target.startup_phases())
+                    status, reason, extra = self._in_session(case, session, agent, writer, spec, phases)
+                finally:
+                    with self._lock:
+                        self.live.pop(case.target, None)
         except BenchbedError as err:
             status, reason, extra = "failed", str(err), {}
+        if self._stop.is_set():  # interrupted instance: like Ctrl-C in a sequential run, no case record
+            return
         phases["total"] = time.perf_counter() - t0
         record.update(status=status, reason=reason, phases=phases, wall_s=phases["total"], **extra)
-        self.counts[status] += 1
-        if status == "failed":
-            self.failed_targets.setdefault(case.target, reason or "failed")
+        with self._lock:
+            self.counts[status] += 1
+            if status == "failed":
+                self.failed_targets.setdefault(case.target, reason or "failed")
         writer.case(record)
-        if self.observer:
-            self.observer.case_finished(case, record)
+        self._notify("case_finished", case, record)
 
     def _in_session(
         self,
         case: Case,
         session: Session,
         agent: Agent,
-        writer: RunWriter,
-        spec: LocalTarget | SshTarget,
+        writer: Sink,
+        spec: AnyTarget,
         phases: dict[str, float],
     ) -> tuple[str, str | None, dict[str, Any]]:
         t0 = time.perf_counter()
@@ -237,8 +378,14 @@ class Runner:
         st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp)
         argv = [spec.python, remote, "run", json.dumps(payload, separators=(",", ":"))]
         log.debug("case %d: %s", case.index, shlex.join(argv))
+
+        def on_line(line: str) -> None:
+            if self._stop.is_set():  # sessions without abort() notice a stop at their next line
+                raise Interrupted(f"target {case.target!r}: run stopping")
+            st.on_line(line)
+
         try:
-            res = session.stream(argv, st.on_line, timeout=case.timeout_s)
+            res = session.stream(argv, on_line, timeout=case.timeout_s)
         except AgentMismatch as err:
             return "failed", str(err), {}
         if st.ready_s is not None:

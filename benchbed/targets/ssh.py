@@ -254,9 +254,11 @@ class SshSession:
         if self.target.spec.sudo:
             cmd = "sudo -n -- " + cmd
         q = shlex.quote
+        # fd 3 carries the command's stderr; the shell's own (bash's "Killed" notices) goes to /dev/null
         return (
-            f"cd {q(self.workdir)} || exit {_NO_WORKDIR}; echo $$ > {q(pidfile)}; {cmd}; rc=$?; "
-            f'if [ $rc -gt 128 ] && [ $rc -lt 193 ]; then echo "{SIGNAL_MARK}$((rc - 128))" >&2; fi; '
+            f"cd {q(self.workdir)} || exit {_NO_WORKDIR}; echo $$ > {q(pidfile)}; exec 3>&2 2>/dev/null; "
+            f"{cmd} 2>&3 3>&-; rc=$?; "
+            f'if [ $rc -gt 128 ] && [ $rc -lt 193 ]; then echo "{SIGNAL_MARK}$((rc - 128))" >&3; fi; '
             f"rm -f {q(pidfile)}; exit $rc"
         )
 

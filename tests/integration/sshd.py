@@ -255,3 +255,42 @@ def leftovers(parent: Path, marker: str = "benchbed-") -> tuple[list[str], list[
         if needle in cmdline and b"agent.pyz" in cmdline:
             procs.append(int(entry.name))
     return dirs, procs
+
+
+def make_runner(
+    base: Path,
+    targets: dict[str, dict[str, Any]],
+    workloads: list[dict[str, Any]],
+    *,
+    defaults: dict[str, Any] | None = None,
+    modules: list[Path] | None = None,
+    parallel: int = 1,
+    observer: Any = None,
+    run_id: str = "run",
+) -> Any:
+    """Write suite + targets into base and plan them (seed 1): a Runner ready to execute() in-process."""
+    from benchbed.config import load_suite, load_targets
+    from benchbed.plan import make_plan
+    from benchbed.runner import Runner
+
+    base.mkdir(parents=True, exist_ok=True)
+    suite = {
+        "name": "t",
+        "baseline": next(iter(targets)),
+        "seed": 1,
+        "defaults": {"instances": 1, "repetitions": 2, "warmup": 1, "timeout_s": 120, **(defaults or {})},
+        "modules": [str(m) for m in modules or []],  # absolute: a module registers once per process
+        "workloads": workloads,
+    }
+    (base / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    loaded = load_suite(base / "suite.yaml")
+    specs = load_targets(write_targets(base / "targets.yaml", targets))
+    plan = make_plan(loaded.suite, list(specs), seed=1)
+    return Runner(loaded, specs, plan, base / "results", run_id, observer, parallel=parallel)
+
+
+def run_suite(base: Path, targets: dict[str, dict[str, Any]], workloads: list[dict[str, Any]], **kw: Any) -> Any:
+    """make_runner + execute; returns the Runner (its run directory is runner.run_dir)."""
+    runner = make_runner(base, targets, workloads, **kw)
+    runner.execute()
+    return runner
