@@ -154,6 +154,8 @@ def _outcome(st: CaseState, res: CommandResult, timeout: float) -> tuple[str, st
         return "failed", f"timed out after {timeout:g} s"
     if st.error:
         return "failed", st.error
+    if res.rc != 0 and res.reason:  # the target knows why (OOM-killed, container stopped): say that
+        return "failed", res.reason
     if res.rc != 0:
         last = (res.stderr.strip().splitlines() or ["no stderr"])[-1]
         how = f"killed by signal {-res.rc}" if res.rc < 0 else f"exited {res.rc}"
@@ -232,8 +234,20 @@ class Runner:
             status = "complete"
         finally:
             sink.close()
+            self.close_targets()
             writer.finish(status, counts=self.counts, failed_targets=self.failed_targets)
         return writer
+
+    def close_targets(self) -> None:
+        """Targets may hold controller-side resources for the whole run (an engine client): an optional
+        `close()` releases them once the run is over."""
+        for name, target in self.targets.items():
+            close = getattr(target, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as err:  # teardown of one target must not hide the run's outcome
+                    log.warning("target %r: close failed: %s", name, err)
 
     def lanes(self) -> dict[str, list[Case]]:
         """Cases grouped by machine, each lane in plan order; lanes in order of first appearance."""
@@ -329,10 +343,13 @@ class Runner:
                     if self._stop.is_set():  # stop() ran before this session was in the journal
                         raise Interrupted(f"target {case.target!r}: run stopping")
                     phases.update(target.startup_phases())
-                    status, reason, extra = self._in_session(case, session, agent, writer, spec, phases)
+                    described: dict[str, Any] = getattr(target, "describe", dict)()
+                    status, reason, extra = self._in_session(case, session, agent, writer, spec, phases, described)
+                    body_end = time.perf_counter()
                 finally:
                     with self._lock:
                         self.live.pop(case.target, None)
+            phases["teardown"] = time.perf_counter() - body_end
         except BenchbedError as err:
             status, reason, extra = "failed", str(err), {}
         if self._stop.is_set():  # interrupted instance: like Ctrl-C in a sequential run, no case record
@@ -354,6 +371,7 @@ class Runner:
         writer: Sink,
         spec: AnyTarget,
         phases: dict[str, float],
+        described: dict[str, Any],
     ) -> tuple[str, str | None, dict[str, Any]]:
         t0 = time.perf_counter()
         remote = f"{session.workdir}/agent.pyz"
@@ -372,7 +390,7 @@ class Runner:
         }
 
         def on_fp(data: dict[str, Any]) -> None:
-            writer.env(case.target, {"kind": spec.kind, **data})
+            writer.env(case.target, {"kind": spec.kind, **data, **described})
             self.fingerprinted.add(case.target)
 
         st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp)
@@ -390,6 +408,7 @@ class Runner:
             return "failed", str(err), {}
         if st.ready_s is not None:
             phases["agent_ready"] = st.ready_s
+            phases["workload"] = max(0.0, res.wall_s - st.ready_s)
         status, reason = _outcome(st, res, case.timeout_s)
         extra: dict[str, Any] = {"samples": st.samples, "rc": res.rc}
         if status == "failed":
