@@ -106,6 +106,10 @@ class _Deadline(Exception):
     """The command ran past its timeout."""
 
 
+class _Aborted(Exception):
+    """abort() was called (from another thread) while the command ran."""
+
+
 class _Err:
     """stderr kept as a bounded tail; decoded incrementally so multi-byte characters split across chunks survive."""
 
@@ -130,8 +134,6 @@ class SshSession:
         self.workdir = workdir
         self._sftp: paramiko.SFTPClient | None = None
         self._count = 0
-        self._live: set[paramiko.Channel] = set()
-        self._lock = threading.Lock()
         self.aborted = threading.Event()
         self.unfinished: list[str] = []  # pid files of commands that may still run (connection lost)
 
@@ -187,16 +189,14 @@ class SshSession:
         finished = timed_out = False
         try:
             try:
-                if self.aborted.is_set():  # abort() raced with the start: close what it could not see
-                    chan.close()
-                rest = iter_lines(self._drain(chan, err, deadline), on_line)
+                rest = iter_lines(self._drain(chan, err, deadline, abortable=True), on_line)
                 if rest:
                     on_line(rest)
-                rc = self._exit_status(chan, deadline)
+                rc = self._exit_status(chan, deadline, abortable=True)
             except _Deadline:
                 timed_out, rc = True, -9
-            if self.aborted.is_set():
-                raise TransportError(f"target {self.target.name!r}: command aborted")
+            except _Aborted:
+                raise TransportError(f"target {self.target.name!r}: command aborted") from None
             if rc is None:
                 raise TransportError(
                     f"target {self.target.name!r}: connection to {self.target.where} dropped "
@@ -239,13 +239,10 @@ class SshSession:
         )
 
     def abort(self) -> None:
-        """Called from another thread (the runner on Ctrl-C): end the running commands now; teardown follows."""
+        """Called from another thread (the runner on Ctrl-C): the running command is killed within POLL_S and
+        stream() raises; teardown follows in the owning thread. Only a flag: closing a paramiko channel from
+        another thread would close the pipe fd its owner is select()ing on."""
         self.aborted.set()
-        with self._lock:
-            live = list(self._live)
-        for chan in live:
-            with suppress(Exception):
-                chan.close()
 
     def _wrap(self, argv: Sequence[str], pidfile: str) -> str:
         """cd to the workdir, record the session's pid (= its process group, sshd made it a session leader),
@@ -271,8 +268,6 @@ class SshSession:
             raise TransportError(
                 f"target {self.target.name!r}: cannot open a channel to {self.target.where}: {why}"
             ) from err
-        with self._lock:
-            self._live.add(chan)
         try:
             chan.exec_command(command)
             chan.shutdown_write()  # stdin: EOF at once, nothing ever reads it
@@ -283,14 +278,12 @@ class SshSession:
             ) from err
         return chan
 
-    def _close(self, chan: paramiko.Channel) -> None:
-        with self._lock:
-            self._live.discard(chan)
+    @staticmethod
+    def _close(chan: paramiko.Channel) -> None:
         with suppress(Exception):
             chan.close()
 
-    @staticmethod
-    def _drain(chan: paramiko.Channel, err: _Err, deadline: float) -> Iterator[bytes]:
+    def _drain(self, chan: paramiko.Channel, err: _Err, deadline: float, *, abortable: bool = False) -> Iterator[bytes]:
         """stdout chunks until the remote side closes its output, draining stderr on the way."""
         fd = chan.fileno()  # a pipe paramiko sets when either stream has data, or at EOF / close
         while True:
@@ -306,14 +299,17 @@ class SshSession:
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise _Deadline
+            if abortable and self.aborted.is_set():
+                raise _Aborted
             select.select([fd], [], [], min(left, POLL_S))
 
-    @staticmethod
-    def _exit_status(chan: paramiko.Channel, deadline: float) -> int | None:
-        """The exit status once it arrives; None if the channel closed without one (dropped link or abort)."""
+    def _exit_status(self, chan: paramiko.Channel, deadline: float, *, abortable: bool = False) -> int | None:
+        """The exit status once it arrives; None if the channel closed without one (the link dropped)."""
         while not chan.status_event.wait(min(POLL_S, max(deadline - time.perf_counter(), 0.0))):
             if time.perf_counter() >= deadline:
                 raise _Deadline
+            if abortable and self.aborted.is_set():
+                raise _Aborted
         rc: int = chan.exit_status
         if rc == -1:  # paramiko's "no exit-status message": closed under us, or exit-signal from a killed shell
             transport = chan.get_transport()
@@ -561,12 +557,12 @@ class SshTarget:
         rm = ("sudo -n " if self.spec.sudo else "") + f"rm -rf -- {shlex.quote(session.workdir)}"
         script = kill_script(session.unfinished, self.spec.sudo, wait=False) + "; " + rm
         try:
-            if session.alive() and not session.aborted.is_set():
+            if session.alive():
                 session.sh(script, self.spec.command_timeout_s)
                 return
         except TransportError:
             pass
-        try:  # the link dropped (or was aborted): one fresh attempt, so nothing is left behind on a live host
+        try:  # the link dropped: one fresh attempt, so nothing is left behind on a host that is still up
             client, jump = self.connect()
         except ProvisionError as err:
             log.warning("target %r: could not remove %s on %s: %s", self.name, session.workdir, self.where, err)
