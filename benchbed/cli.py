@@ -115,6 +115,10 @@ def run(
         loaded = load_suite(resolve_suite_path(suite))
         specs = load_targets(targets) if targets else DEFAULT_TARGETS.expanded()
         plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+        from benchbed.cleanup import sweep
+
+        for line in sweep(specs[name] for name in plan.targets):
+            out.print(f"removed leftover {line}", markup=False)
         runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
         try:
             runner.execute()
@@ -142,6 +146,30 @@ def _render(run_dir: Path, dest: Path) -> None:
     except BenchbedError as err:
         _fail(err)
     out.print(f"report: {path}", markup=False)
+
+
+@app.command()
+def cleanup(
+    targets: Annotated[Path | None, typer.Option("--targets", "-t", help="Sweep the engines these targets use")] = None,
+    docker_host: Annotated[str | None, typer.Option("--docker-host", help="Docker engine URL")] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Also remove objects of runs that still look alive")
+    ] = False,
+) -> None:
+    """Remove containers (and later VMs, overlays) left behind by runs whose harness is gone."""
+    from benchbed.cleanup import sweep
+    from benchbed.config import DockerTarget, load_targets
+
+    try:
+        specs = list(load_targets(targets).values()) if targets else []
+        if not targets or docker_host:
+            specs.append(DockerTarget(kind="docker", image="-", docker_host=docker_host))
+        removed = sweep(specs, everything=everything, strict=True)
+    except BenchbedError as err:
+        _fail(err)
+    for line in removed:
+        out.print(f"removed {line}", markup=False)
+    out.print(f"cleanup: {len(removed)} object(s) removed", markup=False)
 
 
 @app.command()

@@ -35,10 +35,36 @@ def _cpu() -> dict[str, Any]:
             info["hypervisor_flag"] = "hypervisor" in value.split()
     with contextlib.suppress(AttributeError, OSError):
         info["affinity"] = len(os.sched_getaffinity(0))
-    quota = _read("/sys/fs/cgroup/cpu.max")
+    quota = _cgroup_cpu_max()
     if quota:
-        info["cgroup_cpu_max"] = quota.strip()
+        info["cgroup_cpu_max"] = quota
     return info
+
+
+V1_UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a page-rounded LONG_MAX
+
+
+def _cgroup_cpu_max() -> str | None:
+    """CPU quota in cgroup v2 notation ("quota period" or "max period"), read from v2 or v1."""
+    v2 = _read("/sys/fs/cgroup/cpu.max")
+    if v2:
+        return v2.strip()
+    quota, period = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    if quota and period:
+        q = quota.strip()
+        return f"{'max' if q == '-1' else q} {period.strip()}"
+    return None
+
+
+def _cgroup_memory_max() -> str | None:
+    """Memory limit in bytes (or "max"), read from cgroup v2 or v1."""
+    v2 = _read("/sys/fs/cgroup/memory.max")
+    if v2:
+        return v2.strip()
+    v1 = _read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    if v1 and v1.strip().isdigit():
+        return "max" if int(v1) >= V1_UNLIMITED else v1.strip()
+    return None
 
 
 def _memory() -> dict[str, Any]:
@@ -47,9 +73,10 @@ def _memory() -> dict[str, Any]:
         key, _, value = line.partition(":")
         if key in ("MemTotal", "MemAvailable", "HugePages_Total", "Hugepagesize"):
             out[key] = value.strip()
-    limit = _read("/sys/fs/cgroup/memory.max")
+    limit = _cgroup_memory_max()
     if limit:
-        out["cgroup_memory_max"] = limit.strip()
+        out["cgroup_memory_max"] = limit
+    out["cgroup_version"] = 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1
     return out
 
 

@@ -142,12 +142,10 @@ class DockerSession:
         """Exit code of the exec, and why it died when the container knows better (OOM, container killed)."""
         try:
             info = self.api.exec_inspect(exec_id)
-            self.container.reload()
+            rc = -1 if info.get("ExitCode") is None else int(info["ExitCode"])
+            state = self._settled_state(rc)
         except docker.errors.DockerException as err:
             return -1, f"container vanished mid-case ({err.__class__.__name__})"
-        rc = info.get("ExitCode")
-        rc = -1 if rc is None else int(rc)
-        state = self.container.attrs.get("State", {})
         if state.get("OOMKilled") or (rc == 137 and self._oom_kills() > 0):
             limit = self.target.spec.memory or "the host's memory"
             return rc, f"OOM-killed in the container (memory limit {limit})"
@@ -155,10 +153,22 @@ class DockerSession:
             return rc, f"container stopped mid-case ({state.get('Status')}, exit {state.get('ExitCode')})"
         return rc, None
 
+    def _settled_state(self, rc: int) -> dict[str, Any]:
+        """After a SIGKILL (rc 137) the exec's stream ends before dockerd records the container's death: give
+        the state up to 2 s to catch up, so a killed container is not reported as a bare exit code."""
+        deadline = time.monotonic() + (2.0 if rc in (137, -1) else 0.0)
+        while True:
+            self.container.reload()
+            state: dict[str, Any] = self.container.attrs.get("State", {})
+            if not state.get("Running", False) or state.get("OOMKilled") or time.monotonic() >= deadline:
+                return state
+            time.sleep(0.05)
+
     def _oom_kills(self) -> int:
-        """cgroup v2 memory.events counts OOM kills of any process in the container, not only its init."""
+        """OOM kills of any process in the container, not only its init (cgroup v2 memory.events, v1 oom_control)."""
+        files = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
         try:
-            res = self.container.exec_run(["cat", "/sys/fs/cgroup/memory.events"])
+            res = self.container.exec_run(["cat", *files])
         except docker.errors.DockerException:
             return 0
         for line in res.output.decode(errors="replace").splitlines():
@@ -264,6 +274,19 @@ class DockerTarget:
             )
         return ProvisionError(f"target {self.name!r}: container failed to start: {text}")
 
+    def _not_ready(self, container: Any, ready: CommandResult) -> ProvisionError:
+        """Tell a missing interpreter apart from a container that died while starting."""
+        text = ready.stderr.strip()[-200:] or "no output"
+        if ready.rc in (126, 127) or any(m in text for m in _MISSING_EXE):
+            return ProvisionError(
+                f"target {self.name!r}: {self.spec.python!r} does not run in image {self.spec.image!r} (rc {ready.rc}: "
+                f"{text})",
+                hint="use an image with python3, or set `python:` to its interpreter",
+            )
+        if ready.reason:
+            return ProvisionError(f"target {self.name!r}: during start-up: {ready.reason}")
+        return ProvisionError(f"target {self.name!r}: cannot create {self.spec.workdir} (rc {ready.rc}: {text})")
+
     @contextmanager
     def provision(self) -> Iterator[DockerSession]:
         self._clock = PhaseClock()
@@ -288,17 +311,8 @@ class DockerTarget:
             t = time.perf_counter()
             ready = session.run([self.spec.python, "-c", MKDIR, self.spec.workdir], timeout=self.spec.start_timeout_s)
             if ready.rc != 0:
-                container.reload()
-                running = container.attrs.get("State", {}).get("Running")
-                if not running or ready.rc in (126, 127):
-                    raise ProvisionError(
-                        f"target {self.name!r}: {self.spec.python!r} does not run in image {self.spec.image!r} "
-                        f"(rc {ready.rc}: {ready.stderr.strip()[-200:] or 'no output'})",
-                        hint="use an image with python3, or set `python:` to its interpreter",
-                    )
-                raise ProvisionError(f"target {self.name!r}: cannot create {self.spec.workdir}: {ready.stderr.strip()}")
+                raise self._not_ready(container, ready)
             clock.add("exec_ready", time.perf_counter() - t)
-            clock.add("docker_run_equivalent", sum(clock.phases[p] for p in ("create", "start", "exec_ready")))
             self._remember(image, container)
             yield session
         finally:

@@ -1,0 +1,42 @@
+"""Finding and removing what dead runs left behind (containers now; VMs and overlays join later).
+
+Every object benchbed creates carries the run id and its harness's host:pid. A sweep removes those whose harness
+is gone — at the start of every run, and on demand with `benchbed cleanup`. A live run's objects are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from benchbed.config import AnyTarget
+from benchbed.errors import BenchbedError
+
+log = logging.getLogger(__name__)
+
+
+def docker_engines(specs: Iterable[AnyTarget]) -> list[str | None]:
+    """Distinct engines the targets use (None = the local default)."""
+    seen: list[str | None] = []
+    for spec in specs:
+        if spec.kind == "docker" and spec.docker_host not in seen:
+            seen.append(spec.docker_host)
+    return seen
+
+
+def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool = False) -> list[str]:
+    """Remove leftovers on every engine the targets use. Unreachable engines are skipped unless strict."""
+    removed: list[str] = []
+    for url in docker_engines(specs):
+        try:
+            from benchbed.targets.docker import sweep as docker_sweep
+
+            removed += docker_sweep(url, everything=everything)
+        except ImportError as err:
+            if strict:
+                raise BenchbedError("cleanup needs the docker package", hint="pip install 'benchbed[docker]'") from err
+        except BenchbedError as err:
+            if strict:
+                raise
+            log.info("sweep skipped: %s", err)
+    return removed

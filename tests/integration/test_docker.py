@@ -1,0 +1,292 @@
+"""The `docker` target against a real dockerd and the registry-free test image."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchbed.results import RunData, load_run
+from tests.conftest import need
+from tests.integration import dockerd
+
+pytestmark = pytest.mark.docker
+
+SLOW = '''
+import time
+from dataclasses import dataclass
+from benchbed.workloads import Sample, workload
+
+@dataclass(frozen=True)
+class P:
+    seconds: float = 60.0
+    alloc_mb: int = 0
+
+@workload("test.slow", params=P)
+def slow(p, ctx):
+    """One sample, then (optionally) allocate alloc_mb and sleep: a case to kill or to OOM."""
+    yield Sample("x", 1.0, "s", "lower", "measure", 0)
+    hog = bytearray(p.alloc_mb * 1024 * 1024)
+    for i in range(0, len(hog), 4096):
+        hog[i] = 1
+    time.sleep(p.seconds)
+'''
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    why = dockerd.missing_reason()
+    if why:
+        need("docker", why)
+    tag = dockerd.test_image()
+    if not dockerd.image_present(tag):
+        need("docker", f"test image {tag} not built (run scripts/build-test-image)")
+    return tag
+
+
+def write(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[Path, Path]:
+    (tmp / "slow.py").write_text(SLOW)
+    (tmp / "t.yaml").write_text(json.dumps({"targets": targets}))
+    (tmp / "s.yaml").write_text(suite)
+    return tmp / "t.yaml", tmp / "s.yaml"
+
+
+def bench(tmp: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchbed.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=tmp,
+    )
+
+
+def run_suite(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[subprocess.CompletedProcess[str], RunData]:
+    t, s = write(tmp, targets, suite)
+    proc = bench(tmp, "run", str(s), "--targets", str(t), "--out", str(tmp / "res"), "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp / "res").iterdir()
+    return proc, load_run(run_dir)
+
+
+SHAPES = """name: shapes
+baseline: local
+defaults: {instances: 1, repetitions: 3, warmup: 1}
+workloads:
+  - {name: util.noop, params: {duration_ms: 2}}
+  - {name: cpu.gemm, params: {n: 64}}
+  - {name: cpu.stream, params: {n: 100000}}
+  - {name: startup.process}
+  - {name: model.load, params: {size_mb: 2, device: cpu}, repetitions: 2}
+  - {name: io.fsync, params: {ops: 20}}
+  - {name: gpu.gemm, params: {n: 256}}
+"""
+
+
+def test_quick_workloads_in_a_container_match_local_shapes(tmp_path: Path, image: str) -> None:
+    targets = {
+        "local": {"kind": "local"},
+        "box": {"kind": "docker", "image": image, "pull": "never", "cpus": 1, "memory": "1g"},
+    }
+    _, run = run_suite(tmp_path, targets, SHAPES)
+    cases = run.cases.set_index(["target", "workload"])
+    for workload in ("util.noop", "cpu.gemm", "cpu.stream", "startup.process", "model.load", "io.fsync"):
+        assert cases.loc[("box", workload), "status"] == "ok", cases.loc[("box", workload)].to_dict()
+    assert cases.loc[("box", "gpu.gemm"), "status"] == "skipped"
+    assert "no CUDA device" in cases.loc[("box", "gpu.gemm"), "reason"]
+
+    def shape(target: str) -> set[tuple[str, str, str, str, str]]:
+        s = run.samples[run.samples.target == target]
+        return set(zip(s.workload, s.metric, s.unit, s.better, s.phase, strict=True))
+
+    assert shape("box") == shape("local")
+    assert run.meta["agent"]["sha256"]
+
+
+def test_limits_reach_the_fingerprint_and_phases_add_up(tmp_path: Path, image: str) -> None:
+    targets = {
+        "local": {"kind": "local"},
+        "lim": {"kind": "docker", "image": image, "pull": "never", "cpus": 0.5, "memory": "256m", "shm_size": "32m"},
+    }
+    _, run = run_suite(
+        tmp_path,
+        targets,
+        "name: lim\nbaseline: local\ndefaults: {instances: 2, repetitions: 2}\n"
+        "workloads:\n  - {name: util.noop, params: {duration_ms: 1}}\n",
+    )
+    env = run.env["lim"]
+    assert env["kind"] == "docker"
+    limits = env["docker"]["limits"]
+    assert limits["nano_cpus"] == 500_000_000
+    assert limits["memory_bytes"] == 256 * 1024 * 1024
+    assert limits["shm_size_bytes"] == 32 * 1024 * 1024
+    assert env["docker"]["image_id"].startswith("sha256:")
+    assert env["docker"]["engine_version"]
+    assert env["cpu"]["cgroup_cpu_max"] == "50000 100000"  # seen from inside the container
+    assert env["memory"]["cgroup_memory_max"] == str(256 * 1024 * 1024)
+    for _, case in run.cases[run.cases.target == "lim"].iterrows():
+        phases = case.phases
+        for name in ("image", "create", "start", "exec_ready", "put_agent", "agent_ready", "workload", "teardown"):
+            assert phases[name] >= 0, name
+        parts = sum(v for k, v in phases.items() if k != "total")
+        assert parts == pytest.approx(phases["total"], abs=0.05)  # the phases partition the wall time
+
+
+def test_engine_down_image_missing_gpu_and_python_missing_are_clear(tmp_path: Path, image: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    nopy = "benchbed/test-nopython:latest"
+    (tmp_path / "f").write_text("no python here\n")
+    subprocess.run(f"tar -C {tmp_path} -c f | docker import - {nopy}", shell=True, check=True, capture_output=True)
+    targets = {
+        "local": {"kind": "local"},
+        "down": {"kind": "docker", "image": image, "docker_host": f"unix://{tmp_path}/nope.sock"},
+        "noimage": {"kind": "docker", "image": "benchbed/does-not-exist:1", "pull": "never"},
+        "gpu": {"kind": "docker", "image": image, "pull": "never", "gpus": "all"},
+        "nopy": {"kind": "docker", "image": nopy, "pull": "never"},
+    }
+    try:
+        proc, run = run_suite(
+            tmp_path,
+            targets,
+            "name: errs\nbaseline: local\ndefaults: {instances: 1}\n"
+            "workloads:\n  - {name: util.noop, params: {duration_ms: 1}}\n",
+        )
+    finally:
+        client.images.remove(nopy, force=True)
+    reasons = dict(zip(run.cases.target, run.cases.reason, strict=True))
+    assert run.cases.set_index("target").loc["local", "status"] == "ok"
+    assert f"Docker engine not reachable at unix://{tmp_path}/nope.sock" in reasons["down"]
+    assert "image 'benchbed/does-not-exist:1' is not present and pull is 'never'" in reasons["noimage"]
+    assert "no NVIDIA runtime" in reasons["gpu"]
+    assert "nvidia-container-toolkit" in reasons["gpu"]
+    assert "'python3'" in reasons["nopy"]
+    assert "not found" in reasons["nopy"] or "does not run" in reasons["nopy"]
+    for target in ("down", "noimage", "gpu", "nopy"):
+        assert target in proc.stdout  # the summary names every failed target
+    assert dockerd.labelled_containers() == []
+
+
+def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(tmp_path: Path, image: str) -> None:
+    import docker
+
+    targets = {
+        "victim": {"kind": "docker", "image": image, "pull": "never", "memory": "96m"},
+    }
+    suite = (
+        "name: kill\nbaseline: victim\nmodules: [slow.py]\n"
+        "defaults: {instances: 1, repetitions: 1, timeout_s: 120}\n"
+        "workloads:\n  - {name: test.slow, params: {seconds: 60}}\n"
+        "  - {name: test.slow, params: {seconds: 1, alloc_mb: 400}}\n"
+        "  - {name: util.noop, params: {duration_ms: 1}}\n"
+    )
+    t, s = write(tmp_path, targets, suite)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchbed.cli",
+            "run",
+            str(s),
+            "--targets",
+            str(t),
+            "--out",
+            str(tmp_path / "res"),
+            "--no-report",
+            "--seed",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = docker.from_env()
+    killed = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not killed:
+        for c in client.containers.list(filters={"label": "benchbed.target=victim"}):
+            samples = list((tmp_path / "res").glob("*/samples.jsonl"))
+            if samples and '"target": "victim", "workload": "test.slow"' in samples[0].read_text():
+                c.kill()
+                killed = True
+        time.sleep(0.2)
+    assert killed
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    (run_dir,) = (tmp_path / "res").iterdir()
+    run = load_run(run_dir)
+    victim = run.cases[run.cases.target == "victim"].sort_values("case")
+    killed_case, oom_case, noop_case = (row for _, row in victim.iterrows())
+    assert killed_case.status == "failed"
+    assert "container stopped mid-case" in killed_case.reason or "vanished" in killed_case.reason
+    assert oom_case.status == "failed"
+    assert "OOM-killed" in oom_case.reason
+    assert noop_case.status == "ok"
+    assert len(run.samples[(run.samples.target == "victim") & (run.samples.workload == "test.slow")]) == 2
+    assert dockerd.labelled_containers() == []
+
+
+def wait_for_container(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dockerd.labelled_containers():
+            return
+        time.sleep(0.1)
+    raise AssertionError("no benchbed container appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_no_container_left_after_interrupt_or_kill_plus_cleanup(tmp_path: Path, image: str, sig: int) -> None:
+    targets = {"box": {"kind": "docker", "image": image, "pull": "never"}}
+    t, s = write(
+        tmp_path,
+        targets,
+        "name: int\nbaseline: box\nmodules: [slow.py]\ndefaults: {instances: 1}\n"
+        "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchbed.cli",
+            "run",
+            str(s),
+            "--targets",
+            str(t),
+            "--out",
+            str(tmp_path / "res"),
+            "--no-report",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_container()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        "test.slow" in p.read_text() for p in (tmp_path / "res").glob("*/samples.jsonl")
+    ):
+        time.sleep(0.1)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "Traceback" not in err
+        assert dockerd.labelled_containers() == []
+    else:
+        assert dockerd.labelled_containers() != []  # a SIGKILLed harness cannot clean up after itself...
+        cleanup = bench(tmp_path, "cleanup")
+        assert cleanup.returncode == 0, cleanup.stderr
+        assert "removed container" in cleanup.stdout
+        assert dockerd.labelled_containers() == []  # ...but `benchbed cleanup` finds what it left
