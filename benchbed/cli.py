@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -218,8 +219,14 @@ def schema() -> None:
     sys.stdout.write(json.dumps(json_schemas(), indent=2) + "\n")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (CI runners, systemd, `timeout`) tears down like Ctrl-C: nothing provisioned is leaked."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

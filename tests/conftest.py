@@ -42,3 +42,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if hit:
         report.outcome = "failed"
         report.longrepr = f"skipped, but BENCHBED_REQUIRE includes {', '.join(hit)}: {report.longrepr}"
+
+
+def interruptible() -> None:
+    """preexec_fn for a `benchbed run` a test will Ctrl-C: a shell's background job starts with SIGINT ignored
+    (POSIX), and Python keeps it ignored, so restore the default to let the child get its KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

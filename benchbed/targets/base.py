@@ -7,7 +7,10 @@ paramiko, docker or libvirt.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -125,6 +128,49 @@ def make_target(name: str, spec: Any, run_id: str) -> Target:
     cls = getattr(module, cls_name)
     target: Target = cls(name, spec, run_id)
     return target
+
+
+TICK_S = 0.25  # longest the main thread blocks in C, so Ctrl-C is handled within this even for a silent agent
+
+
+def pumped(chunks: Iterator[bytes], abort: Callable[[], None]) -> Iterator[bytes]:
+    """Read `chunks` in a helper thread and hand them over here, waking every TICK_S.
+
+    A process-directed SIGINT may land on any thread; Python then runs the handler in the main thread only
+    when that thread next executes bytecode. A main thread parked in a C read without timeout (the Docker SDK
+    polls forever) would not notice Ctrl-C until the agent wrote again. `abort` unblocks the reader on exit.
+    """
+    box: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=256)
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                box.put(chunk)
+        except BaseException as err:  # handed to the consumer, which re-raises it in its own thread
+            box.put(err)
+        finally:
+            box.put(None)
+
+    reader = threading.Thread(target=pump, name="benchbed-pump", daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                item = box.get(timeout=TICK_S)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if reader.is_alive():
+            abort()
+            while reader.is_alive():  # drain so a blocked put() lets the pump see the end of its stream
+                with contextlib.suppress(queue.Empty):
+                    box.get(timeout=TICK_S)
+                reader.join(0)
 
 
 def iter_lines(chunks: Iterator[bytes], on_line: LineHandler) -> str:

@@ -25,7 +25,7 @@ import docker.types
 
 from benchbed.config import DockerTarget as DockerSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines, pumped
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,10 @@ class DockerSession:
             with suppress(docker.errors.DockerException):
                 self.container.kill()
 
+        def kill_quietly() -> None:  # interrupted: end the exec so the reader thread returns
+            with suppress(docker.errors.DockerException):
+                self.container.kill()
+
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
@@ -127,7 +131,7 @@ class DockerSession:
                     yield out
 
         try:
-            rest = iter_lines(stdout_only(), on_line)
+            rest = iter_lines(pumped(stdout_only(), kill_quietly), on_line)
             if rest:
                 on_line(rest)
         except docker.errors.DockerException as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from benchbed.config import LocalTarget as LocalSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines
+from benchbed.targets.base import TICK_S, CommandResult, LineHandler, PhaseClock, Tail, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
 
@@ -74,7 +75,7 @@ class LocalSession:
         if timer:
             timer.start()
         try:
-            rest = iter_lines(iter(lambda: os.read(proc.stdout.fileno(), 65536), b""), on_line)  # type: ignore[union-attr]
+            rest = iter_lines(_ticking_read(proc.stdout.fileno()), on_line)
             if rest:
                 on_line(rest)
             rc = proc.wait()
@@ -90,6 +91,18 @@ class LocalSession:
         return CommandResult(
             tuple(argv), rc, str(_stdout or ""), str(err_tail), time.perf_counter() - t0, timed_out.is_set()
         )
+
+
+def _ticking_read(fd: int) -> Iterator[bytes]:
+    """os.read that wakes every TICK_S, so Ctrl-C reaches the main thread even while the agent is silent."""
+    while True:
+        ready, _, _ = select.select([fd], [], [], TICK_S)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        yield chunk
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from benchbed.agent.build import build_agent
 from benchbed.results import load_run
+from tests.conftest import interruptible
 
 pytestmark = pytest.mark.local
 
@@ -192,6 +193,7 @@ def test_interrupted_harness_keeps_samples_and_marks_incomplete(tmp_path: Path, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     samples = None
     deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.conftest import need
+from tests.conftest import interruptible, need
 from tests.integration import dockerd
 
 pytestmark = pytest.mark.docker
@@ -271,6 +271,7 @@ def test_no_container_left_after_interrupt_or_kill_plus_cleanup(tmp_path: Path, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     wait_for_container()
     deadline = time.monotonic() + 60
