@@ -20,7 +20,7 @@ import pytest
 from benchbed.config import SshTarget as SshSpec
 from benchbed.errors import ProvisionError
 from benchbed.results import load_run
-from tests.conftest import REPO, need
+from tests.conftest import REPO, interruptible, need
 from tests.integration import sshd as S
 
 pytestmark = pytest.mark.ssh
@@ -394,6 +394,7 @@ def test_sigint_to_benchbed_run_cleans_up_remotely(server: S.Sshd, tmp_path: Pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=interruptible,
     )
     try:
         wait_for(lambda: any(samples_of(d, "box") for d in out.glob("*") if d.is_dir()))
