@@ -368,6 +368,9 @@ def _tcp(host: str, port: int, timeout: float) -> socket.socket:
 
 
 class SshTarget:
+    """One host. Holds no connection between instances: provision() connects, and always cleans up and closes.
+    Anything that reaches a machine over SSH (a VM through a forwarded port, say) can reuse it with an SshSpec."""
+
     def __init__(self, name: str, spec: SshSpec, run_id: str) -> None:
         self.name = name
         self.spec = spec
