@@ -35,6 +35,7 @@ def benchbed_totals(image: str, runs: int) -> tuple[list[float], dict[str, float
         totals.append(time.perf_counter() - t0)
         for k, v in target.startup_phases().items():
             phases.setdefault(k, []).append(v)
+    target.close()
     return totals, {k: statistics.median(v) for k, v in phases.items()}
 
 

@@ -44,10 +44,13 @@ def owner_label() -> str:
 def client_for(url: str | None, where: str) -> docker.DockerClient:
     """Connect and ping; an unreachable engine is one clear line naming what was tried."""
     tried = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    client: docker.DockerClient | None = None
     try:
         client = docker.DockerClient(base_url=url) if url else docker.from_env()
         client.ping()
     except docker.errors.DockerException as err:
+        if client is not None:
+            client.close()
         raise ProvisionError(
             f"{where}: Docker engine not reachable at {tried}", hint="is dockerd running? set docker_host to its URL"
         ) from err
@@ -64,6 +67,7 @@ class DockerSession:
         self.container = container
         self.workdir = target.spec.workdir
         self.api = target.client.api
+        self.ready = False  # the workdir exists only after the first exec made it
 
     def put(self, local: Path, remote: str) -> None:
         dest = PurePosixPath(remote)
@@ -104,6 +108,7 @@ class DockerSession:
                 stderr=True,
                 user=spec.user or "",
                 environment=spec.env or None,
+                workdir=self.workdir if self.ready else None,
             )["Id"]
             chunks = self.api.exec_start(exec_id, stream=True, demux=True)
         except docker.errors.APIError as err:
@@ -139,6 +144,8 @@ class DockerSession:
         finally:
             if timer:
                 timer.cancel()
+            with suppress(Exception):  # the SDK leaves the exec's socket open once its stream is exhausted
+                chunks.close()
         rc, reason = self._exit(exec_id)
         return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set(), reason)
 
@@ -199,6 +206,12 @@ class DockerTarget:
 
     def startup_phases(self) -> dict[str, float]:
         return dict(self._clock.phases)
+
+    def close(self) -> None:
+        """Release the engine connection at the end of a run (the runner calls this)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def describe(self) -> dict[str, Any]:
         """Controller-side facts for the fingerprint: image, engine, runtime and the limits applied."""
@@ -316,6 +329,7 @@ class DockerTarget:
             ready = session.run([self.spec.python, "-c", MKDIR, self.spec.workdir], timeout=self.spec.start_timeout_s)
             if ready.rc != 0:
                 raise self._not_ready(container, ready)
+            session.ready = True
             clock.add("exec_ready", time.perf_counter() - t)
             self._remember(image, container)
             yield session
@@ -369,6 +383,13 @@ def _owner_alive(owner: str) -> bool:
 def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
     """Remove benchbed-labelled containers whose harness is gone (or all of them). Returns what was removed."""
     client = client_for(url, "cleanup")
+    try:
+        return _sweep(client, everything)
+    finally:
+        client.close()
+
+
+def _sweep(client: docker.DockerClient, everything: bool) -> list[str]:
     removed = []
     for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
         labels = c.labels or {}

@@ -6,22 +6,38 @@ missing — and fail when BENCHBED_REQUIRE includes `docker`.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SOCKET = Path("/var/run/docker.sock")
 
 
+@contextlib.contextmanager
+def engine() -> Iterator[Any]:
+    """A client that is always closed: -W error turns a leaked socket into a test failure."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def missing_reason() -> str | None:
     try:
-        import docker
+        import docker  # noqa: F401
     except ImportError:
         return "the docker package is not installed (pip install 'benchbed[docker]')"
     if not SOCKET.exists():
         return f"no Docker engine socket at {SOCKET} (start dockerd)"
     try:
-        docker.from_env().ping()
+        with engine() as client:
+            client.ping()
     except Exception as err:
         return f"Docker engine not answering: {err}"
     return None
@@ -36,17 +52,16 @@ def test_image() -> str:
 
 
 def image_present(tag: str) -> bool:
-    import docker
     import docker.errors
 
-    try:
-        docker.from_env().images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
+    with engine() as client:
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return False
     return True
 
 
 def labelled_containers() -> list[str]:
-    import docker
-
-    return [c.name for c in docker.from_env().containers.list(all=True, filters={"label": "benchbed.run"})]
+    with engine() as client:
+        return [c.name for c in client.containers.list(all=True, filters={"label": "benchbed.run"})]

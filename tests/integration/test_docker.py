@@ -141,9 +141,6 @@ def test_limits_reach_the_fingerprint_and_phases_add_up(tmp_path: Path, image: s
 
 
 def test_engine_down_image_missing_gpu_and_python_missing_are_clear(tmp_path: Path, image: str) -> None:
-    import docker
-
-    client = docker.from_env()
     nopy = "benchbed/test-nopython:latest"
     (tmp_path / "f").write_text("no python here\n")
     subprocess.run(f"tar -C {tmp_path} -c f | docker import - {nopy}", shell=True, check=True, capture_output=True)
@@ -162,7 +159,8 @@ def test_engine_down_image_missing_gpu_and_python_missing_are_clear(tmp_path: Pa
             "workloads:\n  - {name: util.noop, params: {duration_ms: 1}}\n",
         )
     finally:
-        client.images.remove(nopy, force=True)
+        with dockerd.engine() as client:
+            client.images.remove(nopy, force=True)
     reasons = dict(zip(run.cases.target, run.cases.reason, strict=True))
     assert run.cases.set_index("target").loc["local", "status"] == "ok"
     assert f"Docker engine not reachable at unix://{tmp_path}/nope.sock" in reasons["down"]
@@ -177,8 +175,6 @@ def test_engine_down_image_missing_gpu_and_python_missing_are_clear(tmp_path: Pa
 
 
 def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(tmp_path: Path, image: str) -> None:
-    import docker
-
     targets = {
         "victim": {"kind": "docker", "image": image, "pull": "never", "memory": "96m"},
     }
@@ -210,16 +206,16 @@ def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(tmp_path: 
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = docker.from_env()
-    killed = False
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not killed:
-        for c in client.containers.list(filters={"label": "benchbed.target=victim"}):
-            samples = list((tmp_path / "res").glob("*/samples.jsonl"))
-            if samples and '"target": "victim", "workload": "test.slow"' in samples[0].read_text():
-                c.kill()
-                killed = True
-        time.sleep(0.2)
+    with dockerd.engine() as client:
+        killed = False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for c in client.containers.list(filters={"label": "benchbed.target=victim"}):
+                samples = list((tmp_path / "res").glob("*/samples.jsonl"))
+                if samples and '"target": "victim", "workload": "test.slow"' in samples[0].read_text():
+                    c.kill()
+                    killed = True
+            time.sleep(0.2)
     assert killed
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
