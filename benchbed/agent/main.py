@@ -38,6 +38,20 @@ class Emitter:
         self.out.flush()
 
 
+def _not_from_zipapp() -> str | None:
+    """The identical-bytes guarantee holds only if every benchbed module came from the shipped zipapp, not from
+    a benchbed installed in the target's site-packages. Returns the first stray module's file, if any."""
+    home = str(Path(sys.argv[0]).resolve())
+    if not Path(home).is_file():
+        return None  # run unpacked (tests, development): nothing to check against
+    for name, module in list(sys.modules.items()):
+        if name == "benchbed" or name.startswith(("benchbed.", "benchbed_user")):
+            origin = getattr(module, "__file__", None) or ""
+            if origin and not origin.startswith(home + "/"):
+                return origin
+    return None
+
+
 def _load_user_modules() -> None:
     """User workload modules are packed under benchbed_user/ and registered on import."""
     try:
@@ -49,7 +63,7 @@ def _load_user_modules() -> None:
 
 
 def run(spec: dict[str, Any], emit: Emitter) -> int:
-    from benchbed.workloads import Context, Skipped, load_builtins
+    from benchbed.workloads import Context, Skipped, load_for
 
     sha = _own_sha256()
     emit("hello", protocol=PROTOCOL, agent=__version__, sha256=sha, pid=os.getpid(), python=sys.version.split()[0])
@@ -57,8 +71,12 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     if expected and sha not in (expected, "unpacked"):
         emit("error", error="AgentMismatch", message=f"agent sha256 {sha} != expected {expected}")
         return 3
-    registry = load_builtins()
+    registry = load_for(spec["workload"])
     _load_user_modules()
+    stray = _not_from_zipapp()
+    if stray:
+        emit("error", error="AgentMismatch", message=f"agent module loaded from outside the zipapp: {stray}")
+        return 3
     if spec.get("fingerprint"):
         from benchbed.agent.fingerprint import collect
 

@@ -15,4 +15,15 @@ def load_builtins() -> dict[str, base.WorkloadInfo]:
     return REGISTRY
 
 
-__all__ = ["REGISTRY", "Context", "Sample", "Skipped", "load_builtins", "workload"]
+def load_for(name: str) -> dict[str, base.WorkloadInfo]:
+    """Import only the built-in module that holds `name` (`io.seq_read` → workloads/io.py): every instance
+    is a fresh process, so importing all modules would add their compile time to each start."""
+    import importlib
+
+    prefix = name.split(".", 1)[0]
+    if prefix in BUILTIN_MODULES:
+        importlib.import_module(f"benchbed.workloads.{prefix}")
+    return REGISTRY
+
+
+__all__ = ["REGISTRY", "Context", "Sample", "Skipped", "load_builtins", "load_for", "workload"]

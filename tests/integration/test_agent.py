@@ -216,3 +216,20 @@ def test_interrupted_harness_keeps_samples_and_marks_incomplete(tmp_path: Path, 
         assert "Traceback" not in err
         assert leftover_workdirs() <= before  # the workdir of the instance in flight was removed
         assert not processes_mentioning(f"benchbed-{samples.parent.name}")  # and no agent is left behind
+
+
+def test_agent_refuses_modules_from_outside_its_zipapp(tmp_path: Path, repo_root: Path) -> None:
+    """A benchbed installed in the target must never stand in for the shipped bytes."""
+    agent = build_agent(tmp_path)
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(repo_root)!r})\n"
+        "from benchbed.agent.main import main\n"  # the repo's copy, not the zipapp's
+        f"sys.argv = [{str(agent.path)!r}]\n"
+        "raise SystemExit(main(['run', json.dumps({'workload': 'util.noop', 'repetitions': 1})]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert proc.returncode == 3
+    last = json.loads(proc.stdout.splitlines()[-1])
+    assert last["error"] == "AgentMismatch"
+    assert "outside the zipapp" in last["message"]
