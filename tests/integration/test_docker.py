@@ -109,6 +109,14 @@ def test_quick_workloads_in_a_container_match_local_shapes(tmp_path: Path, image
 
     assert shape("box") == shape("local")
     assert run.meta["agent"]["sha256"]
+    html = tmp_path / "report.html"
+    rendered = bench(tmp_path, "report", str(run.dir), "-o", str(html))
+    assert rendered.returncode == 0, rendered.stderr
+    page = html.read_text()
+    assert "box" in page
+    assert "local" in page
+    assert "ratio" in page.lower()
+    assert "docker" in page  # the container's fingerprint (engine, image) sits beside the host's
 
 
 def test_limits_reach_the_fingerprint_and_phases_add_up(tmp_path: Path, image: str) -> None:
