@@ -1,0 +1,306 @@
+"""Verdicts: is a target (or a new run) worse, better, the same, or can we not tell — per metric, with honest stats.
+
+Inputs are *instance medians* (see `stats.instance_medians`): the instance is the unit of replication, so every
+test below treats one instance as one observation. For each metric, with base instances `a` and new instances `b`:
+
+* ratio of medians median(b)/median(a) with a bootstrap CI that resamples instances (`stats.bootstrap_ci`);
+* Mann–Whitney U on the instance medians (exact for small samples) as a distribution-free second check;
+  its p-values are Holm-adjusted across every metric of one comparison;
+* TOST equivalence on log instance medians (two one-sided Welch t-tests) against ±threshold;
+* the minimum detectable effect (MDE) at this noise: the change a Welch t-test on logs would detect with 80 %
+  power at alpha 0.05 given the observed instance-level SDs and counts.
+
+Verdict rules (direction-aware through `better`):
+  significant   = Holm-adjusted MWU p < alpha AND the ratio's bootstrap CI excludes 1 (both checks agree)
+  equivalent    = TOST p < alpha for the margin ±threshold (the 90 % CI of the log-ratio lies inside it)
+  regression    = significant, worse, and not equivalent
+  improvement   = significant, better, and not equivalent
+  equivalent    = equivalent (a real but negligible change stays "equivalent")
+  inconclusive  = anything else, including fewer than 2 instances on a side
+
+Note that an exact two-sided MWU test cannot go below 2/C(n_a+n_b, n_a): with 3 + 3 instances that is 0.1, so at
+least 4 instances per side (5+ when Holm divides alpha among many metrics) are needed before anything can be
+flagged. `min_p` in the output says what the test could reach.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from scipy.optimize import brentq
+
+from benchbed.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, KEYS, Array, _median_ratio, bootstrap_ci
+
+Verdict = Literal["regression", "improvement", "equivalent", "inconclusive"]
+ALPHA = 0.05
+POWER = 0.80
+NAN = math.nan
+
+# Metric-class thresholds: the smallest relative change that matters. Patterns are globs on the workload name or
+# on "workload:metric"; a suite's `thresholds:` come first, then these, first match wins.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "*:lat*": 0.05,
+    "*:*latency*": 0.05,
+    "gpu.gemm": 0.01,
+    "cpu.gemm": 0.01,
+    "gpu.d2d_bandwidth": 0.01,
+    "gpu.h2d_bandwidth": 0.03,
+    "gpu.d2h_bandwidth": 0.03,
+    "cpu.stream": 0.03,
+    "model.*": 0.03,
+    "io.*": 0.03,
+    "util.*": 0.03,
+    "gpu.launch_latency": 0.05,
+    "startup.*": 0.10,
+    "gpu.context_init": 0.10,
+}
+FALLBACK_THRESHOLD = 0.05
+
+VERDICT_COLUMNS = [
+    *KEYS,
+    "unit",
+    "better",
+    "base",
+    "target",
+    "n_base",
+    "n_new",
+    "base_median",
+    "new_median",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "change_pct",
+    "threshold",
+    "mde_pct",
+    "p_mwu",
+    "p_mwu_holm",
+    "min_p",
+    "p_tost",
+    "verdict",
+    "note",
+]
+
+
+def threshold_for(workload: str, metric: str, overrides: Mapping[str, float] | None = None) -> float:
+    """The relative threshold of a metric: first glob in `overrides`, then `DEFAULT_THRESHOLDS`, that matches
+    the workload name or "workload:metric"."""
+    names = (workload, f"{workload}:{metric}")
+    for table in (overrides or {}, DEFAULT_THRESHOLDS):
+        for pattern, value in table.items():
+            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                return float(value)
+    return FALLBACK_THRESHOLD
+
+
+def holm(pvalues: Array | list[float]) -> Array:
+    """Holm step-down adjusted p-values (NaN stays NaN and does not count as a test).
+
+    scipy has Bonferroni-free BH/BY (`false_discovery_control`) but no Holm, and statsmodels is not a dependency;
+    Holm controls the family-wise error rate (what a CI gate needs: P(any false regression) ≤ alpha).
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, NAN)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else np.array([])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def mann_whitney(a: Array, b: Array) -> float:
+    """Two-sided Mann–Whitney U p-value on instance medians; NaN with < 2 values a side or all values tied."""
+    if len(a) < 2 or len(b) < 2 or np.ptp(np.concatenate([a, b])) == 0:
+        return NAN
+    return float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+
+
+def min_mwu_p(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p an exact MWU test can give with these counts (complete separation)."""
+    if n_a < 1 or n_b < 1:
+        return NAN
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def _logs(x: Array) -> Array | None:
+    return np.log(x) if len(x) and np.all(x > 0) else None
+
+
+def tost(a: Array, b: Array, margin: float) -> float:
+    """Equivalence p-value of b vs a within ±margin (relative), on log instance medians (Welch, two one-sided).
+
+    The margin is symmetric on the ratio scale: [1/(1+margin), 1+margin]. p < alpha ⇒ "within ±margin".
+    """
+    la, lb = _logs(a), _logs(b)
+    if la is None or lb is None or len(la) < 2 or len(lb) < 2 or margin <= 0:
+        return NAN
+    bound = math.log1p(margin)
+    if np.ptp(la) == 0 and np.ptp(lb) == 0:  # no noise at all: equivalent iff the ratio is inside the margin
+        return 0.0 if abs(float(lb[0] - la[0])) < bound else 1.0
+    lower = sps.ttest_ind(lb + bound, la, equal_var=False, alternative="greater").pvalue  # H0: diff ≤ −bound
+    upper = sps.ttest_ind(lb - bound, la, equal_var=False, alternative="less").pvalue  # H0: diff ≥ +bound
+    return float(max(lower, upper))
+
+
+def mde_from_sd(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Minimum detectable relative change of a two-sided Welch t-test on logs with these log-SDs and counts:
+    the shift whose exact power (noncentral t) is `power`."""
+    if n_a < 2 or n_b < 2:
+        return NAN
+    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(ncp: float) -> float:
+        lower_tail = float(np.nan_to_num(sps.nct.cdf(-crit, df, ncp)))  # underflows to NaN for large ncp
+        return float(sps.nct.sf(crit, df, ncp)) + lower_tail - power
+
+    high = crit + 2.0
+    while shortfall(high) < 0:
+        high *= 2
+    ncp = brentq(shortfall, 0.0, high)
+    return float(math.expm1(ncp * se))
+
+
+def mde(a: Array, b: Array, *, alpha: float = ALPHA, power: float = POWER) -> float:
+    """`mde_from_sd` at the observed instance-level SDs (of log instance medians) and counts."""
+    la, lb = _logs(a), _logs(b)
+    if la is None or lb is None or len(la) < 2 or len(lb) < 2:
+        return NAN
+    sd_a, sd_b = float(np.std(la, ddof=1)), float(np.std(lb, ddof=1))
+    return mde_from_sd(sd_a, len(la), sd_b, len(lb), alpha=alpha, power=power)
+
+
+def instances_needed(cv: float, threshold: float, *, alpha: float = ALPHA, power: float = POWER, cap: int = 30) -> int:
+    """Instances per side so that the MDE at between-instance CV `cv` is ≤ threshold (normal approximation,
+    then at least what an exact MWU test needs to reach alpha), capped at `cap`."""
+    need_mwu = next(n for n in range(2, 100) if min_mwu_p(n, n) < alpha)
+    if not math.isfinite(cv) or cv <= 0:
+        return min(cap, need_mwu)
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    n = math.ceil(2 * (z * cv / math.log1p(threshold)) ** 2) + 1  # +1: t instead of z at small n
+    return int(min(cap, max(n, need_mwu)))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Unadjusted per-metric result; `decide` turns it into a verdict once Holm has seen the whole family."""
+
+    n_base: int
+    n_new: int
+    base_median: float
+    new_median: float
+    ratio: float
+    ratio_ci_low: float
+    ratio_ci_high: float
+    threshold: float
+    mde_pct: float
+    p_mwu: float
+    min_p: float
+    p_tost: float
+
+
+def judge(
+    a: Array,
+    b: Array,
+    *,
+    threshold: float,
+    rng: np.random.Generator,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    alpha: float = ALPHA,
+) -> Judgement:
+    """Everything about base instance medians `a` vs new instance medians `b` except the multiplicity step."""
+    ma = float(np.median(a)) if len(a) else NAN
+    mb = float(np.median(b)) if len(b) else NAN
+    ratio = mb / ma if len(a) and len(b) and ma != 0 else NAN
+    low, high = NAN, NAN
+    if math.isfinite(ratio):
+        low, high, _ = bootstrap_ci((b, a), _median_ratio, rng=rng, confidence=1 - alpha, n_resamples=n_resamples)
+    return Judgement(
+        n_base=len(a),
+        n_new=len(b),
+        base_median=ma,
+        new_median=mb,
+        ratio=ratio,
+        ratio_ci_low=low,
+        ratio_ci_high=high,
+        threshold=threshold,
+        mde_pct=mde(a, b, alpha=alpha) * 100.0,
+        p_mwu=mann_whitney(a, b),
+        min_p=min_mwu_p(len(a), len(b)),
+        p_tost=tost(a, b, threshold),
+    )
+
+
+def decide(j: Judgement, p_adjusted: float, better: str, *, alpha: float = ALPHA) -> tuple[Verdict, str]:
+    """Verdict and a short reason, from a judgement and its Holm-adjusted MWU p-value (rules: module doc)."""
+    if j.n_base < 2 or j.n_new < 2:
+        return "inconclusive", "needs ≥ 2 instances on each side"
+    equivalent = math.isfinite(j.p_tost) and j.p_tost < alpha
+    ci_excludes = math.isfinite(j.ratio_ci_low) and (j.ratio_ci_low > 1 or j.ratio_ci_high < 1)
+    significant = ci_excludes and math.isfinite(p_adjusted) and p_adjusted < alpha
+    if significant and not equivalent and better in ("higher", "lower"):
+        worse = (j.ratio < 1) if better == "higher" else (j.ratio > 1)
+        return ("regression" if worse else "improvement"), ""
+    if equivalent:
+        return "equivalent", f"within ±{j.threshold:.0%}"
+    if significant:
+        return "inconclusive", f"changed, but direction unknown (better={better!r})"
+    if math.isfinite(j.min_p) and j.min_p >= alpha:
+        return "inconclusive", f"too few instances for the rank test (min p {j.min_p:.2g})"
+    if ci_excludes:
+        return "inconclusive", "CI excludes 1 but the rank test (Holm) does not agree"
+    return "inconclusive", f"MDE {j.mde_pct:.1f}% vs threshold {j.threshold:.0%}"
+
+
+def compare_instances(
+    base: pd.DataFrame,
+    new: pd.DataFrame,
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    alpha: float = ALPHA,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    info: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One verdict row per (workload, params, metric) present on both sides; columns `VERDICT_COLUMNS`.
+
+    `base` / `new` are `stats.instance_medians` frames, each of one target (their target names may differ).
+    `info` (optional) gives unit and better per KEYS (e.g. the first sample of each); absent ⇒ better unknown.
+    Holm runs over every row of this call: one call = one comparison = one family.
+    """
+    units: dict[tuple[str, ...], tuple[str, str]] = {}
+    if info is not None and not info.empty:
+        for rec in info[[*KEYS, "unit", "better"]].drop_duplicates(KEYS).itertuples(index=False):
+            units[tuple(str(x) for x in rec[:3])] = (str(rec[3]), str(rec[4]))
+    groups_a = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in base.groupby(KEYS, sort=False)}
+    groups_b = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in new.groupby(KEYS, sort=False)}
+    base_name = str(base["target"].iloc[0]) if len(base) else ""
+    new_name = str(new["target"].iloc[0]) if len(new) else ""
+    keys = [k for k in groups_a if k in groups_b]
+    judged: list[tuple[tuple[str, ...], Judgement]] = []
+    for key in keys:
+        rng = np.random.default_rng([seed, zlib.crc32("\x1f".join(key).encode())])
+        thr = threshold_for(key[0], key[2], thresholds)
+        judged.append((key, judge(groups_a[key], groups_b[key], threshold=thr, rng=rng, n_resamples=n_resamples)))
+    adjusted = holm([j.p_mwu for _, j in judged])
+    rows: list[dict[str, Any]] = []
+    for (key, j), p_adj in zip(judged, adjusted, strict=True):
+        unit, better = units.get(key, ("", "unknown"))
+        verdict, note = decide(j, float(p_adj), better, alpha=alpha)
+        row: dict[str, Any] = dict(zip(KEYS, key, strict=True))
+        row.update(unit=unit, better=better, base=base_name, target=new_name, **asdict(j))
+        row.update(change_pct=(j.ratio - 1) * 100.0, p_mwu_holm=float(p_adj), verdict=verdict, note=note)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
