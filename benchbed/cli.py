@@ -211,6 +211,74 @@ def targets_check(file: Annotated[Path, typer.Argument(help="Targets YAML file")
     out.print(f"{file}: {len(specs)} target(s) OK", markup=False)
 
 
+def _parse_thresholds(items: list[str]) -> dict[str, float]:
+    from benchbed.errors import ConfigError
+
+    parsed: dict[str, float] = {}
+    for item in items:
+        pattern, sep, value = item.rpartition("=")
+        try:
+            parsed[pattern] = float(value)
+        except ValueError:
+            pattern = ""
+        if not sep or not pattern or not 0 < parsed[pattern] < 1:
+            raise ConfigError(f"--threshold {item!r}: expected GLOB=FRACTION, e.g. 'io.*=0.03'")
+    return parsed
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="Baseline run directory (results/<run-id>)")],
+    new: Annotated[Path | None, typer.Argument(help="Run to judge; omit to compare two targets of BASE")] = None,
+    base_target: Annotated[str | None, typer.Option("--base-target", help="Target on the base side")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target on the new side")] = None,
+    threshold: Annotated[
+        list[str] | None, typer.Option("--threshold", help="GLOB=FRACTION on workload or workload:metric (repeatable)")
+    ] = None,
+    under_test: Annotated[
+        list[str] | None, typer.Option("--under-test", help="Env fields expected to differ, globs (repeatable)")
+    ] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Append Markdown ($GITHUB_STEP_SUMMARY)")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (regression = failure)")] = None,
+    gab_json: Annotated[
+        Path | None, typer.Option("--gab-json", help="Write PREFIX-bigger.json / PREFIX-smaller.json")
+    ] = None,
+) -> None:
+    """Judge NEW against BASE (or two targets of one run). Exit 0: no regression, 1: regression, 2: bad input."""
+    from benchbed.compare import HEADERS, summary_line, table_rows, write_outputs
+    from benchbed.compare import compare as run_compare
+
+    try:
+        result = run_compare(
+            base,
+            new,
+            base_target=base_target,
+            target=target,
+            thresholds=_parse_thresholds(threshold or []),
+            under_test=under_test or None,
+        )
+        written = write_outputs(result, markdown=markdown, junit=junit, gab_prefix=gab_json)
+    except BenchbedError as err:
+        _fail(err)
+    for label, changes in result.under_test.items():
+        out.print(f"env {label}", markup=False)
+        for e in changes:
+            out.print(f"  {e.key}: {e.base} → {e.new}", markup=False)
+        for e in result.warnings[label]:
+            out.print(f"  [yellow]warning: not comparable: {e.key} differs ({e.base} → {e.new})[/]", soft_wrap=True)
+    for note in result.notes:
+        out.print(f"[yellow]warning: {note}[/]")
+    styles = {"regression": "bold red", "improvement": "green", "equivalent": "dim"}
+    table = Table(*HEADERS)
+    for verdict, cells in zip(result.verdicts["verdict"], table_rows(result), strict=True):
+        table.add_row(*cells, style=styles.get(str(verdict)))
+    out.print(table)
+    out.print(summary_line(result), markup=False, style="bold red" if result.exit_code else "bold")
+    for path in written:
+        out.print(f"wrote {path}", markup=False)
+    raise typer.Exit(result.exit_code)
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of suite and targets files."""

@@ -278,25 +278,41 @@ def compare_instances(
 
     `base` / `new` are `stats.instance_medians` frames, each of one target (their target names may differ).
     `info` (optional) gives unit and better per KEYS (e.g. the first sample of each); absent ⇒ better unknown.
-    Holm runs over every row of this call: one call = one comparison = one family.
     """
+    return compare_pairs(
+        [(base, new)], thresholds=thresholds, alpha=alpha, n_resamples=n_resamples, seed=seed, info=info
+    )
+
+
+def compare_pairs(
+    pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    alpha: float = ALPHA,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    info: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """`compare_instances` over several (base, new) target pairs with ONE Holm family over all their rows:
+    one call = one comparison = one gate, so P(any false regression) ≤ alpha holds for the whole gate."""
     units: dict[tuple[str, ...], tuple[str, str]] = {}
     if info is not None and not info.empty:
         for rec in info[[*KEYS, "unit", "better"]].drop_duplicates(KEYS).itertuples(index=False):
             units[tuple(str(x) for x in rec[:3])] = (str(rec[3]), str(rec[4]))
-    groups_a = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in base.groupby(KEYS, sort=False)}
-    groups_b = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in new.groupby(KEYS, sort=False)}
-    base_name = str(base["target"].iloc[0]) if len(base) else ""
-    new_name = str(new["target"].iloc[0]) if len(new) else ""
-    keys = [k for k in groups_a if k in groups_b]
-    judged: list[tuple[tuple[str, ...], Judgement]] = []
-    for key in keys:
-        rng = np.random.default_rng([seed, zlib.crc32("\x1f".join(key).encode())])
-        thr = threshold_for(key[0], key[2], thresholds)
-        judged.append((key, judge(groups_a[key], groups_b[key], threshold=thr, rng=rng, n_resamples=n_resamples)))
-    adjusted = holm([j.p_mwu for _, j in judged])
+    judged: list[tuple[tuple[str, ...], str, str, Judgement]] = []
+    for base, new in pairs:
+        groups_a = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in base.groupby(KEYS, sort=False)}
+        groups_b = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in new.groupby(KEYS, sort=False)}
+        base_name = str(base["target"].iloc[0]) if len(base) else ""
+        new_name = str(new["target"].iloc[0]) if len(new) else ""
+        for key in (k for k in groups_a if k in groups_b):
+            rng = np.random.default_rng([seed, zlib.crc32("\x1f".join((*key, new_name)).encode())])
+            thr = threshold_for(key[0], key[2], thresholds)
+            j = judge(groups_a[key], groups_b[key], threshold=thr, rng=rng, n_resamples=n_resamples, alpha=alpha)
+            judged.append((key, base_name, new_name, j))
+    adjusted = holm([j.p_mwu for *_, j in judged])
     rows: list[dict[str, Any]] = []
-    for (key, j), p_adj in zip(judged, adjusted, strict=True):
+    for (key, base_name, new_name, j), p_adj in zip(judged, adjusted, strict=True):
         unit, better = units.get(key, ("", "unknown"))
         verdict, note = decide(j, float(p_adj), better, alpha=alpha)
         row: dict[str, Any] = dict(zip(KEYS, key, strict=True))

@@ -1,0 +1,378 @@
+"""`benchbed compare`: two runs (before/after a driver upgrade) or two targets of one run ▸ verdicts + env diff.
+
+The gate's contract: exit 1 iff any metric's verdict is `regression` (rules in `benchbed.verdict`); environment
+differences outside the fields under test are warnings (they make a comparison suspect, not failed).
+Renderers here return strings / dicts; only the CLI prints or writes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.report.render import flatten, fmt_num, params_label
+from benchbed.results import RunData, load_run
+from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
+from benchbed.verdict import ALPHA, compare_pairs
+
+# Fields that change between any two runs and say nothing about comparability.
+VOLATILE = (
+    "hostname",
+    "memory.MemAvailable",
+    "python.executable",
+    "*pid*",
+    "*time*",
+    "*started*",
+    "*finished*",
+    "gpus.*.sm_clock_mhz",
+    "gpus.*.mem_clock_mhz",
+    "*container_id*",
+    "*container_name*",
+)
+# Run vs run: what a software upgrade is expected to change. Anything else that differs is a warning.
+UNDER_TEST_RUNS = (
+    "gpus.*.driver*",
+    "gpus.*.cuda_driver",
+    "kernel",
+    "libraries.*",
+    "os.*",
+    "python.version",
+    "*image*",
+    "*runtime*",
+)
+# Target vs target: the hardware must be the same; everything else is the boundary under test.
+HARDWARE = (
+    "cpu.model",
+    "cpu.machine",
+    "cpu.logical_cpus",
+    "memory.MemTotal",
+    "gpus.*.name",
+    "gpus.*.uuid",
+    "gpus.*.memory_total_bytes",
+    "gpus.*.pcie_*_max",
+)
+
+
+@dataclass(frozen=True)
+class Side:
+    run: RunData
+    target: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.dir.name}:{self.target}"
+
+
+@dataclass(frozen=True)
+class EnvChange:
+    key: str
+    base: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    pairs: list[tuple[Side, Side]]
+    verdicts: pd.DataFrame
+    under_test: dict[str, list[EnvChange]]  # per "base → new" pair label
+    warnings: dict[str, list[EnvChange]]
+    alpha: float = ALPHA
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> int:
+        return int((self.verdicts["verdict"] == "regression").sum())
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressions else 0
+
+    def counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.verdicts["verdict"].value_counts().items()}
+
+
+def _match(key: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def env_diff(
+    base: Mapping[str, Any], new: Mapping[str, Any], *, under_test: Sequence[str] | None, hardware: Sequence[str]
+) -> tuple[list[EnvChange], list[EnvChange]]:
+    """(changes under test, warnings) between two fingerprints; volatile fields are ignored.
+
+    With `under_test` given, a differing field is under test iff it matches it; otherwise (target vs target)
+    it is under test unless it matches `hardware`.
+    """
+    fa, fb = flatten(dict(base)), flatten(dict(new))
+    tested: list[EnvChange] = []
+    warned: list[EnvChange] = []
+    for key in sorted(set(fa) | set(fb)):
+        a, b = fa.get(key), fb.get(key)
+        if a == b or _match(key, VOLATILE):
+            continue
+        is_tested = _match(key, under_test) if under_test is not None else not _match(key, hardware)
+        (tested if is_tested else warned).append(EnvChange(key, a, b))
+    return tested, warned
+
+
+def suite_thresholds(run: RunData) -> dict[str, float]:
+    """`thresholds:` from the suite text recorded in run.json (older runs and suites have none)."""
+    text = (run.meta.get("suite") or {}).get("text")
+    if not isinstance(text, str):
+        return {}
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    raw = doc.get("thresholds") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
+
+
+def _targets(run: RunData) -> list[str]:
+    names = [str(t) for t in dict.fromkeys(run.samples["target"].dropna())]
+    return names or [str(t) for t in run.meta.get("targets", {})]
+
+
+def _pick(run: RunData, name: str, what: str) -> str:
+    if name not in _targets(run):
+        raise ConfigError(f"{run.dir}: no samples from {what} {name!r}", hint=f"targets in this run: {_targets(run)}")
+    return name
+
+
+def pair_sides(
+    base: RunData, new: RunData | None, base_target: str | None, target: str | None
+) -> list[tuple[Side, Side]]:
+    """Which targets to compare. One run: --base-target (default its baseline) vs --target (default every other
+    target). Two runs: the named target(s); else the targets both runs share; else, one target each, those two."""
+    if new is None:
+        b = _pick(base, base_target or str(base.meta.get("baseline", "local")), "base target")
+        others = [target] if target else [t for t in _targets(base) if t != b]
+        if not others:
+            raise ConfigError(f"{base.dir}: only target {b!r} has samples; nothing to compare it with")
+        return [(Side(base, b), Side(base, _pick(base, t, "target"))) for t in others]
+    ta, tb = _targets(base), _targets(new)
+    if base_target or target:
+        bt = _pick(base, base_target or target or "", "base target")
+        nt = _pick(new, target or base_target or "", "target")
+        return [(Side(base, bt), Side(new, nt))]
+    common = [t for t in ta if t in tb]
+    if common:
+        return [(Side(base, t), Side(new, t)) for t in common]
+    if len(ta) == 1 and len(tb) == 1:
+        return [(Side(base, ta[0]), Side(new, tb[0]))]
+    raise ConfigError(f"runs share no target ({ta} vs {tb})", hint="name them with --base-target and --target")
+
+
+def compare(
+    base_dir: Path,
+    new_dir: Path | None = None,
+    *,
+    base_target: str | None = None,
+    target: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    under_test: Sequence[str] | None = None,
+    alpha: float = ALPHA,
+    n_resamples: int = 4999,
+    seed: int = DEFAULT_SEED,
+) -> Comparison:
+    """Load, pair, judge (one Holm family over every pair and metric), diff the environments."""
+    base = load_run(base_dir)
+    new = load_run(new_dir) if new_dir is not None and new_dir.resolve() != base_dir.resolve() else None
+    if new_dir is not None and new is None and not (base_target or target):
+        raise ConfigError(f"{base_dir} given twice", hint="compare two targets of one run with --base-target/--target")
+    pairs = pair_sides(base, new, base_target, target)
+    merged = {**suite_thresholds(base), **suite_thresholds(new or base), **(thresholds or {})}
+    inst_cache: dict[Path, pd.DataFrame] = {}
+
+    def inst(side: Side) -> pd.DataFrame:
+        if side.run.dir not in inst_cache:
+            inst_cache[side.run.dir] = instance_medians(side.run.samples)
+        df = inst_cache[side.run.dir]
+        return df[df["target"] == side.target]
+
+    frames = [(inst(a), inst(b)) for a, b in pairs]
+    info = pd.concat([a.run.samples for a, _ in pairs] + [b.run.samples for _, b in pairs], ignore_index=True)
+    info["params"] = info["params"].map(canonical_params)
+    verdicts = compare_pairs(frames, thresholds=merged, alpha=alpha, n_resamples=n_resamples, seed=seed, info=info)
+    if verdicts.empty:
+        raise ConfigError("no (workload, params, metric) was measured on both sides", hint="same suite on both?")
+    verdicts = _with_new_ci(verdicts, frames, seed)
+    tested: dict[str, list[EnvChange]] = {}
+    warned: dict[str, list[EnvChange]] = {}
+    for a, b in pairs:
+        label = f"{a.label} → {b.label}"
+        patterns = (under_test or UNDER_TEST_RUNS) if new is not None else under_test
+        tested[label], warned[label] = env_diff(
+            a.run.env.get(a.target, {}), b.run.env.get(b.target, {}), under_test=patterns, hardware=HARDWARE
+        )
+    notes = []
+    for side in {id(s.run): s.run for p in pairs for s in p}.values():
+        if side.meta.get("status") != "complete":
+            notes.append(f"{side.dir.name} is {side.meta.get('status')!r}, not complete")
+    return Comparison(pairs, verdicts, tested, warned, alpha, notes)
+
+
+def _with_new_ci(verdicts: pd.DataFrame, frames: list[tuple[pd.DataFrame, pd.DataFrame]], seed: int) -> pd.DataFrame:
+    """95 % bootstrap CI of the new side's median over instances (for github-action-benchmark's `range`)."""
+    lows, highs = [], []
+    new_all = pd.concat([b for _, b in frames], ignore_index=True)
+    groups = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in new_all.groupby([*KEYS, "target"])}
+    for rec in verdicts[[*KEYS, "target"]].itertuples(index=False):
+        values = groups.get(tuple(str(x) for x in rec), np.array([]))
+        lo, hi, _ = bootstrap_ci((values,), _median, rng=np.random.default_rng(seed), n_resamples=999)
+        lows.append(lo)
+        highs.append(hi)
+    return verdicts.assign(new_ci_low=lows, new_ci_high=highs)
+
+
+# ── renderers ──────────────────────────────────────────────────────────────────────────────────────────────
+SYMBOL = {"regression": "✗ regression", "improvement": "✓ improvement", "equivalent": "≈ equivalent"}
+
+
+def _change(row: Mapping[Any, Any]) -> str:
+    r, lo, hi = row["ratio"], row["ratio_ci_low"], row["ratio_ci_high"]
+    if not math.isfinite(r):
+        return "—"
+    ci = f" [{(lo - 1) * 100:+.2f}, {(hi - 1) * 100:+.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{(r - 1) * 100:+.2f}%{ci}"
+
+
+def _p(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.2g}"
+
+
+def table_rows(c: Comparison) -> list[list[str]]:
+    """Cells for the terminal and Markdown tables, in verdict order."""
+    rows = []
+    for r in c.verdicts.to_dict("records"):
+        rows.append(
+            [
+                f"{r['workload']} {params_label(r['params'])}",
+                f"{r['metric']} ({r['unit']}, {r['better']})",
+                f"{r['base']} → {r['target']}" if r["base"] != r["target"] else str(r["target"]),
+                f"{fmt_num(r['base_median'])} → {fmt_num(r['new_median'])}",
+                _change(r),
+                f"±{r['threshold'] * 100:g}%",
+                "—" if not math.isfinite(r["mde_pct"]) else f"{r['mde_pct']:.1f}%",
+                _p(r["p_mwu_holm"]),
+                _p(r["p_tost"]),
+                SYMBOL.get(str(r["verdict"]), str(r["verdict"])) + (f" ({r['note']})" if r["note"] else ""),
+            ]
+        )
+    return rows
+
+
+HEADERS = ["case", "metric", "targets", "median base → new", "change [95% CI]", "threshold", "MDE", "p (MWU, Holm)",
+           "p (TOST)", "verdict"]  # fmt: skip
+
+
+def summary_line(c: Comparison) -> str:
+    counts = c.counts()
+    parts = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("regression", "improvement", "equivalent", "inconclusive"))
+    head = "REGRESSION" if c.regressions else "no regression"
+    return f"{head}: {parts} (alpha {c.alpha:g}, Holm over {len(c.verdicts)} metrics)"
+
+
+def to_markdown(c: Comparison) -> str:
+    """GitHub-flavoured Markdown, ready for $GITHUB_STEP_SUMMARY."""
+    lines = ["## benchbed compare", "", f"**{summary_line(c)}**", ""]
+    for note in c.notes:
+        lines.append(f"> ⚠ {note}")
+    for label in c.under_test:
+        lines += [f"### Environment: {label}", ""]
+        changes = c.under_test[label]
+        if changes:
+            lines += ["| field under test | base | new |", "|---|---|---|"]
+            lines += [f"| `{e.key}` | {_md(e.base)} | {_md(e.new)} |" for e in changes]
+        else:
+            lines.append("No field under test differs.")
+        for e in c.warnings[label]:
+            lines.append(f"- ⚠ not comparable: `{e.key}` differs ({_md(e.base)} → {_md(e.new)})")
+        lines.append("")
+    lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in table_rows(c)]
+    lines += ["", "Verdict rules: docs/methodology.md (instances resampled; MWU + bootstrap CI; TOST ±threshold)."]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: object) -> str:
+    return "∅" if text is None else str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_junit(c: Comparison) -> str:
+    """JUnit XML: one test case per metric; a regression is a failure, inconclusive is reported as passed."""
+    suite = ET.Element(
+        "testsuite", name="benchbed.compare", tests=str(len(c.verdicts)), failures=str(c.regressions), errors="0"
+    )
+    for r, cells in zip(c.verdicts.to_dict("records"), table_rows(c), strict=True):
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"{r['workload']}[{params_label(r['params'])}]",
+            name=f"{r['metric']} {r['base']}→{r['target']}",
+            time="0",
+        )
+        detail = "; ".join(f"{h}: {v}" for h, v in zip(HEADERS, cells, strict=True))
+        if r["verdict"] == "regression":
+            failure = ET.SubElement(case, "failure", message=f"regression {_change(r)}", type="regression")
+            failure.text = detail
+        else:
+            ET.SubElement(case, "system-out").text = detail
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def to_gab(c: Comparison) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """github-action-benchmark's customBiggerIsBetter / customSmallerIsBetter entries (new side's medians)."""
+    bigger: list[dict[str, Any]] = []
+    smaller: list[dict[str, Any]] = []
+    for r in c.verdicts.to_dict("records"):
+        if not math.isfinite(r["new_median"]) or r["better"] not in ("higher", "lower"):
+            continue
+        entry: dict[str, Any] = {
+            "name": f"{r['workload']} {params_label(r['params'])} {r['metric']} ({r['target']})",
+            "unit": r["unit"],
+            "value": float(r["new_median"]),
+        }
+        lo, hi = r["new_ci_low"], r["new_ci_high"]
+        if math.isfinite(lo) and math.isfinite(hi):
+            entry["range"] = f"± {fmt_num((hi - lo) / 2)}"
+        entry["extra"] = f"{r['verdict']}; {_change(r)} vs {r['base']}; n={r['n_new']} instances"
+        (bigger if r["better"] == "higher" else smaller).append(entry)
+    return bigger, smaller
+
+
+def write_outputs(c: Comparison, *, markdown: Path | None, junit: Path | None, gab_prefix: Path | None) -> list[Path]:
+    written = []
+    try:
+        if markdown is not None:
+            with markdown.open("a" if markdown.exists() and markdown.stat().st_size else "w", encoding="utf-8") as f:
+                f.write(to_markdown(c))  # append: $GITHUB_STEP_SUMMARY collects several steps
+            written.append(markdown)
+        if junit is not None:
+            junit.write_text(to_junit(c), encoding="utf-8")
+            written.append(junit)
+        if gab_prefix is not None:
+            bigger, smaller = to_gab(c)
+            for suffix, data in (("bigger", bigger), ("smaller", smaller)):
+                path = gab_prefix.with_name(f"{gab_prefix.name}-{suffix}.json")
+                path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+                written.append(path)
+    except OSError as err:
+        raise BenchbedError(f"cannot write comparison output: {err}") from err
+    return written
