@@ -1,4 +1,4 @@
-"""Finding and removing what dead runs left behind (containers now; VMs and overlays join later).
+"""Finding and removing what dead runs left behind (containers, VMs and their overlays).
 
 Every object benchbed creates carries the run id and its harness's host:pid. A sweep removes those whose harness
 is gone — at the start of every run, and on demand with `benchbed cleanup`. A live run's objects are left alone.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 from benchbed.config import AnyTarget
 from benchbed.errors import BenchbedError
@@ -39,4 +40,30 @@ def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool 
             if strict:
                 raise
             log.info("sweep skipped: %s", err)
+    for uri, overlays in libvirt_hosts(specs):
+        try:
+            from benchbed.targets.libvirt import sweep as libvirt_sweep
+
+            removed += libvirt_sweep(uri, overlays, everything=everything)
+        except ImportError as err:
+            from benchbed.targets.vmspec import sweep_overlays
+
+            removed += sweep_overlays(overlays, everything=everything)  # the files, at least
+            if strict:
+                raise BenchbedError("cleanup needs libvirt-python", hint="pip install 'benchbed[libvirt]'") from err
+        except BenchbedError as err:
+            if strict:
+                raise
+            log.info("sweep skipped: %s", err)
     return removed
+
+
+def libvirt_hosts(specs: Iterable[AnyTarget]) -> list[tuple[str, Path]]:
+    """Distinct (libvirt URI, overlay directory) pairs the targets use."""
+    from benchbed.targets.vmspec import overlay_dir
+
+    seen: list[tuple[str, Path]] = []
+    for spec in specs:
+        if spec.kind == "libvirt" and (spec.uri, overlay_dir(spec)) not in seen:
+            seen.append((spec.uri, overlay_dir(spec)))
+    return seen

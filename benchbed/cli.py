@@ -153,18 +153,22 @@ def _render(run_dir: Path, dest: Path) -> None:
 def cleanup(
     targets: Annotated[Path | None, typer.Option("--targets", "-t", help="Sweep the engines these targets use")] = None,
     docker_host: Annotated[str | None, typer.Option("--docker-host", help="Docker engine URL")] = None,
+    libvirt_uri: Annotated[str | None, typer.Option("--libvirt-uri", help="libvirt URI (VMs and overlays)")] = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Also remove objects of runs that still look alive")
     ] = False,
 ) -> None:
-    """Remove containers (and later VMs, overlays) left behind by runs whose harness is gone."""
+    """Remove containers, VMs and overlays left behind by runs whose harness is gone."""
     from benchbed.cleanup import sweep
-    from benchbed.config import DockerTarget, load_targets
+    from benchbed.config import DockerTarget, LibvirtTarget, load_targets
+    from benchbed.targets.vmspec import default_overlay_dir
 
     try:
         specs = list(load_targets(targets).values()) if targets else []
         if not targets or docker_host:
             specs.append(DockerTarget(kind="docker", image="-", docker_host=docker_host))
+        if libvirt_uri or (not targets and default_overlay_dir().is_dir()):  # the libvirt target was used here
+            specs.append(LibvirtTarget(kind="libvirt", image="-", uri=libvirt_uri or "qemu:///system"))
         removed = sweep(specs, everything=everything, strict=True)
     except BenchbedError as err:
         _fail(err)

@@ -100,7 +100,59 @@ class DockerTarget(TargetBase):
         return value
 
 
-AnyTarget = LocalTarget | SshTarget | DockerTarget
+class VmSsh(Strict):
+    """How benchbed reaches a guest: the same paramiko session as `ssh`, pointed at the VM."""
+
+    user: str = "root"
+    key: str | None = Field(None, description="Private key for the guest; the SSH agent and ~/.ssh/id_* if absent")
+    host_key: str | None = Field(
+        None, description="The guest's public host key file: pinned for the forwarded port (build-vm-image makes one)"
+    )
+    accept_new_host_key: bool = Field(
+        False, description="Without host_key: trust the key a fresh guest offers (kept in a per-instance file)"
+    )
+    reach: Literal["port_forward", "lease"] = Field(
+        "port_forward",
+        description="port_forward: QEMU user-mode hostfwd on 127.0.0.1; lease: the guest's address on `network`",
+    )
+    host_port: int | None = Field(None, ge=1, le=65535, description="Forwarded port; a free one if absent")
+    network: str = Field("default", description="libvirt network for reach: lease")
+    port: int = Field(22, ge=1, le=65535, description="sshd port inside the guest")
+    workdir: str | None = None
+    sudo: bool = False
+    connect_timeout_s: float = Field(10.0, gt=0)
+    command_timeout_s: float = Field(120.0, gt=0)
+
+
+class LibvirtTarget(TargetBase):
+    """A fresh transient VM per instance, booted from a copy-on-write overlay of `image` (never written)."""
+
+    kind: Literal["libvirt"]
+    uri: str = Field("qemu:///system", description="libvirt connection URI (qemu+ssh://host/system for a remote one)")
+    image: str = Field(min_length=1, description="Base disk (raw or qcow2); each instance gets its own overlay")
+    kernel: str | None = Field(None, description="Direct kernel boot (with initrd and cmdline)")
+    initrd: str | None = None
+    cmdline: str | None = None
+    vcpus: int = Field(2, ge=1)
+    memory: int = Field(2048, ge=64, description="MiB")
+    cpu_mode: Literal["host-passthrough", "host-model", "maximum", "custom"] = "host-passthrough"
+    hugepages: bool = False
+    vcpu_pinning: list[str] | None = Field(None, description="Host cpuset per vCPU, e.g. ['2', '3'] or ['2-3', '6']")
+    virt_type: Literal["kvm", "qemu"] = Field("kvm", description="qemu = software emulation: never representative")
+    machine: str = "q35"
+    template: str | None = Field(None, description="Jinja2 domain XML; the shipped targets/vm/domain.xml.j2 if absent")
+    gpus: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")]] = Field(
+        default_factory=list, description="PCI addresses passed through (VFIO); the IOMMU group's other functions too"
+    )
+    mdevs: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")]] = Field(
+        default_factory=list, description="mdev UUIDs (vGPU slices)"
+    )
+    overlay_dir: str | None = Field(None, description="Where overlays go; /var/lib/benchbed/overlays as root")
+    ssh: VmSsh = Field(default_factory=lambda: VmSsh())
+    boot_timeout_s: float = Field(300.0, gt=0, description="From start until the guest's sshd answers")
+
+
+AnyTarget = LocalTarget | SshTarget | DockerTarget | LibvirtTarget
 TargetSpec = Annotated[AnyTarget, Field(discriminator="kind")]
 
 

@@ -107,6 +107,7 @@ def register_kind(kind: str, ref: str, extra: str | None = None) -> None:
 register_kind("local", "benchbed.targets.local:LocalTarget")
 register_kind("ssh", "benchbed.targets.ssh:SshTarget", extra="ssh")
 register_kind("docker", "benchbed.targets.docker:DockerTarget", extra="docker")
+register_kind("libvirt", "benchbed.targets.libvirt:LibvirtTarget", extra="libvirt")
 
 
 def kinds() -> list[str]:

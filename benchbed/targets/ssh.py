@@ -380,15 +380,17 @@ class SshTarget:
         self.known_hosts = Path(spec.known_hosts).expanduser()
         self.key = Path(spec.key).expanduser() if spec.key else None
         self._clock = PhaseClock()
+        self.remove_workdir = True  # off for a machine that is destroyed right after (a VM): saves a round trip
 
     def startup_phases(self) -> dict[str, float]:
         return dict(self._clock.phases)
 
     @contextmanager
-    def provision(self) -> Iterator[SshSession]:
+    def provision(self, sock: socket.socket | None = None) -> Iterator[SshSession]:
+        """`sock`: an already connected socket to use instead of dialing (a VM's port, polled until sshd spoke)."""
         self._clock = clock = PhaseClock()
         t0 = time.perf_counter()
-        client, jump = self.connect()
+        client, jump = self.connect(sock)
         clock.add("connect", time.perf_counter() - t0)
         session: SshSession | None = None
         try:
@@ -401,20 +403,21 @@ class SshTarget:
             try:
                 if session is not None and session.workdir:
                     session.close_sftp()
-                    self._cleanup(session)
+                    if self.remove_workdir:
+                        self._cleanup(session)
             finally:
                 client.close()
                 if jump is not None:
                     jump.close()
 
     # -- connection --
-    def connect(self) -> tuple[paramiko.SSHClient, paramiko.SSHClient | None]:
+    def connect(self, sock: socket.socket | None = None) -> tuple[paramiko.SSHClient, paramiko.SSHClient | None]:
         """An authenticated client (and the jump host's client, to be closed after it), or one clear error."""
         spec = self.spec
         if self.key is not None and not self.key.is_file():
             raise ProvisionError(f"target {self.name!r}: key file {self.key} not found")
-        if not spec.proxy_jump:
-            return self._client(spec.host, spec.port, self.user, None), None
+        if sock is not None or not spec.proxy_jump:
+            return self._client(spec.host, spec.port, self.user, sock), None
         try:
             juser, jhost, jport = _jump(spec.proxy_jump, self.user)
         except ValueError as err:
@@ -426,14 +429,14 @@ class SshTarget:
             transport = jump.get_transport()
             assert transport is not None
             try:
-                sock = transport.open_channel(
+                chan = transport.open_channel(
                     "direct-tcpip", (spec.host, spec.port), ("127.0.0.1", 0), timeout=spec.connect_timeout_s
                 )
             except (paramiko.SSHException, OSError, EOFError) as err:
                 raise ProvisionError(
                     f"target {self.name!r}: jump host {jhost}:{jport} cannot reach {spec.host}:{spec.port}: {err}"
                 ) from err
-            return self._client(spec.host, spec.port, self.user, sock), jump
+            return self._client(spec.host, spec.port, self.user, chan), jump
         except BaseException:
             jump.close()
             raise

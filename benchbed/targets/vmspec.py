@@ -1,0 +1,218 @@
+"""The parts of the `libvirt` target that need no libvirt: domain XML, overlays, PCI addresses, the overlay sweep.
+
+Kept apart from targets/libvirt.py so `benchbed cleanup` can remove a dead run's overlays, and tests can check
+the XML, on a machine without libvirt-python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from benchbed.config import LibvirtTarget as LibvirtSpec
+from benchbed.errors import ConfigError, ProvisionError
+
+METADATA_NS = "https://benchbed.dev/xmlns/libvirt/1"
+PREFIX = "benchbed-"
+TEMPLATE = Path(__file__).resolve().parent / "vm" / "domain.xml.j2"
+QCOW2_MAGIC = b"QFI\xfb"
+_PCI = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+
+
+def owner_label() -> str:
+    """host:pid of this harness, stored with everything it creates so a sweep can tell live runs from dead ones."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another controller's: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True, order=True)
+class Pci:
+    domain: str
+    bus: str
+    slot: str
+    function: str
+
+    @classmethod
+    def parse(cls, text: str) -> Pci:
+        m = _PCI.match(text.lower())
+        if not m:
+            raise ValueError(f"{text!r} is not a PCI address like 0000:17:00.0")
+        return cls(*m.groups())
+
+    @classmethod
+    def from_xml(cls, attrs: dict[str, str]) -> Pci:
+        """From an <address domain='0x0000' bus='0x17' slot='0x00' function='0x0'/> element's attributes."""
+
+        def hexval(key: str, width: int) -> str:
+            return f"{int(attrs[key], 16):0{width}x}"
+
+        return cls(hexval("domain", 4), hexval("bus", 2), hexval("slot", 2), hexval("function", 1))
+
+    def __str__(self) -> str:
+        return f"{self.domain}:{self.bus}:{self.slot}.{self.function}"
+
+    @property
+    def nodedev(self) -> str:
+        """libvirt's node device name (virsh nodedev-list): pci_0000_17_00_0."""
+        return f"pci_{self.domain}_{self.bus}_{self.slot}_{self.function}"
+
+    def same_device(self, other: Pci) -> bool:
+        return (self.domain, self.bus, self.slot) == (other.domain, other.bus, other.slot)
+
+
+def default_overlay_dir() -> Path:
+    """/var/lib is reachable by the unprivileged user qemu:///system runs guests as; a home directory is not."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/benchbed/overlays")
+    return Path("~/.cache/benchbed/overlays").expanduser()
+
+
+def overlay_dir(spec: LibvirtSpec) -> Path:
+    return Path(spec.overlay_dir).expanduser() if spec.overlay_dir else default_overlay_dir()
+
+
+def image_format(path: Path) -> str:
+    with path.open("rb") as f:
+        return "qcow2" if f.read(4) == QCOW2_MAGIC else "raw"
+
+
+def create_overlay(base: Path, overlay: Path) -> None:
+    """A copy-on-write qcow2 on top of base: the base is only read, every instance starts from the same bytes."""
+    fmt = image_format(base)
+    cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base.resolve()), "-F", fmt, str(overlay)]
+    try:
+        subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
+    except FileNotFoundError as err:
+        raise ProvisionError("qemu-img not found", hint="apt-get install qemu-utils") from err
+    except subprocess.CalledProcessError as err:
+        raise ProvisionError(f"cannot create overlay {overlay} on {base}: {err.stderr.strip()}") from err
+    overlay.chmod(0o644)
+
+
+def write_claim(directory: Path, name: str, run_id: str, target: str) -> Path:
+    """NAME.json beside the overlay, written first: who owns it, so a sweep never takes a live run's files."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+    claim = directory / f"{name}.json"
+    claim.write_text(json.dumps({"run": run_id, "target": target, "owner": owner_label(), "name": name}))
+    return claim
+
+
+def instance_files(directory: Path, name: str) -> list[Path]:
+    return [directory / f"{name}{ext}" for ext in (".qcow2", ".console.log", ".known_hosts", ".json")]
+
+
+def remove_instance_files(directory: Path, name: str) -> None:
+    for path in instance_files(directory, name):  # the claim last: until then a sweep still knows whose it is
+        with suppress(FileNotFoundError):
+            path.unlink()
+
+
+def sweep_overlays(directory: Path, *, everything: bool = False) -> list[str]:
+    """Remove overlays (and console logs, known_hosts) of runs whose harness is gone."""
+    removed: list[str] = []
+    if not directory.is_dir():
+        return removed
+    for claim in sorted(directory.glob(f"{PREFIX}*.json")):
+        try:
+            info: dict[str, Any] = json.loads(claim.read_text())
+        except (OSError, ValueError):
+            info = {}
+        if everything or not owner_alive(str(info.get("owner", ""))):
+            name = claim.name.removesuffix(".json")
+            remove_instance_files(directory, name)
+            removed.append(f"overlay {directory / name}.qcow2 (run {info.get('run')}, target {info.get('target')})")
+    return removed
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def load_template(path: str | None) -> jinja2.Template:
+    """The shipped domain template, or the user's; autoescaped, since every value ends up in XML."""
+    file = Path(path).expanduser() if path else TEMPLATE
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(file.parent)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    try:
+        return env.get_template(file.name)
+    except jinja2.TemplateNotFound as err:
+        raise ConfigError(f"domain template {file} not found") from err
+    except jinja2.TemplateSyntaxError as err:
+        raise ConfigError(f"domain template {file}:{err.lineno}: {err.message}") from err
+
+
+def effective_cpu_mode(spec: LibvirtSpec) -> str | None:
+    """host-passthrough needs KVM; under software emulation QEMU's default CPU model is used instead."""
+    if spec.virt_type == "qemu" and spec.cpu_mode == "host-passthrough":
+        return None
+    return spec.cpu_mode
+
+
+def render_domain(
+    spec: LibvirtSpec,
+    *,
+    name: str,
+    run_id: str,
+    target: str,
+    overlay: Path,
+    pci: list[Pci],
+    host_port: int | None,
+    console_log: Path | None,
+) -> str:
+    template = load_template(spec.template)
+    try:
+        return template.render(
+            name=name,
+            metadata_ns=METADATA_NS,
+            run_id=run_id,
+            owner=owner_label(),
+            target=target,
+            virt_type=spec.virt_type,
+            machine=spec.machine,
+            memory_mib=spec.memory,
+            vcpus=spec.vcpus,
+            cpu_mode=effective_cpu_mode(spec),
+            hugepages=spec.hugepages,
+            pinning=spec.vcpu_pinning or [],
+            kernel=str(Path(spec.kernel).expanduser()) if spec.kernel else None,
+            initrd=str(Path(spec.initrd).expanduser()) if spec.initrd else None,
+            cmdline=spec.cmdline,
+            overlay=str(overlay),
+            console_log=str(console_log) if console_log else None,
+            pci=pci,
+            mdevs=[u.lower() for u in spec.mdevs],
+            reach=spec.ssh.reach,
+            host_port=host_port,
+            guest_port=spec.ssh.port,
+            network=spec.ssh.network,
+        )
+    except jinja2.TemplateError as err:
+        raise ConfigError(f"target {target!r}: domain template: {err}") from err
