@@ -1,0 +1,158 @@
+"""`benchbed compare` end to end on this host: real runs through the CLI, real agents, planted slowdowns.
+
+The planted slowdown is honest: the workload's code does 5 % more work (as a regressed driver or library would),
+under the same workload name and params, so the runs match case for case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SPIN = '''
+"""Busy-waits duration_ms × FACTOR per sample; FACTOR is this file's constant × $BENCHBED_TEST_SLOWDOWN."""
+
+import os
+import time
+from dataclasses import dataclass
+
+from benchbed.workloads import Sample, workload
+
+FACTOR = {factor}
+
+
+@dataclass(frozen=True)
+class Spin:
+    duration_ms: float = 4.0
+
+
+@workload("test.spin", params=Spin)
+def spin(p, ctx):
+    ns = int(p.duration_ms * 1e6 * FACTOR * float(os.environ.get("BENCHBED_TEST_SLOWDOWN", "1")))
+    for phase, rep in ctx.schedule():
+        t0 = time.perf_counter_ns()
+        while time.perf_counter_ns() - t0 < ns:
+            pass
+        yield Sample("duration", (time.perf_counter_ns() - t0) / 1e6, "ms", "lower", phase, rep)
+'''
+SUITE = """
+name: spin
+baseline: local
+seed: 3
+defaults: {instances: 6, repetitions: 5, warmup: 1}
+modules: [spin.py]
+workloads:
+  - name: test.spin
+    params: {duration_ms: 4}
+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchbed.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def run_suite(tmp: Path, name: str, factor: float, targets: Path | None = None) -> Path:
+    d = tmp / name
+    d.mkdir()
+    (d / "spin.py").write_text(SPIN.format(factor=factor), encoding="utf-8")
+    (d / "suite.yaml").write_text(SUITE, encoding="utf-8")
+    out = tmp / f"results-{name}"
+    extra = ["-t", str(targets)] if targets else []
+    res = cli("run", str(d / "suite.yaml"), "--no-report", "--out", str(out), *extra)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("compare")
+    return {"a1": run_suite(tmp, "a1", 1.0), "a2": run_suite(tmp, "a2", 1.0), "slow": run_suite(tmp, "slow", 1.05)}
+
+
+@pytest.mark.local
+def test_a_a_comparison_is_no_regression(runs: dict[str, Path], tmp_path: Path) -> None:
+    md, junit, gab = tmp_path / "summary.md", tmp_path / "junit.xml", tmp_path / "gab"
+    res = cli(
+        "compare",
+        str(runs["a1"]),
+        str(runs["a2"]),
+        "--markdown",
+        str(md),
+        "--junit",
+        str(junit),
+        "--gab-json",
+        str(gab),
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "no regression" in res.stdout
+    assert "equivalent" in md.read_text(encoding="utf-8")
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == "1"
+    assert suite.get("failures") == "0"
+    (entry,) = json.loads((tmp_path / "gab-smaller.json").read_text(encoding="utf-8"))
+    assert entry["unit"] == "ms"
+    assert entry["name"].startswith("test.spin")
+    assert 3.9 < entry["value"] < 4.5
+    assert json.loads((tmp_path / "gab-bigger.json").read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.local
+def test_planted_5_percent_slowdown_is_a_regression(runs: dict[str, Path], tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    res = cli("compare", str(runs["a1"]), str(runs["slow"]), "--junit", str(junit))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "REGRESSION" in res.stdout
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("failures") == "1"
+    # the same pair the other way round is an improvement, not a regression
+    assert cli("compare", str(runs["slow"]), str(runs["a1"])).returncode == 0
+
+
+@pytest.mark.local
+def test_two_targets_within_one_run(tmp_path: Path) -> None:
+    """`slow` runs the agent under a wrapper interpreter that makes the workload do 5 % more work."""
+    wrapper = tmp_path / "slowpython"
+    wrapper.write_text(f'#!/bin/sh\nBENCHBED_TEST_SLOWDOWN=1.05 exec {sys.executable} "$@"\n', encoding="utf-8")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        f"targets:\n  local: {{kind: local, python: {sys.executable}}}\n"
+        f"  same: {{kind: local, python: {sys.executable}}}\n  slow: {{kind: local, python: {wrapper}}}\n",
+        encoding="utf-8",
+    )
+    assert "BENCHBED_TEST_SLOWDOWN" not in os.environ
+    run = run_suite(tmp_path, "within", 1.0, targets)
+    same = cli("compare", str(run), "--base-target", "local", "--target", "same")
+    assert same.returncode == 0, same.stdout + same.stderr
+    slow = cli("compare", str(run), "--target", "slow")
+    assert slow.returncode == 1, slow.stdout + slow.stderr
+    both = cli("compare", str(run))  # every other target vs the baseline, one Holm family
+    assert both.returncode == 1
+    assert "Holm over 2 metrics" in both.stdout
+
+
+@pytest.mark.local
+def test_bad_input_is_exit_2_with_one_line(runs: dict[str, Path], tmp_path: Path) -> None:
+    res = cli("compare", str(tmp_path), str(runs["a1"]))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1
+    assert "not a benchbed run" in res.stderr
+    res = cli("compare", str(runs["a1"]), str(runs["a2"]), "--target", "nope")
+    assert res.returncode == 2
+    assert "nope" in res.stderr
+    res = cli("compare", str(runs["a1"]), str(runs["a2"]), "--threshold", "io.*")
+    assert res.returncode == 2
