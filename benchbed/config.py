@@ -219,7 +219,26 @@ class Suite(Strict):
     seed: int | None = Field(None, description="Seed for the interleaving order; random and recorded if absent")
     defaults: Repeats = Field(default_factory=lambda: Repeats())
     modules: list[str] = Field(default_factory=list, description="Custom workload modules, relative to this file")
+    blocks: list[list[str]] = Field(
+        default_factory=list,
+        description="Targets that cannot run alongside the others (a VM taking the GPU by passthrough): each list "
+        "is a block; every round runs one block's cases, then the next's, in seeded order. Unlisted targets form "
+        "one more block.",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Smallest relative change that matters, by glob on workload or workload:metric "
+        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); used by `benchbed compare`",
+    )
     workloads: list[WorkloadEntry] = Field(min_length=1)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        for pattern, fraction in value.items():
+            if not 0 < fraction < 1:
+                raise ValueError(f"threshold {pattern!r}: {fraction} is not a fraction in (0, 1)")
+        return value
 
 
 DEFAULT_TARGETS = TargetsFile(targets={"local": LocalTarget.model_validate({})})

@@ -81,14 +81,33 @@ def make_plan(
             )
     if not units:
         raise ConfigError(f"--only {only!r} matches no workload in suite {suite.name!r}")
+    blocks = _blocks(suite, names)
     cases: list[Case] = []
     rounds = max(u[2] for u in units)
     for inst in range(rounds):
-        for name, point, n_inst, reps, warm, tmo in units:
-            if inst >= n_inst:
-                continue
-            order = list(names)
-            rng.shuffle(order)
-            for target in order:
-                cases.append(Case(len(cases), target, name, point, inst, reps, warm, tmo))
+        if len(blocks) > 1:  # one block at a time; which goes first is seeded per round (drift hits all alike)
+            rng.shuffle(blocks)
+        for block in blocks:
+            for name, point, n_inst, reps, warm, tmo in units:
+                if inst >= n_inst:
+                    continue
+                order = list(block)
+                rng.shuffle(order)
+                for target in order:
+                    cases.append(Case(len(cases), target, name, point, inst, reps, warm, tmo))
     return Plan(cases, seed, list(names), suite.baseline)
+
+
+def _blocks(suite: Suite, names: list[str]) -> list[list[str]]:
+    """The suite's `blocks` restricted to the targets of this run, plus one block of every unlisted target."""
+    seen: dict[str, int] = {}
+    for i, block in enumerate(suite.blocks):
+        for target in block:
+            if target in seen:
+                raise ConfigError(f"suite {suite.name!r}: target {target!r} is in more than one block")
+            if target not in names:
+                raise ConfigError(f"suite {suite.name!r}: block names target {target!r}, not among {names}")
+            seen[target] = i
+    out = [[t for t in names if seen.get(t) == i] for i in range(len(suite.blocks))]
+    out.append([t for t in names if t not in seen])
+    return [b for b in out if b]

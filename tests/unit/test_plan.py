@@ -52,3 +52,25 @@ def test_only_repeat_and_unknown_names() -> None:
 
 def test_seed_from_suite_is_used() -> None:
     assert make_plan(suite(seed=99), ["a"]).seed == 99
+
+
+def test_blocks_run_one_group_per_round_in_seeded_order() -> None:
+    s = suite(blocks=[["vm"]])
+    plan = make_plan(s, ["a", "b", "vm"], seed=5)
+    per_round = 3 * 2 + 3  # (2 grid points + 1) × {a, b}, then × {vm}, or the other way round
+    for r in range(3):
+        chunk = [c.target for c in plan.cases[r * per_round : (r + 1) * per_round]]
+        assert {c.instance for c in plan.cases[r * per_round : (r + 1) * per_round]} == {r}
+        vm_at = [i for i, t in enumerate(chunk) if t == "vm"]
+        assert vm_at in ([0, 1, 2], [6, 7, 8])  # contiguous: the VM never alternates with the host per case
+    assert make_plan(s, ["a", "b", "vm"], seed=5).cases == plan.cases
+    orders = {tuple(c.target for c in make_plan(s, ["a", "b", "vm"], seed=k).cases[:1]) for k in range(10)}
+    assert len(orders) > 1
+    with pytest.raises(ConfigError, match="more than one block"):
+        make_plan(suite(blocks=[["a"], ["a"]]), ["a", "b"])
+    with pytest.raises(ConfigError, match="block names target 'zz'"):
+        make_plan(suite(blocks=[["zz"]]), ["a", "b"])
+
+
+def test_no_blocks_keeps_the_per_case_interleaving() -> None:
+    assert make_plan(suite(), ["a", "b"], seed=3).cases == make_plan(suite(blocks=[]), ["a", "b"], seed=3).cases
