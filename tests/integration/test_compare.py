@@ -1,6 +1,6 @@
 """`benchbed compare` end to end on this host: real runs through the CLI, real agents, planted slowdowns.
 
-The planted slowdown is honest: the workload's code does 5 % more work (as a regressed driver or library would),
+The planted slowdown is honest: the workload's code does 5 % more CPU work (as a regressed driver or library would),
 under the same workload name and params, so the runs match case for case.
 """
 
@@ -19,7 +19,10 @@ import pytest
 from tests.conftest import REPO
 
 SPIN = '''
-"""Busy-waits duration_ms × FACTOR per sample; FACTOR is this file's constant × $BENCHBED_TEST_SLOWDOWN."""
+"""Spins for duration_ms × FACTOR of *CPU time* per sample (FACTOR: this constant × $BENCHBED_TEST_SLOWDOWN).
+
+CPU time, not wall time: on a shared CI machine other processes' load must not turn an A/A test into a flake.
+"""
 
 import os
 import time
@@ -39,10 +42,10 @@ class Spin:
 def spin(p, ctx):
     ns = int(p.duration_ms * 1e6 * FACTOR * float(os.environ.get("BENCHBED_TEST_SLOWDOWN", "1")))
     for phase, rep in ctx.schedule():
-        t0 = time.perf_counter_ns()
-        while time.perf_counter_ns() - t0 < ns:
+        t0 = time.process_time_ns()
+        while time.process_time_ns() - t0 < ns:
             pass
-        yield Sample("duration", (time.perf_counter_ns() - t0) / 1e6, "ms", "lower", phase, rep)
+        yield Sample("duration", (time.process_time_ns() - t0) / 1e6, "ms", "lower", phase, rep)
 '''
 SUITE = """
 name: spin
