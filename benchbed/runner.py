@@ -354,7 +354,9 @@ class Runner:
             status, reason, extra = "failed", str(err), {}
         if self._stop.is_set():  # interrupted instance: like Ctrl-C in a sequential run, no case record
             return
-        phases["total"] = time.perf_counter() - t0
+        total = time.perf_counter() - t0
+        phases["other"] = max(0.0, total - sum(phases.values()))  # harness bookkeeping between named phases
+        phases["total"] = total
         record.update(status=status, reason=reason, phases=phases, wall_s=phases["total"], **extra)
         with self._lock:
             self.counts[status] += 1

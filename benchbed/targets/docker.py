@@ -331,15 +331,16 @@ class DockerTarget:
                 raise self._not_ready(container, ready)
             session.ready = True
             clock.add("exec_ready", time.perf_counter() - t)
-            self._remember(image, container)
+            if not self._described:
+                t = time.perf_counter()
+                self._remember(image, container)
+                clock.add("inspect", time.perf_counter() - t)
             yield session
         finally:
             with suppress(docker.errors.DockerException):
                 container.remove(force=True)
 
     def _remember(self, image: Any, container: Any) -> None:
-        if self._described:
-            return
         host = container.attrs.get("HostConfig", {})
         try:
             version = self.client.version()
@@ -391,10 +392,12 @@ def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
 
 def _sweep(client: docker.DockerClient, everything: bool) -> list[str]:
     removed = []
-    for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
-        labels = c.labels or {}
+    # the low-level list carries the labels already: no per-container inspect that races with a teardown
+    for row in client.api.containers(all=True, filters={"label": LABEL_RUN}):
+        labels = row.get("Labels") or {}
         if everything or not _owner_alive(labels.get(LABEL_OWNER, "")):
+            name = (row.get("Names") or [row["Id"][:12]])[0].lstrip("/")
             with suppress(docker.errors.NotFound):
-                c.remove(force=True)
-                removed.append(f"container {c.name} (run {labels.get(LABEL_RUN)}, target {labels.get(LABEL_TARGET)})")
+                client.api.remove_container(row["Id"], force=True)
+                removed.append(f"container {name} (run {labels.get(LABEL_RUN)}, target {labels.get(LABEL_TARGET)})")
     return removed

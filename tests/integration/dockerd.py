@@ -63,5 +63,6 @@ def image_present(tag: str) -> bool:
 
 
 def labelled_containers() -> list[str]:
-    with engine() as client:
-        return [c.name for c in client.containers.list(all=True, filters={"label": "benchbed.run"})]
+    with engine() as client:  # low-level list: no per-container inspect that races with a concurrent removal
+        rows = client.api.containers(all=True, filters={"label": "benchbed.run"})
+    return [name.lstrip("/") for row in rows for name in row.get("Names", [])[:1]]
