@@ -33,8 +33,10 @@ from benchbed.targets.vmspec import METADATA_NS, PREFIX, Pci
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # a new probe of the guest's sshd this often: the harness adds at most this to the boot time
-PROBE_LIFE_S = 3.0  # a probe that saw nothing for this long is dropped (slirp holds it while the guest has no IP)
+POLL_S = 0.05  # a refused probe of the guest's sshd is retried this soon: the most the harness adds to the boot
+SILENT_S = 0.25  # a probe silent this long may be stuck (slirp holds it while the guest has no IP): add another
+MAX_PROBES = 4  # in flight at once: each costs the guest an sshd fork, and sshd drops floods (MaxStartups)
+PROBE_LIFE_S = 5.0  # a probe that saw nothing for this long is dropped
 _SEQ = itertools.count(1)  # instance numbers, unique across targets within this controller process
 _STATES = {
     libvirt.VIR_DOMAIN_RUNNING: "running",
@@ -149,11 +151,12 @@ def wait_for_banner(
     """A connected socket whose peer has sent an SSH banner (peeked, not consumed: paramiko reads it).
 
     Through QEMU's user-mode forward the TCP connect succeeds at once whatever the guest does, so connect alone
-    proves nothing; and a probe opened before the guest had an IP may hang until slirp retries. So a new probe
-    starts every poll_s while older ones stay open, and the first that shows `SSH-` wins.
+    proves nothing: a guest without sshd yet shows as a connection closed at once (retried after poll_s), and a
+    probe opened before the guest had an IP may hang until slirp retries. So while the newest probe has been
+    silent for SILENT_S another one starts beside it (at most MAX_PROBES), and the first to show `SSH-` wins.
     """
     probes: dict[socket.socket, float] = {}
-    next_probe = 0.0
+    next_probe = newest = 0.0
     try:
         while True:
             now = time.perf_counter()
@@ -162,11 +165,12 @@ def wait_for_banner(
             if now >= next_probe:
                 if not alive():
                     raise ConnectionAbortedError
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.setblocking(False)
-                s.connect_ex((host, port))
-                probes[s] = now
                 next_probe = now + poll_s
+                if not probes or (now - newest >= SILENT_S and len(probes) < MAX_PROBES):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.setblocking(False)
+                    s.connect_ex((host, port))
+                    probes[s] = newest = now
             ready, _, _ = select.select(list(probes), [], [], max(0.0, min(next_probe, deadline) - now))
             for s in ready:
                 try:
@@ -445,8 +449,10 @@ def sweep(uri: str, overlays: Path | None = None, *, everything: bool = False) -
                 if persistent:
                     dom.undefine()
                 removed.append(f"domain {dom.name()} (run {meta.get('run')}, target {meta.get('target')})")
-            if meta.get("overlay"):
-                vmspec.remove_instance_files(Path(meta["overlay"]).parent, dom.name())
+            overlay = Path(meta.get("overlay") or "/nonexistent")
+            if overlay.exists():
+                vmspec.remove_instance_files(overlay.parent, dom.name())
+                removed.append(f"overlay {overlay} (run {meta.get('run')}, target {meta.get('target')})")
     finally:
         with suppress(libvirt.libvirtError):
             conn.close()
