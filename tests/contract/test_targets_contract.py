@@ -73,10 +73,31 @@ def _docker(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"kind": "docker", "image": tag}
 
 
+@pytest.fixture(scope="module")
+def vm_overlays() -> Iterator[Path]:
+    import shutil
+
+    from tests.integration import libvirtd
+
+    why = libvirtd.missing_reason()
+    if why:
+        need("libvirt", why)
+    path = libvirtd.overlay_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _libvirt(request: pytest.FixtureRequest) -> dict[str, Any]:
+    from tests.integration import libvirtd
+
+    return libvirtd.guest_spec(request.getfixturevalue("vm_overlays"))  # software emulation: boots are slow
+
+
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "local": _local,
     "ssh": _ssh,
     "docker": _docker,
+    "libvirt": _libvirt,
 }
 
 
