@@ -195,10 +195,16 @@ def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path
     }
     # the test driver is per connection: sweep through the target's own connection
     removed = _sweep_on(t.conn, overlays)
-    assert [r.split(" (")[0] for r in removed] == ["domain benchbed-dead-1"]
+    assert [r.split(" (")[0] for r in removed] == [
+        "domain benchbed-dead-1",
+        f"overlay {overlays}/benchbed-dead-1.qcow2",
+    ]
     assert {d.name() for d in t.conn.listAllDomains(0)} == {"benchbed-live-1"}
     assert sorted(p.name for p in overlays.iterdir()) == ["benchbed-live-1.json", "benchbed-live-1.qcow2"]
-    assert [r.split(" (")[0] for r in _sweep_on(t.conn, overlays, everything=True)] == ["domain benchbed-live-1"]
+    assert [r.split(" (")[0] for r in _sweep_on(t.conn, overlays, everything=True)] == [
+        "domain benchbed-live-1",
+        f"overlay {overlays}/benchbed-live-1.qcow2",
+    ]
     assert list(overlays.iterdir()) == []
 
 
@@ -235,3 +241,40 @@ def test_importing_benchbed_does_not_import_libvirt() -> None:
     code = "import sys, benchbed.cli, benchbed.cleanup, benchbed.targets.vmspec; print('libvirt' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_banner_probe_survives_refusals_and_a_silent_forward(lv: Any) -> None:
+    """Like QEMU's forward while a guest boots: first connections close at once (no sshd yet), one hangs
+    (no guest IP yet); the banner that follows is seen within a poll, and left unread for paramiko."""
+    import socket
+    import threading
+    import time
+
+    from benchbed.targets.libvirt import wait_for_banner
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        for i in range(5):
+            conn, _ = srv.accept()
+            if i < 3:
+                conn.close()
+            elif i == 3:
+                held.append(conn)  # silent: the prober must open another beside it
+            else:
+                held.append(conn)
+                conn.sendall(b"SSH-2.0-test\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    t0 = time.perf_counter()
+    sock = wait_for_banner("127.0.0.1", port, t0 + 10, lambda: True)
+    try:
+        assert time.perf_counter() - t0 < 2.0
+        assert sock.recv(64) == b"SSH-2.0-test\r\n"  # peeked, not consumed
+    finally:
+        sock.close()
+        for c in held:
+            c.close()
+        srv.close()
