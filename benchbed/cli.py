@@ -47,9 +47,8 @@ class _Progress:
 
     def started(self, plan: Any, run_dir: Path) -> None:
         self.total = len(plan.cases)
-        out.print(
-            f"run {run_dir.name}: {self.total} instances on {', '.join(plan.targets)} (seed {plan.seed})", markup=False
-        )
+        what = f"pilot of {self.total} instances on {plan.baseline}, then" if plan.pilot else f"{self.total} instances"
+        out.print(f"run {run_dir.name}: {what} on {', '.join(plan.targets)} (seed {plan.seed})", markup=False)
         if self.tty:
             self.bar = Progress(
                 TextColumn("{task.description}"),
@@ -61,6 +60,13 @@ class _Progress:
             )
             self.bar.start()
             self.task = self.bar.add_task("running", total=self.total)
+
+    def replanned(self, plan: Any) -> None:
+        """`instances: auto`: the pilot chose N, so the total is known now."""
+        self.total = len(plan.cases)
+        out.print(f"pilot done: {self.total} instances in all", markup=False)
+        if self.bar is not None:
+            self.bar.update(self.task, total=self.total)
 
     def case_started(self, case: Any) -> None:
         if self.bar is not None:

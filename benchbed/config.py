@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from benchbed.errors import ConfigError
 from benchbed.workloads import REGISTRY, load_builtins
@@ -189,17 +189,36 @@ class TargetsFile(Strict):
 Scalar = int | float | str | bool
 
 
+Instances = Annotated[int, Field(ge=1, le=1000)] | Literal["auto"]
+# With N + N instances an exact two-sided MWU cannot go below 2/C(2N, N): 0.10 at 3 + 3, 0.029 at 4 + 4 (one metric
+# only), 0.0079 at 5 + 5 (Holm over up to 6 metrics). 5 is the least that lets a multi-metric case reach a verdict.
+MIN_INSTANCES = 5
+
+
 class Repeats(Strict):
-    instances: int = Field(3, ge=1, le=1000, description="Fresh processes/containers/VMs per target and case")
+    instances: Instances = Field(
+        "auto",
+        union_mode="left_to_right",
+        description="Fresh processes/containers/VMs per target and case; `auto`: chosen per case from a pilot's noise",
+    )
+    pilot_instances: int = Field(4, ge=2, le=100, description="`auto`: baseline instances in the pilot (they count)")
+    min_instances: int = Field(MIN_INSTANCES, ge=2, le=1000, description="`auto`: fewest instances per target")
+    max_instances: int = Field(20, ge=2, le=1000, description="`auto`: most instances per target (then MDE is shown)")
     repetitions: int = Field(5, ge=1, le=100000, description="Measured samples per instance")
     warmup: int = Field(1, ge=0, le=10000, description="Unreported-in-stats warm-up samples per instance")
     timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit for one instance")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Repeats:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances {self.min_instances} > max_instances {self.max_instances}")
+        return self
 
 
 class WorkloadEntry(Strict):
     name: str
     params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    instances: int | None = Field(None, ge=1, le=1000)
+    instances: Instances | None = Field(None, union_mode="left_to_right")
     repetitions: int | None = Field(None, ge=1, le=100000)
     warmup: int | None = Field(None, ge=0, le=10000)
     timeout_s: float | None = Field(None, gt=0)
@@ -253,13 +272,14 @@ def _fmt_loc(loc: Loc) -> str:
 
 
 KINDS = ("local", "ssh", "docker", "libvirt")
+UNION_TAGS = ("constrained-int", "literal['auto']")  # `instances: int | auto`
 
 
 def _strip_union_tags(doc: Located, loc: Loc) -> Loc:
     """pydantic puts the discriminator value into loc (targets.x.ssh.port); users never wrote it."""
     out: Loc = ()
     for part in loc:
-        if part in KINDS and (*out, part) not in doc.lines:
+        if (part in KINDS or part in UNION_TAGS) and (*out, part) not in doc.lines:
             continue
         out = (*out, part)
     return out

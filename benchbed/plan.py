@@ -6,7 +6,7 @@ import fnmatch
 import json
 import random
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchbed.config import Suite
@@ -29,10 +29,14 @@ class Case:
     @property
     def key(self) -> str:
         """Stable identity of the case across instances and targets: workload + params."""
-        return f"{self.workload} {json.dumps(self.params, sort_keys=True)}"
+        return case_key(self.workload, self.params)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def case_key(workload: str, params: dict[str, Any]) -> str:
+    return f"{workload} {json.dumps(params, sort_keys=True)}"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class Plan:
     seed: int
     targets: list[str]
     baseline: str
+    pilot: list[str] = field(default_factory=list)  # case keys still on `instances: auto`: these cases are a pilot
+    only: str | None = None
 
 
 def make_plan(
@@ -50,8 +56,18 @@ def make_plan(
     seed: int | None = None,
     only: str | None = None,
     instances: int | None = None,
+    instances_per_key: dict[str, int] | None = None,
+    done: dict[str, int] | None = None,
+    first_index: int = 0,
 ) -> Plan:
-    """Interleave targets in a seeded random order per case and instance, so machine drift hits all alike."""
+    """Interleave targets in a seeded random order per case and instance, so machine drift hits all alike.
+
+    Cases on `instances: auto` (not in `instances_per_key`) need a pilot first: the plan is then only the pilot —
+    `pilot_instances` of each such case on the baseline, listed in `Plan.pilot` — and the runner plans the rest
+    with `instances_per_key` (from `benchbed.pilot.choose_instances`) and `done` (baseline instances the pilot
+    already ran per case key: they count, so the baseline skips those rounds). `first_index` continues the case
+    numbering of the pilot.
+    """
     names = suite.targets or available
     missing = [t for t in names if t not in available]
     if missing:
@@ -64,16 +80,23 @@ def make_plan(
     seed = seed if seed is not None else (suite.seed if suite.seed is not None else secrets.randbelow(2**31))
     rng = random.Random(seed)
     d = suite.defaults
+    chosen = instances_per_key or {}
     units: list[tuple[str, dict[str, Any], int, int, int, float]] = []
+    pilot: list[str] = []
     for entry in suite.workloads:
         if only and not fnmatch.fnmatchcase(entry.name, only):
             continue
         for point in entry.grid():
+            n: int | str = instances or entry.instances or d.instances
+            if n == "auto":
+                n = chosen.get(case_key(entry.name, point), "auto")
+            if n == "auto":
+                pilot.append(case_key(entry.name, point))
             units.append(
                 (
                     entry.name,
                     point,
-                    instances or entry.instances or d.instances,
+                    n if isinstance(n, int) else 0,
                     entry.repetitions or d.repetitions,
                     entry.warmup if entry.warmup is not None else d.warmup,
                     entry.timeout_s or d.timeout_s,
@@ -82,6 +105,10 @@ def make_plan(
     if not units:
         raise ConfigError(f"--only {only!r} matches no workload in suite {suite.name!r}")
     blocks = _blocks(suite, names)
+    if pilot:  # phase 1: only the pilot cases, on the baseline alone; the rest is planned once N is known
+        units = [(*u[:2], d.pilot_instances, *u[3:]) for u in units if case_key(u[0], u[1]) in pilot]
+        blocks = [[suite.baseline]]
+    skip = done or {}
     cases: list[Case] = []
     rounds = max(u[2] for u in units)
     for inst in range(rounds):
@@ -94,8 +121,10 @@ def make_plan(
                 order = list(block)
                 rng.shuffle(order)
                 for target in order:
-                    cases.append(Case(len(cases), target, name, point, inst, reps, warm, tmo))
-    return Plan(cases, seed, list(names), suite.baseline)
+                    if target == suite.baseline and inst < skip.get(case_key(name, point), 0):
+                        continue
+                    cases.append(Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo))
+    return Plan(cases, seed, list(names), suite.baseline, pilot, only)
 
 
 def _blocks(suite: Suite, names: list[str]) -> list[list[str]]:

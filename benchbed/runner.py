@@ -27,8 +27,9 @@ from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
 from benchbed.config import AnyTarget, LoadedSuite
 from benchbed.errors import BenchbedError
-from benchbed.plan import Case, Plan
-from benchbed.results import RunWriter
+from benchbed.pilot import assess
+from benchbed.plan import Case, Plan, make_plan
+from benchbed.results import RunWriter, load_run
 from benchbed.targets.base import CommandResult, Session, Target, make_target
 
 log = logging.getLogger(__name__)
@@ -226,17 +227,47 @@ class Runner:
         sink = SerialSink(writer)
         status = "incomplete"
         try:
-            if self.parallel > 1:
-                self._run_lanes(agent, sink)
-            else:
-                for case in self.plan.cases:
-                    self._run_case(case, agent, sink)
+            self._run_cases(self.plan.cases, agent, sink)
+            if self.plan.pilot and not self._stop.is_set():
+                rest = self._after_pilot(writer)
+                self._run_cases(rest, agent, sink)
             status = "complete"
         finally:
             sink.close()
             self.close_targets()
             writer.finish(status, counts=self.counts, failed_targets=self.failed_targets)
         return writer
+
+    def _run_cases(self, cases: list[Case], agent: Agent, sink: Sink) -> None:
+        if self.parallel > 1:
+            self._run_lanes(agent, sink, cases)
+        else:
+            for case in cases:
+                self._run_case(case, agent, sink)
+
+    def _after_pilot(self, writer: RunWriter) -> list[Case]:
+        """`instances: auto`: the pilot (the plan so far) has run on the baseline; choose N per case from its
+        noise, plan the remaining instances of every target, and record both in run.json."""
+        pilot = self.plan
+        suite = self.loaded.suite
+        samples = load_run(self.run_dir).samples
+        assessed = assess(samples[samples["target"] == pilot.baseline], suite, pilot.pilot)
+        rest = make_plan(
+            suite,
+            list(self.specs),
+            seed=pilot.seed,
+            only=pilot.only,
+            instances_per_key={k: c.instances for k, c in assessed.items()},
+            done=dict.fromkeys(pilot.pilot, suite.defaults.pilot_instances),  # pilot instances count
+            first_index=len(pilot.cases),
+        )
+        self.plan = Plan([*pilot.cases, *rest.cases], pilot.seed, pilot.targets, pilot.baseline, [], pilot.only)
+        writer.update(plan=[c.to_json() for c in self.plan.cases], pilot={k: c.to_json() for k, c in assessed.items()})
+        replanned = getattr(self.observer, "replanned", None)
+        if callable(replanned):
+            with self._lock:
+                replanned(self.plan)
+        return rest.cases
 
     def close_targets(self) -> None:
         """Targets may hold controller-side resources for the whole run (an engine client): an optional
@@ -249,15 +280,15 @@ class Runner:
                 except Exception as err:  # teardown of one target must not hide the run's outcome
                     log.warning("target %r: close failed: %s", name, err)
 
-    def lanes(self) -> dict[str, list[Case]]:
+    def lanes(self, cases: list[Case] | None = None) -> dict[str, list[Case]]:
         """Cases grouped by machine, each lane in plan order; lanes in order of first appearance."""
         out: dict[str, list[Case]] = {}
-        for case in self.plan.cases:
+        for case in self.plan.cases if cases is None else cases:
             out.setdefault(lane_of(self.specs[case.target]), []).append(case)
         return out
 
-    def _run_lanes(self, agent: Agent, sink: Sink) -> None:
-        lanes = self.lanes()
+    def _run_lanes(self, agent: Agent, sink: Sink, cases: list[Case]) -> None:
+        lanes = self.lanes(cases)
         here = lanes.pop(CONTROLLER, [])
         queue = deque(lanes.values())
         errors: list[BaseException] = []
