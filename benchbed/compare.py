@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.report.render import flatten, fmt_num, params_label
+from benchbed.report.render import flatten, fmt_num, params_label, thresholds_from_text
 from benchbed.results import RunData, load_run
 from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
 from benchbed.verdict import ALPHA, compare_pairs
@@ -128,17 +127,7 @@ def env_diff(
 
 def suite_thresholds(run: RunData) -> dict[str, float]:
     """`thresholds:` from the suite text recorded in run.json (older runs and suites have none)."""
-    text = (run.meta.get("suite") or {}).get("text")
-    if not isinstance(text, str):
-        return {}
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    raw = doc.get("thresholds") if isinstance(doc, dict) else None
-    if not isinstance(raw, dict):
-        return {}
-    return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
+    return thresholds_from_text((run.meta.get("suite") or {}).get("text"))
 
 
 def _targets(run: RunData) -> list[str]:

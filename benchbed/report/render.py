@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+import yaml
 
 from benchbed import __version__
 from benchbed.errors import BenchbedError, ResultsFormatError
@@ -25,9 +26,11 @@ from benchbed.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
     canonical_params,
+    instance_medians,
     startup_phases,
     summarize,
 )
+from benchbed.verdict import compare_pairs
 
 LONG_VALUE = 120  # env values longer than this (or multi-line) fold into a <details>
 MAX_EXTRA_DIGITS = 4
@@ -108,7 +111,34 @@ class Section:
     metrics: list[MetricBlock] = field(default_factory=list)
 
 
-def _sections(summary: pd.DataFrame) -> list[Section]:
+VERDICT_TEXT = {"regression": "✗ regression", "improvement": "✓ improvement", "equivalent": "≈ equivalent"}
+
+
+def _verdicts(run: RunData, baseline: str, thresholds: dict[str, float]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Verdict of every non-baseline target vs the baseline, per (workload, params, metric, target): one Holm family
+    over the whole page, exactly as `benchbed compare RUN` would judge it (rules in `benchbed.verdict`)."""
+    inst = instance_medians(run.samples)
+    if inst.empty or baseline not in set(inst["target"]):
+        return {}
+    base = inst[inst["target"] == baseline]
+    others = [t for t in dict.fromkeys(inst["target"]) if t != baseline]
+    pairs = [(base, inst[inst["target"] == t]) for t in others]
+    info = run.samples.assign(params=run.samples["params"].map(canonical_params))
+    table = compare_pairs(pairs, thresholds=thresholds, info=info) if pairs else pd.DataFrame()
+    out: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r in table.to_dict("records"):
+        mde = _finite(r["mde_pct"])
+        out[(str(r["workload"]), str(r["params"]), str(r["metric"]), str(r["target"]))] = {
+            "verdict": str(r["verdict"]),
+            "text": VERDICT_TEXT.get(str(r["verdict"]), str(r["verdict"])),
+            "threshold": f"±{r['threshold'] * 100:g}%",
+            "mde": "—" if mde is None else f"{mde:.1f}%",
+            "note": str(r["note"]),
+        }
+    return out
+
+
+def _sections(summary: pd.DataFrame, verdicts: dict[tuple[str, ...], dict[str, Any]] | None = None) -> list[Section]:
     sections: dict[tuple[str, str], Section] = {}
     blocks: dict[tuple[str, str, str], MetricBlock] = {}
     for row in summary.to_dict("records"):
@@ -118,7 +148,9 @@ def _sections(summary: pd.DataFrame) -> list[Section]:
         if key not in blocks:
             blocks[key] = MetricBlock(str(row["metric"]), str(row["unit"]), str(row["better"]), [])
             sec.metrics.append(blocks[key])
-        blocks[key].rows.append({str(k): v for k, v in row.items()})
+        cell = {str(k): v for k, v in row.items()}
+        cell["verdict"] = (verdicts or {}).get((*key, str(row["target"])))
+        blocks[key].rows.append(cell)
     return list(sections.values())
 
 
@@ -231,6 +263,51 @@ def _design(meta: dict[str, Any]) -> list[dict[str, Any]]:
     return list(per.values())
 
 
+def thresholds_from_text(text: object) -> dict[str, float]:
+    """`thresholds:` from the suite text recorded in run.json (older runs and suites have none)."""
+    if not isinstance(text, str):
+        return {}
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    raw = doc.get("thresholds") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
+
+
+def _pilot(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """`instances: auto`: what the pilot saw per case and the N it chose; capped cases say what MDE remains."""
+    pilot = meta.get("pilot")
+    if not isinstance(pilot, dict):
+        return []
+    rows = []
+    for key, case in pilot.items():
+        if not isinstance(case, dict):
+            continue
+        workload, _, params = str(key).partition(" ")
+        metrics = case.get("metrics")
+        if not isinstance(metrics, dict):
+            metrics = {}
+        rows.append(
+            {
+                "workload": workload,
+                "params": params_label(params),
+                "pilot_instances": case.get("pilot_instances"),
+                "instances": case.get("instances"),
+                "capped": bool(case.get("capped")),
+                "note": str(case.get("note") or ""),
+                "metrics": [
+                    {"metric": m, "cv": fmt_num(v.get("cv_pct")), "mde": fmt_num(v.get("mde_pct")),
+                     "threshold": f"±{v.get('threshold', 0) * 100:g}%"}
+                    for m, v in metrics.items() if isinstance(v, dict)
+                ],
+            }
+        )  # fmt: skip
+    return rows
+
+
 def _targets(run: RunData, summary: pd.DataFrame, baseline: str) -> list[str]:
     """Baseline first, then the planned targets in run order, then any other name the data mentions."""
     names = [baseline] if baseline else []
@@ -274,7 +351,8 @@ def build_context(run: RunData) -> dict[str, Any]:
         "baseline": baseline,
         "baseline_present": baseline in set(summary["target"]),
         "targets": [{"name": t, "kind": kinds.get(t, run.env.get(t, {}).get("kind", "?"))} for t in targets],
-        "sections": _sections(summary),
+        "sections": _sections(summary, _verdicts(run, baseline, thresholds_from_text(suite.get("text")))),
+        "pilot": _pilot(meta),
         "has_cold": bool((summary["n_cold"] > 0).any()) if not summary.empty else False,
         "phases": _phase_table(run.cases, targets),
         "env_targets": [t for t in targets if t in run.env],

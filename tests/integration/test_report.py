@@ -192,3 +192,32 @@ def test_only_failed_cases_still_render(tmp_path: Path) -> None:
     assert "No measured samples in this run." in html
     assert "timed out after 5 s" in html
     assert "Incomplete run" not in html
+
+
+def test_verdict_cells_vs_the_baseline(tmp_path: Path) -> None:
+    """10 instances per target: 'slow' is 10 % down on a higher-is-better metric, 'fast' 10 % up, 'same' within
+    ±1 %, 'few' has 2 instances. Only significant verdicts are coloured; equivalence shows as ≈."""
+    wobble = [1.0, 1.002, 0.998, 1.001, 0.999, 1.0015, 0.9985, 1.0005, 0.9995, 1.0]
+    level = {"local": 100.0, "slow": 90.0, "fast": 110.0, "same": 100.1}
+    samples = [
+        hand_sample(t, level[t] * w * (1 + r / 1000), i, r)
+        for t in level
+        for i, w in enumerate(wobble)
+        for r in range(3)
+    ]
+    samples += [hand_sample("few", 100.0 + i, i, 0) for i in range(2)]
+    run_dir = write_run(tmp_path / "run-v", samples, [], targets={t: {"kind": "local"} for t in [*level, "few"]})
+    html = write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8")
+    cells = dict(re.findall(r'<td class="verdict (\w+)"[^>]*>(.*?)</td>', html, re.DOTALL))
+    assert set(cells) == {"regression", "improvement", "equivalent", "inconclusive"}
+    assert cells["regression"].startswith("✗ regression")
+    assert cells["improvement"].startswith("✓ improvement")
+    assert cells["equivalent"].startswith("≈ equivalent")
+    assert "threshold ±1%" in cells["regression"]  # cpu.gemm's class threshold
+    assert "MDE " in cells["regression"]
+    assert cells["inconclusive"].startswith("inconclusive")  # 2 instances: too noisy to tell at ±1 %
+    assert cells["inconclusive"].count("MDE") == 1
+    assert ".verdict.regression {" in html
+    assert ".verdict.equivalent" not in html  # only significant verdicts are coloured
+    assert ".verdict.inconclusive" not in html
+    assert html.count('<td class="muted">—</td>') == 1  # the baseline row has no verdict
