@@ -47,7 +47,8 @@ class _Progress:
 
     def started(self, plan: Any, run_dir: Path) -> None:
         self.total = len(plan.cases)
-        what = f"pilot of {self.total} instances on {plan.baseline}, then" if plan.pilot else f"{self.total} instances"
+        n = f"{self.total} instances"
+        what = f"pilot of {n} on {plan.baseline}, then N per case" if plan.pilot else n
         out.print(f"run {run_dir.name}: {what} on {', '.join(plan.targets)} (seed {plan.seed})", markup=False)
         if self.tty:
             self.bar = Progress(

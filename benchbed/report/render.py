@@ -132,7 +132,7 @@ def _verdicts(run: RunData, baseline: str, thresholds: dict[str, float]) -> dict
             "verdict": str(r["verdict"]),
             "text": VERDICT_TEXT.get(str(r["verdict"]), str(r["verdict"])),
             "threshold": f"±{r['threshold'] * 100:g}%",
-            "mde": "—" if mde is None else f"{mde:.1f}%",
+            "mde": "—" if mde is None else f"{fmt_num(mde)}%",
             "note": str(r["note"]),
         }
     return out
