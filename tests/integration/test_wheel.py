@@ -34,6 +34,7 @@ def test_wheel_runs_shipped_suite_outside_repo(tmp_path: Path, repo_root: Path) 
     names = zipfile.ZipFile(wheel).namelist()
     assert "benchbed/data/quick.yaml" in names
     assert any(n.startswith("benchbed/report/templates/") for n in names)
+    assert "benchbed/targets/vm/domain.xml.j2" in names
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
