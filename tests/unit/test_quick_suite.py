@@ -1,0 +1,12 @@
+"""The quick suite is the README's demo: it must cover every built-in workload."""
+
+from __future__ import annotations
+
+from benchbed.config import DATA_DIR, load_suite
+from benchbed.workloads import load_builtins
+
+
+def test_quick_suite_covers_every_builtin_workload() -> None:
+    suite = load_suite(DATA_DIR / "quick.yaml").suite
+    covered = {entry.name for entry in suite.workloads}
+    assert covered == set(load_builtins())
