@@ -136,9 +136,10 @@ def _fill(path: Path, size: int) -> None:
 
 
 def _aligned(size: int, random_fill: bool = False) -> mmap.mmap:
-    """Anonymous mmap: page-aligned, as O_DIRECT requires; every page touched now, so no sample pays its faults."""
+    """Anonymous mmap: page-aligned, as O_DIRECT requires. Read buffers stay untouched until first read, as fio's."""
     buf = mmap.mmap(-1, size)
-    buf[:] = os.urandom(size) if random_fill else bytes(size)
+    if random_fill:
+        buf[:] = os.urandom(size)
     return buf
 
 
