@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# The `local` target runs the agent with `python3` from PATH: make it the interpreter this Makefile installs into,
+# so the bare-metal baseline has the same libraries (numpy, torch) as the tests and the demo expect.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install demo test lint typecheck unit bench clean
 
