@@ -152,16 +152,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _writer_alive(meta: dict[str, Any]) -> bool:
     """A 'running' run whose harness died is incomplete. Only checkable on the host that wrote it."""
+    from benchbed.targets.base import owner_alive
+
     pid = meta.get("controller_pid")
-    if meta.get("controller_host") != socket.gethostname() or not isinstance(pid, int):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not isinstance(pid, int) or owner_alive(f"{meta.get('controller_host')}:{pid}")
 
 
 def load_run(run_dir: Path) -> RunData:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import socket
 import tarfile
 import threading
 import time
@@ -25,7 +24,16 @@ import docker.types
 
 from benchbed.config import DockerTarget as DockerSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines, pumped
+from benchbed.targets.base import (
+    CommandResult,
+    LineHandler,
+    PhaseClock,
+    Tail,
+    iter_lines,
+    owner_alive,
+    owner_label,
+    pumped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +43,6 @@ LABEL_OWNER = "benchbed.controller"  # host:pid of the harness, so a sweep can t
 SLEEPER = "import signal, time\nsignal.signal(signal.SIGTERM, lambda *_: exit(0))\nwhile True: time.sleep(3600)"
 MKDIR = "import os, sys\nos.makedirs(sys.argv[1], mode=0o700, exist_ok=True)"
 _MISSING_EXE = ("executable file not found", "no such file or directory")
-
-
-def owner_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def client_for(url: str | None, where: str) -> docker.DockerClient:
@@ -368,19 +372,6 @@ class DockerTarget:
 
 
 # ── leftovers of dead runs ─────────────────────────────────────────────────────────────────────────────────
-def _owner_alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another controller's: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
     """Remove benchbed-labelled containers whose harness is gone (or all of them). Returns what was removed."""
     client = client_for(url, "cleanup")
@@ -395,7 +386,7 @@ def _sweep(client: docker.DockerClient, everything: bool) -> list[str]:
     # the low-level list carries the labels already: no per-container inspect that races with a teardown
     for row in client.api.containers(all=True, filters={"label": LABEL_RUN}):
         labels = row.get("Labels") or {}
-        if everything or not _owner_alive(labels.get(LABEL_OWNER, "")):
+        if everything or not owner_alive(labels.get(LABEL_OWNER, "")):
             name = (row.get("Names") or [row["Id"][:12]])[0].lstrip("/")
             with suppress(docker.errors.NotFound):
                 client.api.remove_container(row["Id"], force=True)

@@ -27,7 +27,7 @@ from benchbed.config import LibvirtTarget as LibvirtSpec
 from benchbed.config import SshTarget as SshSpec
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.targets import vmspec
-from benchbed.targets.base import PhaseClock
+from benchbed.targets.base import PhaseClock, owner_alive
 from benchbed.targets.ssh import SshSession, SshTarget
 from benchbed.targets.vmspec import METADATA_NS, PREFIX, Pci
 
@@ -440,7 +440,7 @@ def sweep(uri: str, overlays: Path | None = None, *, everything: bool = False) -
             if not dom.name().startswith(PREFIX):
                 continue
             meta = _metadata(dom)
-            if not meta or not (everything or not vmspec.owner_alive(meta.get("owner", ""))):
+            if not meta or not (everything or not owner_alive(meta.get("owner", ""))):
                 continue
             with suppress(libvirt.libvirtError):
                 persistent = dom.isPersistent()  # ask first: a transient domain is gone once destroyed

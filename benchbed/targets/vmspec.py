@@ -20,30 +20,13 @@ import jinja2
 
 from benchbed.config import LibvirtTarget as LibvirtSpec
 from benchbed.errors import ConfigError, ProvisionError
+from benchbed.targets.base import owner_alive, owner_label
 
 METADATA_NS = "https://benchbed.dev/xmlns/libvirt/1"
 PREFIX = "benchbed-"
 TEMPLATE = Path(__file__).resolve().parent / "vm" / "domain.xml.j2"
 QCOW2_MAGIC = b"QFI\xfb"
 _PCI = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
-
-
-def owner_label() -> str:
-    """host:pid of this harness, stored with everything it creates so a sweep can tell live runs from dead ones."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another controller's: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True, order=True)
