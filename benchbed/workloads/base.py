@@ -36,7 +36,18 @@ class Sample:
     labels: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # hot path (one call per sample): a flat dict, not dataclasses.asdict's recursive deep copy
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit,
+            "better": self.better,
+            "phase": self.phase,
+            "repetition": self.repetition,
+            "valid": self.valid,
+            "reason": self.reason,
+            "labels": dict(self.labels),
+        }
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,12 @@ def test_dead_writer_means_incomplete(tmp_path: Path) -> None:
     w = RunWriter(tmp_path / "r", {})
     w.update(controller_pid=2**22 + 12345)  # no such pid: the harness "died" while running
     assert load_run(tmp_path / "r").meta["status"] == "incomplete"
+
+
+def test_sample_json_has_every_field() -> None:
+    import dataclasses
+
+    from benchbed.workloads.base import Sample
+
+    s = Sample("m", 1.5, "ms", "lower", "cold", 3, False, "why", {"k": 1})
+    assert s.to_json() == dataclasses.asdict(s)
