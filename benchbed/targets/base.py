@@ -8,6 +8,7 @@ paramiko, docker or libvirt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import queue
@@ -193,6 +194,16 @@ def pumped(chunks: Iterator[bytes], abort: Callable[[], None]) -> Iterator[bytes
                 with contextlib.suppress(queue.Empty):
                     box.get(timeout=TICK_S)
                 reader.join(0)
+
+
+def collect_stdout(stream: Callable[..., CommandResult], argv: Sequence[str], timeout: float | None) -> CommandResult:
+    """Session.run in terms of Session.stream: the same process handling, stdout kept (bounded) instead of streamed."""
+    out = Tail(limit=1 << 20)
+
+    def keep(line: str) -> None:
+        out.add(line + "\n")
+
+    return dataclasses.replace(stream(argv, keep, timeout=timeout), stdout=str(out))
 
 
 def iter_lines(chunks: Iterator[bytes], on_line: LineHandler) -> str:

@@ -29,6 +29,7 @@ from benchbed.targets.base import (
     LineHandler,
     PhaseClock,
     Tail,
+    collect_stdout,
     iter_lines,
     owner_alive,
     owner_label,
@@ -92,13 +93,7 @@ class DockerSession:
             raise TransportError(f"target {self.target.name!r}: put_archive to {dest.parent} refused")
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        out = Tail(limit=1 << 20)
-
-        def keep(line: str) -> None:
-            out.add(line + "\n")
-
-        res = self.stream(argv, keep, timeout=timeout)
-        return CommandResult(res.argv, res.rc, str(out), res.stderr, res.wall_s, res.timed_out, res.reason)
+        return collect_stdout(self.stream, argv, timeout)
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchbed.config import LocalTarget as LocalSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import TICK_S, CommandResult, LineHandler, PhaseClock, Tail, iter_lines
+from benchbed.targets.base import TICK_S, CommandResult, LineHandler, PhaseClock, Tail, collect_stdout, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
 
@@ -32,16 +32,9 @@ class LocalSession:
             raise TransportError(f"local: cannot copy {local} to {remote}: {err.strerror}") from err
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        out = Tail(limit=1 << 20)
+        return collect_stdout(self.stream, argv, timeout)
 
-        def keep(line: str) -> None:
-            out.add(line + "\n")
-
-        return self.stream(argv, keep, timeout=timeout, _stdout=out)
-
-    def stream(
-        self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None, _stdout: Tail | None = None
-    ) -> CommandResult:
+    def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         t0 = time.perf_counter()
         try:
             proc = subprocess.Popen(
@@ -88,9 +81,7 @@ class LocalSession:
             drain.join(timeout=5)
             proc.stdout.close()
             proc.stderr.close()
-        return CommandResult(
-            tuple(argv), rc, str(_stdout or ""), str(err_tail), time.perf_counter() - t0, timed_out.is_set()
-        )
+        return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set())
 
 
 def _ticking_read(fd: int) -> Iterator[bytes]:

@@ -33,7 +33,7 @@ import paramiko
 
 from benchbed.config import SshTarget as SshSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, iter_lines
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, Tail, collect_stdout, iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +165,7 @@ class SshSession:
 
     # -- commands --
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        out = Tail(limit=1 << 20)
-
-        def keep(line: str) -> None:
-            out.add(line + "\n")
-
-        res = self.stream(argv, keep, timeout=timeout)
-        return CommandResult(res.argv, res.rc, str(out), res.stderr, res.wall_s, res.timed_out)
+        return collect_stdout(self.stream, argv, timeout)
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         """Run argv on the host; stdout lines go to on_line as they arrive, stderr is drained alongside (never a

@@ -62,7 +62,6 @@ class Context:
     repetitions: int = 5
     warmup: int = 1
     scratch_dir: Path = field(default_factory=lambda: Path("/tmp"))
-    min_time_s: float = 0.0
 
     def schedule(self) -> Iterator[tuple[Phase, int]]:
         """cold (first call, kept apart), then warm-up, then measured repetitions."""

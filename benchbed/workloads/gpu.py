@@ -11,7 +11,6 @@ Rates above the GPU's datasheet peak are reported with valid=False (see peaks.py
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 from benchbed.workloads import peaks
 from benchbed.workloads.base import Context, Sample, Skipped, workload
-from benchbed.workloads.startup import child_failed, spawn_until_line
+from benchbed.workloads.startup import child_report, spawn_until_line
 
 MiB = 1 << 20
 MAX_BATCH = 1 << 20  # calls per timed batch; more means the events or the call are broken
@@ -551,12 +550,7 @@ def context_init(p: ContextInit, ctx: Context) -> Iterator[Sample]:
     argv = [sys.executable, "-c", _CONTEXT_CHILD, str(p.device)]
     for phase, rep in ctx.schedule():
         run = spawn_until_line(argv)
-        try:
-            report = json.loads(run.line)
-        except ValueError:
-            report = None
-        if not isinstance(report, dict) or run.rc != 0:
-            raise child_failed("CUDA context-init child", run)
+        report = child_report("CUDA context-init child", run)
         if "skip" in report:
             raise Skipped(str(report["skip"]))
         labels = {"backend": report["backend"], "device": p.device}

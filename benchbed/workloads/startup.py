@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from benchbed.workloads.base import Context, Sample, Skipped, workload
 
@@ -88,6 +89,17 @@ def child_failed(what: str, run: ChildRun) -> RuntimeError:
     return RuntimeError(f"{what} {how} without the expected output (first line {run.line!r}; stderr: {tail[0]})")
 
 
+def child_report(what: str, run: ChildRun) -> dict[str, Any]:
+    """The JSON object a measuring child printed as its first line; anything else is a failed child."""
+    try:
+        report = json.loads(run.line)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or run.rc != 0:
+        raise child_failed(what, run)
+    return report
+
+
 @dataclass(frozen=True)
 class Process:
     python: str = ""  # "" = the interpreter that runs the agent
@@ -137,12 +149,7 @@ def import_time(p: Import, ctx: Context) -> Iterator[Sample]:
     labels = {"python": argv[0], "module": p.module}
     for phase, rep in ctx.schedule():
         run = _spawn(argv)
-        try:
-            report = json.loads(run.line)
-        except ValueError:
-            report = None
-        if not isinstance(report, dict) or run.rc != 0:
-            raise child_failed(f"import {p.module} in {argv[0]}", run)
+        report = child_report(f"import {p.module} in {argv[0]}", run)
         if "missing" in report:
             raise Skipped(f"module {p.module!r} is not installed in this target ({report['missing']})")
         yield Sample("import_time", float(report["import_s"]) * 1e3, "ms", "lower", phase, rep, labels=labels)
