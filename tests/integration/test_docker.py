@@ -81,6 +81,23 @@ def bench(tmp: Path, *args: str, timeout: float = 600) -> subprocess.CompletedPr
     )
 
 
+def start_run(
+    tmp: Path, targets: Path, suite: Path, reap: list[subprocess.Popen[str]], *extra: str
+) -> subprocess.Popen[str]:
+    """A `benchbed run` in the background that a test may kill or Ctrl-C; reaped whatever the test's outcome."""
+    cmd = [sys.executable, "-m", "benchbed.cli", "run", str(suite), "--targets", str(targets)]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp / "res"), "--no-report", *extra],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    reap.append(proc)
+    return proc
+
+
 def run_suite(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[subprocess.CompletedProcess[str], RunData]:
     t, s = write(tmp, targets, suite)
     proc = bench(tmp, "run", str(s), "--targets", str(t), "--out", str(tmp / "res"), "--no-report")
@@ -209,27 +226,7 @@ def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(
         "  - {name: util.noop, params: {duration_ms: 1}}\n"
     )
     t, s = write(tmp_path, targets, suite)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchbed.cli",
-            "run",
-            str(s),
-            "--targets",
-            str(t),
-            "--out",
-            str(tmp_path / "res"),
-            "--no-report",
-            "--seed",
-            "1",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    reap.append(proc)
+    proc = start_run(tmp_path, t, s, reap, "--seed", "1")
     with dockerd.engine() as client:
         killed = False
         deadline = time.monotonic() + 120
@@ -276,26 +273,7 @@ def test_no_container_left_after_interrupt_or_kill_plus_cleanup(
         "name: int\nbaseline: box\nmodules: [slow.py]\ndefaults: {instances: 1}\n"
         "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchbed.cli",
-            "run",
-            str(s),
-            "--targets",
-            str(t),
-            "--out",
-            str(tmp_path / "res"),
-            "--no-report",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
-    reap.append(proc)
+    proc = start_run(tmp_path, t, s, reap)
     wait_for_container()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(
