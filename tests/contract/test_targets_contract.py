@@ -30,14 +30,7 @@ COMMON_PHASES = {"put_agent", "agent_ready", "total"}
 
 @pytest.fixture(scope="module")
 def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S.Sshd]:
-    why = S.missing_reason()
-    if why:
-        need("ssh", why)
-    try:
-        import paramiko  # noqa: F401
-    except ImportError:
-        need("ssh", "paramiko not installed (pip install 'benchbed[ssh]')")
-    with S.running(tmp_path_factory.mktemp("sshd")) as srv:
+    with S.required(tmp_path_factory.mktemp("sshd")) as srv:
         yield srv
 
 
@@ -75,16 +68,10 @@ def _docker(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def vm_overlays() -> Iterator[Path]:
-    import shutil
-
     from tests.integration import libvirtd
 
-    why = libvirtd.missing_reason()
-    if why:
-        need("libvirt", why)
-    path = libvirtd.overlay_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with libvirtd.required_overlays() as path:
+        yield path
 
 
 def _libvirt(request: pytest.FixtureRequest) -> dict[str, Any]:

@@ -7,8 +7,10 @@ KVM hangs on our CI machines. Overlays go to a directory the qemu user can reach
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,19 @@ def destroy(name: str) -> None:
         conn.lookupByName(name).destroy()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def required_overlays() -> Iterator[Path]:
+    """The overlay directory for a test module's VMs, removed afterwards — or a skip (a failure under
+    BENCHBED_REQUIRE=libvirt) saying why libvirt is unusable here."""
+    import shutil
+
+    from tests.conftest import need
+
+    why = missing_reason()
+    if why:
+        need("libvirt", why)
+    path = overlay_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

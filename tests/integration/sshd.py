@@ -294,3 +294,19 @@ def run_suite(base: Path, targets: dict[str, dict[str, Any]], workloads: list[di
     runner = make_runner(base, targets, workloads, **kw)
     runner.execute()
     return runner
+
+
+@contextlib.contextmanager
+def required(tmp: Path) -> Iterator[Sshd]:
+    """A running sshd for a test module — or a skip (a failure under BENCHBED_REQUIRE=ssh) saying why not."""
+    from tests.conftest import need
+
+    why = missing_reason()
+    if why:
+        need("ssh", why)
+    try:
+        import paramiko  # noqa: F401
+    except ImportError:
+        need("ssh", "paramiko not installed (pip install 'benchbed[ssh]')")
+    with running(tmp) as srv:
+        yield srv

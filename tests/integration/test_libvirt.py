@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import load_run
-from tests.conftest import interruptible, need
+from tests.conftest import interruptible
 from tests.integration import libvirtd
 
 pytestmark = pytest.mark.libvirt
@@ -46,12 +45,8 @@ def hang(p, ctx):
 
 @pytest.fixture(scope="module")
 def overlays() -> Iterator[Path]:
-    why = libvirtd.missing_reason()
-    if why:
-        need("libvirt", why)
-    path = libvirtd.overlay_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with libvirtd.required_overlays() as path:
+        yield path
 
 
 def write(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[Path, Path]:

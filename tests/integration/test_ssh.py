@@ -20,7 +20,7 @@ import pytest
 from benchbed.config import SshTarget as SshSpec
 from benchbed.errors import ProvisionError
 from benchbed.results import load_run
-from tests.conftest import REPO, interruptible, need
+from tests.conftest import REPO, interruptible
 from tests.integration import sshd as S
 
 pytestmark = pytest.mark.ssh
@@ -53,14 +53,7 @@ def chatty(p, ctx):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S.Sshd]:
-    why = S.missing_reason()
-    if why:
-        need("ssh", why)
-    try:
-        import paramiko  # noqa: F401
-    except ImportError:
-        need("ssh", "paramiko not installed (pip install 'benchbed[ssh]')")
-    with S.running(tmp_path_factory.mktemp("sshd")) as srv:
+    with S.required(tmp_path_factory.mktemp("sshd")) as srv:
         yield srv
 
 
