@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,ssh,docker,libvirt]'
+	$(BIN)/python -m pip install -q -e '.[dev,ssh,docker,libvirt,parquet]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

@@ -298,6 +298,15 @@ def schema() -> None:
     sys.stdout.write(json.dumps(json_schemas(), indent=2) + "\n")
 
 
+def _register_extra_commands() -> None:
+    from benchbed.interop.commands import register
+
+    register(app)
+
+
+_register_extra_commands()
+
+
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM (CI runners, systemd, `timeout`) tears down like Ctrl-C: nothing provisioned is leaked."""
     raise KeyboardInterrupt

@@ -1,0 +1,1 @@
+"""Interop with other tools' formats: pytest-benchmark JSON (import / export) and Parquet export."""
