@@ -145,12 +145,20 @@ def run(
         _render(runner.run_dir, Path("reports") / f"{runner.run_dir.name}.html")
 
 
-def _render(run_dir: Path, dest: Path) -> None:
-    from benchbed.report.render import write_report
-    from benchbed.results import load_run
+def _render(run_dirs: Path | list[Path], dest: Path | None, *, fmt: str = "html", plotly: str = "inline") -> None:
+    """Render run(s) to `dest` (default reports/<run-id>.html; Markdown and JSON go to stdout)."""
+    from benchbed.report.merge import combine, load_runs
+    from benchbed.report.render import check_options, default_path, paused_gc, render, write_text
 
+    paths = [run_dirs] if isinstance(run_dirs, Path) else run_dirs
     try:
-        path = write_report(load_run(run_dir), dest)
+        check_options(fmt, plotly)
+        with paused_gc():
+            text = render(combine(load_runs(paths)), fmt, plotly=plotly)
+        if dest is None and fmt in ("md", "json"):
+            sys.stdout.write(text)
+            return
+        path = write_text(text, dest or default_path([p.name for p in paths], fmt))
     except BenchbedError as err:
         _fail(err)
     out.print(f"report: {path}", markup=False)
@@ -186,11 +194,22 @@ def cleanup(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> directory")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file to write")] = None,
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="results/<run-id> directories; several are merged into one report")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="File to write (default: reports/<run-id>.html; md/json: stdout)"),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="html, md (Markdown) or json (the summary table)")
+    ] = "html",
+    plotly: Annotated[
+        str, typer.Option("--plotly", help="inline: embed plotly.js (offline); cdn: load it from cdn.plot.ly")
+    ] = "inline",
 ) -> None:
-    """Render a self-contained HTML report from a run directory."""
-    _render(run_dir, output or Path("reports") / f"{run_dir.name}.html")
+    """Render a report of one run, or of several runs merged: one self-contained HTML page, Markdown or JSON."""
+    _render(run_dirs, output, fmt=fmt, plotly=plotly)
 
 
 @workloads_app.command("list")

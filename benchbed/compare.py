@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.report.render import flatten, fmt_num, params_label, thresholds_from_text
+from benchbed.report.fmt import flatten, fmt_num, params_label, thresholds_from_text
 from benchbed.results import RunData, load_run
 from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
 from benchbed.verdict import ALPHA, compare_pairs

@@ -1,0 +1,162 @@
+"""The report as Markdown (READMEs, $GITHUB_STEP_SUMMARY) and as JSON (the summary table, for other tools).
+
+Markdown has no autoescape: every name from a run passes `md()`, which makes HTML, table cells and inline code
+out of reach of a hostile target or workload name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from benchbed.report.fmt import params_label
+from benchbed.report.merge import ReportInput
+from benchbed.report.model import SYMBOL, Analysis, headline, problems
+
+JSON_SCHEMA = 1
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md(text: object) -> str:
+    """Markdown-inert text: HTML metacharacters as entities, Markdown punctuation backslash-escaped, one line."""
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", s.replace("\r", " ").replace("\n", " "))
+
+
+def _direction(better: str) -> str:
+    return {"higher": "↑", "lower": "↓"}.get(better, "")
+
+
+def to_markdown(inp: ReportInput, a: Analysis) -> str:
+    first = inp.runs[0].meta
+    suite = first.get("suite") if isinstance(first.get("suite"), dict) else {}
+    title = md(suite.get("name", "?")) if suite else "?"
+    statuses = [str(r.meta.get("status", "unknown")) for r in inp.runs]
+    probs = problems(inp.cases)
+    failed = sum(p["status"] == "failed" for p in probs)
+    skipped = sum(p["status"] == "skipped" for p in probs)
+    n_cases = len(inp.cases)
+    lines = [f"# benchbed report — {title}", ""]
+    for rid, status in zip(inp.run_ids, statuses, strict=True):
+        lines.append(f"- run {md(rid)} — **{md(status)}**")
+    base = md(inp.baseline) or "—"
+    plural = "s" * (n_cases != 1)
+    lines.append(f"- {n_cases} instance{plural}: {failed} failed, {skipped} skipped · baseline **{base}**")
+    if any(s != "complete" for s in statuses):
+        lines.append("")
+        lines.append("> ⚠ **Incomplete run**: the numbers cover only the instances that completed.")
+    h = headline(a, inp.baseline)
+    lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]
+    if h["rows"] and h["targets"]:
+        head = ["case", "metric", f"{md(inp.baseline)} median", *(md(t) for t in h["targets"])]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+        for r in h["rows"]:
+            cells = []
+            for c in r["cells"]:
+                if c is None:
+                    cells.append("—")
+                    continue
+                sym = f"{c['symbol']} " if c["symbol"] else ""
+                text = f"{sym}{c['ratio']} {c['ci']}"
+                cells.append(f"**{text}**" if c["verdict"] in ("regression", "improvement") else text)
+            case = f"{md(r['workload'])} {md(r['params'])}"
+            metric = f"{md(r['metric'])} ({md(r['unit'])} {_direction(r['better'])})"
+            lines.append("| " + " | ".join([case, metric, r["base_median"], *cells]) + " |")
+        counts = h["counts"]
+        lines += [
+            "",
+            "✗ regression · ✓ improvement (significant: the ratio's CI excludes 1 and Mann–Whitney agrees after Holm) "
+            "· ≈ equivalent within the threshold (TOST) · ? inconclusive. "
+            + ", ".join(f"{counts[k]} {k}" for k in ("regression", "improvement", "equivalent", "inconclusive")),
+        ]
+    else:
+        lines.append("No ratios: " + ("no measured samples." if a.summary.empty else "only the baseline was measured."))
+    lines += ["", "## Failures and skips", ""]
+    if probs:
+        lines += ["| target | workload | params | instance | status | reason |", "|---|---|---|---:|---|---|"]
+        for p in probs:
+            cells = [md(p[k]) for k in ("target", "workload", "params", "instance", "status", "reason")]
+            lines.append("| " + " | ".join(cells) + " |")
+    else:
+        lines.append("Every instance ran to completion.")
+    seeds = ", ".join(md(r.meta.get("seed", "—")) for r in inp.runs)
+    lines += [
+        "",
+        "## Method",
+        "",
+        f"Median of per-instance medians; 95% BCa bootstrap CIs over instances; Mann–Whitney U on instance medians "
+        f"with Holm over the page; TOST equivalence at each metric's threshold; plan seed {seeds}. "
+        "Details: the HTML report (`benchbed report RUN`) and docs/methodology.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _num(x: object) -> float | int | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, int):
+        return x
+    try:
+        f = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+NUMERIC = ("median", "ci_low", "ci_high", "q1", "q3", "p95", "p99", "min", "max", "cold", "ratio", "ratio_ci_low",
+           "ratio_ci_high", "change_pct", "better_ratio", "better_ratio_ci_low", "better_ratio_ci_high")  # fmt: skip
+COUNTS = ("n_instances", "n_samples", "n_invalid", "n_cold")
+VERDICT_FIELDS = ("threshold", "mde_pct", "p_mwu", "p_mwu_holm", "min_p", "p_tost")
+
+
+def to_json(inp: ReportInput, a: Analysis) -> str:
+    """{"schema": 1, "run_ids", "baseline", "rows": [...]} — one row per (workload, params, metric, target);
+    verdict fields are null on the baseline's rows; NaN and infinities are null."""
+    verdicts = a.verdict_of()
+    rows: list[dict[str, Any]] = []
+    for r in a.summary.to_dict("records"):
+        key = (str(r["workload"]), str(r["params"]), str(r["metric"]), str(r["target"]))
+        try:
+            params: Any = json.loads(key[1])
+        except json.JSONDecodeError:
+            params = key[1]
+        row: dict[str, Any] = {
+            "target": key[3],
+            "workload": key[0],
+            "params": params,
+            "params_label": params_label(key[1]),
+            "metric": key[2],
+            "unit": str(r["unit"]),
+            "better": str(r["better"]),
+            "is_baseline": bool(r["is_baseline"]),
+        }
+        row.update({k: _num(r[k]) for k in NUMERIC})
+        row.update({k: int(r[k]) for k in COUNTS})
+        row.update(ci_method=str(r["ci_method"]), ratio_ci_method=str(r["ratio_ci_method"]))
+        v = verdicts.get(key)
+        row["verdict"] = str(v["verdict"]) if v else None
+        row.update({k: (_num(v[k]) if v else None) for k in VERDICT_FIELDS})
+        row["note"] = str(v["note"]) if v else None
+        rows.append(row)
+    probs = problems(inp.cases)
+    doc = {
+        "schema": JSON_SCHEMA,
+        "run_ids": inp.run_ids,
+        "status": [str(r.meta.get("status", "unknown")) for r in inp.runs],
+        "baseline": inp.baseline or None,
+        "targets": a.targets,
+        "counts": {
+            "instances": len(inp.cases),
+            "failed": sum(p["status"] == "failed" for p in probs),
+            "skipped": sum(p["status"] == "skipped" for p in probs),
+            **{f"verdict_{k}": v for k, v in headline(a, inp.baseline)["counts"].items()},
+        },
+        "rows": rows,
+        "problems": probs,
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+__all__ = ["SYMBOL", "md", "to_json", "to_markdown"]

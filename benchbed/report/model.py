@@ -1,0 +1,341 @@
+"""Statistics of a report (computed once, shared by HTML, Markdown and JSON) and the tables built from them.
+
+Nothing here re-implements a statistic: medians and CIs come from `stats.summarize`, verdicts from
+`verdict.compare_pairs` (one Holm family over the whole page, exactly as `benchbed compare RUN` judges), and the
+environment's comparability from `compare.env_diff`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from benchbed.compare import HARDWARE, UNDER_TEST_RUNS, env_diff
+from benchbed.errors import ResultsFormatError
+from benchbed.report.fmt import finite, flatten, fmt_ci, fmt_num, params_label
+from benchbed.report.merge import ReportInput
+from benchbed.stats import canonical_params, instance_medians, summarize
+from benchbed.verdict import compare_pairs
+
+LONG_VALUE = 120  # env values longer than this (or multi-line) fold into a <details>
+PLAN_ROUNDS = 2  # the methodology shows the recorded order of the first rounds …
+PLAN_ROWS = 60  # … at most this many instances of it per run
+VERDICT_TEXT = {"regression": "✗ regression", "improvement": "✓ improvement", "equivalent": "≈ equivalent"}
+SYMBOL = {"regression": "✗", "improvement": "✓", "equivalent": "≈", "inconclusive": "?"}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    summary: pd.DataFrame  # stats.SUMMARY_COLUMNS, one row per (workload, params, metric, target)
+    verdicts: pd.DataFrame  # verdict.VERDICT_COLUMNS, one row per non-baseline target and metric
+    inst: pd.DataFrame  # stats.INSTANCE_COLUMNS
+    targets: list[str]  # display order: baseline first
+
+    def verdict_of(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+        return {_key(r): r for r in records(self.verdicts)}
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with str keys (pandas types them as Hashable)."""
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (str(r["workload"]), str(r["params"]), str(r["metric"]), str(r["target"]))
+
+
+def _targets(inp: ReportInput, summary: pd.DataFrame) -> list[str]:
+    """Baseline first, then the planned targets in run order, then any other name the data mentions."""
+    names = [inp.baseline] if inp.baseline else []
+    for run in inp.runs:
+        planned = run.meta.get("targets")
+        names += [str(t) for t in planned] if isinstance(planned, dict) else []
+    names += [str(t) for t in summary["target"]]
+    if "target" in inp.cases.columns:
+        names += [str(t) for t in inp.cases["target"].dropna()]
+    names += list(inp.env)
+    return list(dict.fromkeys(names))
+
+
+def analyse(inp: ReportInput) -> Analysis:
+    if inp.samples.empty and inp.cases.empty:
+        raise ResultsFormatError(
+            f"run {', '.join(inp.run_ids)} has no samples yet",
+            hint="it may still be starting, or it stopped before the first instance finished",
+        )
+    summary = summarize(inp.samples, inp.baseline)
+    inst = instance_medians(inp.samples)
+    verdicts = pd.DataFrame()
+    if not inst.empty and inp.baseline in set(inst["target"]):
+        base = inst[inst["target"] == inp.baseline]
+        others = [t for t in dict.fromkeys(inst["target"]) if t != inp.baseline]
+        pairs = [(base, inst[inst["target"] == t]) for t in others]
+        if pairs:
+            info = inp.samples.drop_duplicates(["workload", "params", "metric"])
+            verdicts = compare_pairs(pairs, thresholds=inp.thresholds(), info=info)
+    return Analysis(summary, verdicts, inst, _targets(inp, summary))
+
+
+# ── headline matrix ────────────────────────────────────────────────────────────────────────────────────────
+def _cell(row: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]:
+    """Ratio to baseline with its CI, and a label that says which way is good for this metric."""
+    ratio, low, high = row["ratio"], row["ratio_ci_low"], row["ratio_ci_high"]
+    width = None if finite(low) is None or finite(high) is None else high - low
+    v = str(verdict["verdict"]) if verdict else ""
+    change = finite(row["change_pct"])
+    size = "—" if change is None else f"{fmt_num(abs(change))}%"
+    if v == "regression":
+        label = f"✗ {size} worse"
+    elif v == "improvement":
+        label = f"✓ {size} better"
+    elif v == "equivalent":
+        label = f"≈ within ±{verdict['threshold'] * 100:g}%" if verdict else "≈"
+    elif v == "inconclusive":
+        label = "inconclusive"
+    else:
+        label = ""
+    title = ""
+    if verdict:
+        mde = finite(verdict["mde_pct"])
+        title = f"{v}; threshold ±{verdict['threshold'] * 100:g}%; MDE {'—' if mde is None else fmt_num(mde) + '%'}"
+        title += f"; {verdict['note']}" if verdict["note"] else ""
+    return {
+        "ratio": fmt_num(ratio, width),
+        "ci": fmt_ci(low, high),
+        "verdict": v,
+        "symbol": SYMBOL.get(v, ""),
+        "label": label,
+        "title": title,
+    }
+
+
+def headline(a: Analysis, baseline: str) -> dict[str, Any]:
+    """Rows: workload (+params) × metric; columns: non-baseline targets; baseline median for scale."""
+    s = a.summary
+    present = set(s["target"])
+    cols = [t for t in a.targets if t != baseline and t in present]
+    verdicts = a.verdict_of()
+    by_key = {_key(r): r for r in records(s)}
+    rows: list[dict[str, Any]] = []
+    for (w, p, m), g in s.groupby(["workload", "params", "metric"], sort=False):
+        first = g.iloc[0]
+        base = by_key.get((str(w), str(p), str(m), baseline))
+        cells = []
+        for t in cols:
+            row = by_key.get((str(w), str(p), str(m), t))
+            cells.append(None if row is None or base is None else _cell(row, verdicts.get((str(w), str(p), str(m), t))))
+        rows.append(
+            {
+                "workload": str(w),
+                "params": params_label(p),
+                "metric": str(m),
+                "unit": str(first["unit"]),
+                "better": str(first["better"]),
+                "base_median": "—" if base is None else fmt_num(base["median"], _w(base)),
+                "cells": cells,
+            }
+        )
+    counts = Counter(str(v) for v in a.verdicts["verdict"]) if not a.verdicts.empty else Counter()
+    return {"targets": cols, "rows": rows, "counts": {k: counts.get(k, 0) for k in SYMBOL}}
+
+
+def _w(row: dict[str, Any]) -> float | None:
+    lo, hi = finite(row["ci_low"]), finite(row["ci_high"])
+    return None if lo is None or hi is None else hi - lo
+
+
+# ── detailed tables ────────────────────────────────────────────────────────────────────────────────────────
+def sections(a: Analysis) -> list[dict[str, Any]]:
+    """The per-workload tables: every statistic of every target, the verdict cell of each non-baseline row."""
+    verdicts = a.verdict_of()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    blocks: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in a.summary.to_dict("records"):
+        wp = (str(row["workload"]), str(row["params"]))
+        sec = out.setdefault(wp, {"workload": wp[0], "params": params_label(wp[1]), "metrics": []})
+        key = (*wp, str(row["metric"]))
+        if key not in blocks:
+            blocks[key] = {"metric": key[2], "unit": str(row["unit"]), "better": str(row["better"]), "rows": []}
+            sec["metrics"].append(blocks[key])
+        cell = {str(k): v for k, v in row.items()}
+        v = verdicts.get((*key, str(row["target"])))
+        cell["verdict"] = None
+        if v is not None:
+            mde = finite(v["mde_pct"])
+            cell["verdict"] = {
+                "verdict": str(v["verdict"]),
+                "text": VERDICT_TEXT.get(str(v["verdict"]), str(v["verdict"])),
+                "threshold": f"±{v['threshold'] * 100:g}%",
+                "mde": "—" if mde is None else f"{fmt_num(mde)}%",
+                "note": str(v["note"]),
+            }
+        blocks[key]["rows"].append(cell)
+    return list(out.values())
+
+
+def mde_rows(a: Analysis) -> list[dict[str, Any]]:
+    rows = []
+    for r in a.verdicts.to_dict("records"):
+        mde = finite(r["mde_pct"])
+        rows.append(
+            {
+                "workload": str(r["workload"]),
+                "params": params_label(r["params"]),
+                "metric": str(r["metric"]),
+                "target": str(r["target"]),
+                "n": f"{r['n_base']} / {r['n_new']}",
+                "threshold": f"±{r['threshold'] * 100:g}%",
+                "mde": "—" if mde is None else f"{fmt_num(mde)}%",
+                "above": mde is not None and mde > r["threshold"] * 100,
+                "verdict": str(r["verdict"]),
+            }
+        )
+    return rows
+
+
+# ── environment ────────────────────────────────────────────────────────────────────────────────────────────
+def env_rows(env: dict[str, dict[str, Any]], targets: list[str], flagged: set[str]) -> list[dict[str, Any]]:
+    flat = {t: flatten(env.get(t, {})) for t in targets}
+    keys = sorted({k for f in flat.values() for k in f})
+    rows = []
+    for key in keys:
+        values = [flat[t].get(key) for t in targets]
+        rows.append(
+            {
+                "key": key,
+                "values": [{"text": v, "long": v is not None and (len(v) > LONG_VALUE or "\n" in v)} for v in values],
+                "differs": len(targets) > 1 and len(set(values)) > 1,
+                "flagged": key in flagged,
+            }
+        )
+    return rows
+
+
+def env_warnings(inp: ReportInput, targets: list[str]) -> list[dict[str, Any]]:
+    """Fingerprint differences that make a comparison with the baseline suspect (`benchbed compare`'s rules):
+    hardware between targets of one run; anything but the software under test for one target across runs."""
+    base = inp.baseline
+    if base not in inp.env:
+        return []
+    out = []
+    for t in targets:
+        if t == base or t not in inp.env:
+            continue
+        (run_b, name_b), (run_t, name_t) = inp.origin.get(base, (0, base)), inp.origin.get(t, (0, t))
+        across_runs = run_b != run_t and name_b == name_t
+        _, warned = env_diff(
+            inp.env[base], inp.env[t], under_test=UNDER_TEST_RUNS if across_runs else None, hardware=HARDWARE
+        )
+        for change in warned:
+            out.append({"target": t, "key": change.key, "base": change.base, "new": change.new,
+                        "why": "differs across runs" if across_runs else "hardware differs"})  # fmt: skip
+    return out
+
+
+# ── instances, failures, design ───────────────────────────────────────────────────────────────────────────
+def text(value: object, missing: str = "") -> str:
+    """A cell of a ragged cases table: None and pandas' NaN padding both mean 'not recorded'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    if isinstance(value, float) and value.is_integer():  # an int column padded with NaN turned float
+        return str(int(value))
+    return str(value)
+
+
+def problems(cases: pd.DataFrame) -> list[dict[str, Any]]:
+    if cases.empty or "status" not in cases.columns:
+        return []
+    out = []
+    for rec in cases.to_dict("records"):
+        if rec.get("status") == "ok":
+            continue
+        tail = rec.get("stderr_tail")
+        out.append(
+            {
+                "target": text(rec.get("target"), "?"),
+                "workload": text(rec.get("workload"), "?"),
+                "params": params_label(rec.get("params")),
+                "instance": text(rec.get("instance"), "?"),
+                "status": text(rec.get("status"), "?"),
+                "reason": text(rec.get("reason")),
+                "stderr_tail": tail if isinstance(tail, str) and tail.strip() else None,
+            }
+        )
+    return out
+
+
+def design(meta: dict[str, Any], run: str) -> list[dict[str, Any]]:
+    """Instances / repetitions / warm-up per workload × params, from the recorded plan."""
+    plan = meta.get("plan")
+    if not isinstance(plan, list):
+        return []
+    per: dict[tuple[str, str], dict[str, Any]] = {}
+    count: Counter[tuple[str, str, str]] = Counter()
+    for case in plan:
+        if not isinstance(case, dict):
+            continue
+        key = (str(case.get("workload")), canonical_params(case.get("params")))
+        count[(*key, str(case.get("target")))] += 1
+        per.setdefault(
+            key,
+            {
+                "run": run,
+                "workload": key[0],
+                "params": params_label(key[1]),
+                "repetitions": case.get("repetitions"),
+                "warmup": case.get("warmup"),
+            },
+        )
+    for key, row in per.items():
+        row["instances"] = max(n for (w, p, _), n in count.items() if (w, p) == key)
+    return list(per.values())
+
+
+def plan_order(meta: dict[str, Any], run: str) -> dict[str, Any]:
+    """The recorded order of the first rounds (instance < PLAN_ROUNDS), at most PLAN_ROWS instances."""
+    plan = meta.get("plan")
+    cases = [c for c in plan if isinstance(c, dict)] if isinstance(plan, list) else []
+    first = [c for c in cases if isinstance(c.get("instance"), int) and c["instance"] < PLAN_ROUNDS][:PLAN_ROWS]
+    rows = [
+        {"index": text(c.get("index"), "?"), "target": text(c.get("target"), "?"),
+         "workload": text(c.get("workload"), "?"), "params": params_label(c.get("params")),
+         "instance": text(c.get("instance"), "?")}
+        for c in first
+    ]  # fmt: skip
+    return {"run": run, "total": len(cases), "rows": rows}
+
+
+def pilot(meta: dict[str, Any], run: str) -> list[dict[str, Any]]:
+    """`instances: auto`: what the pilot saw per case and the N it chose; capped cases say what MDE remains."""
+    raw = meta.get("pilot")
+    if not isinstance(raw, dict):
+        return []
+    rows = []
+    for key, case in raw.items():
+        if not isinstance(case, dict):
+            continue
+        workload, _, params = str(key).partition(" ")
+        metrics = case.get("metrics")
+        if not isinstance(metrics, dict):
+            metrics = {}
+        rows.append(
+            {
+                "run": run,
+                "workload": workload,
+                "params": params_label(params),
+                "pilot_instances": case.get("pilot_instances"),
+                "instances": case.get("instances"),
+                "capped": bool(case.get("capped")),
+                "note": str(case.get("note") or ""),
+                "metrics": [
+                    {"metric": m, "cv": fmt_num(v.get("cv_pct")), "mde": fmt_num(v.get("mde_pct")),
+                     "threshold": f"±{(finite(v.get('threshold')) or 0) * 100:g}%"}
+                    for m, v in metrics.items() if isinstance(v, dict)
+                ],
+            }
+        )  # fmt: skip
+    return rows
