@@ -108,14 +108,14 @@ workloads:
 """,
         encoding="utf-8",
     )
-    (tmp / "targets.yaml").write_text("targets:\n  local: {kind: local}\n  other: {kind: local}\n", encoding="utf-8")
+    (tmp / "targets.yaml").write_text("targets:\n  local: {kind: local}\n  twin: {kind: local}\n", encoding="utf-8")
     res = cli("run", str(tmp / "suite.yaml"), "-t", str(tmp / "targets.yaml"), "--out", str(tmp / "results"),
               "--no-report", "--seed", "7")  # fmt: skip
     assert res.returncode in (0, 1), res.stdout + res.stderr  # failed instances are expected in this suite
     (run_dir,) = (tmp / "results").iterdir()
     for name in ("samples.jsonl", "cases.jsonl", "run.json"):
         path = run_dir / name
-        path.write_text(path.read_text(encoding="utf-8").replace('"other"', json.dumps(SCRIPT)), encoding="utf-8")
+        path.write_text(path.read_text(encoding="utf-8").replace('"twin"', json.dumps(SCRIPT)), encoding="utf-8")
     return run_dir
 
 
