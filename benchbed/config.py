@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from benchbed.errors import ConfigError
-from benchbed.workloads import REGISTRY, load_builtins
+from benchbed.workloads import DIR_PARAMS, REGISTRY, load_builtins
 from benchbed.workloads.base import WorkloadInfo, param_names
 from benchbed.yamlsrc import Loc, Located, load_yaml
 
@@ -358,6 +358,7 @@ class LoadedSuite(BaseModel):
     path: Path
     source_text: str
     module_paths: list[Path]
+    bundles: dict[str, Path] = Field(default_factory=dict, description="agent archive folder → directory shipped")
 
 
 def resolve_suite_path(arg: str | None) -> Path:
@@ -403,7 +404,37 @@ def load_suite(path: Path) -> LoadedSuite:
                 text = _pyd_msg(err) if isinstance(err, ValidationError) else str(err)
                 loc = ("workloads", i, "params")
                 raise ConfigError(f"{doc.where(loc)}: workloads[{i}].params: {text}") from err
-    return LoadedSuite(suite=suite, path=path, source_text=path.read_text(encoding="utf-8"), module_paths=modules)
+    bundles = _bundles(doc, path, suite)
+    return LoadedSuite(
+        suite=suite,
+        path=path,
+        source_text=path.read_text(encoding="utf-8"),
+        module_paths=modules,
+        bundles=bundles,
+    )
+
+
+def _bundles(doc: Located, path: Path, suite: Suite) -> dict[str, Path]:
+    """Directory parameters (DIR_PARAMS, e.g. the `pytest` workload's `path`), resolved relative to the suite file
+    and checked here, so a typo is a config error with file:line rather than a failed case in every target."""
+    from benchbed.agent.build import bundle_files
+    from benchbed.workloads.pytest_bench import bundle_name
+
+    out: dict[str, Path] = {}
+    for i, entry in enumerate(suite.workloads):
+        for key in DIR_PARAMS.get(entry.name, ()):
+            for point in entry.grid():
+                rel = str(point.get(key, ""))
+                where = f"{doc.where(('workloads', i, 'params', key))}: workloads[{i}].params.{key}"
+                directory = (path.parent / rel).resolve()
+                if not rel or not directory.is_dir():
+                    raise ConfigError(f"{where}: {rel!r} is not a directory (paths are relative to {path})")
+                try:
+                    bundle_files(directory)
+                except (OSError, ValueError) as err:
+                    raise ConfigError(f"{where}: {err}") from err
+                out[bundle_name(rel)] = directory
+    return out
 
 
 def _lower1(text: str) -> str:

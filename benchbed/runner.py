@@ -208,6 +208,7 @@ class Runner:
                 "sha256": agent.sha256,
                 "size": agent.size,
                 "modules": [p.name for p in self.loaded.module_paths],
+                "bundles": {name: str(path) for name, path in sorted(self.loaded.bundles.items())},
             },
             "controller": {"host": platform.node(), "python": sys.version.split()[0], "argv": sys.argv},
         }
@@ -215,7 +216,7 @@ class Runner:
     def execute(self) -> RunWriter:
         self.run_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = self.run_dir.parent / f".{self.run_id}.agent"
-        agent = build_agent(staging, self.loaded.module_paths)
+        agent = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
         writer = RunWriter(self.run_dir, {})
         (self.run_dir / "agent.pyz").write_bytes(agent.path.read_bytes())
         agent.path.unlink()
@@ -417,6 +418,7 @@ class Runner:
             "instance": case.instance,
             "repetitions": case.repetitions,
             "warmup": case.warmup,
+            "timeout_s": case.timeout_s,
             "fingerprint": want_fp,
             "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch",
             "expect_sha256": agent.sha256,

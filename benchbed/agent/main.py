@@ -93,6 +93,7 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         repetitions=int(spec.get("repetitions", 5)),
         warmup=int(spec.get("warmup", 1)),
         scratch_dir=scratch,
+        timeout_s=float(spec["timeout_s"]) if spec.get("timeout_s") else None,
     )
     t0 = time.perf_counter()
     n = 0

@@ -3,7 +3,13 @@
 from benchbed.workloads import base
 from benchbed.workloads.base import REGISTRY, Context, Sample, Skipped, workload
 
-BUILTIN_MODULES = ("cpu", "io", "startup", "gpu", "model", "util")
+BUILTIN_MODULES = ("cpu", "io", "startup", "gpu", "model", "util", "pytest_bench")
+# workload names whose module is not their prefix (`pytest` lives in pytest_bench.py: a module named pytest.py
+# would shadow the real pytest for anything run from this package's directory)
+MODULE_OF = {"pytest": "pytest_bench"}
+# parameters that name a directory next to the suite file: the controller resolves and validates it and ships its
+# files inside the agent zipapp (see agent/build.py), so every target runs the same bytes
+DIR_PARAMS: dict[str, tuple[str, ...]] = {"pytest": ("path",)}
 
 
 def load_builtins() -> dict[str, base.WorkloadInfo]:
@@ -20,10 +26,10 @@ def load_for(name: str) -> dict[str, base.WorkloadInfo]:
     is a fresh process, so importing all modules would add their compile time to each start."""
     import importlib
 
-    prefix = name.split(".", 1)[0]
+    prefix = MODULE_OF.get(name, name.split(".", 1)[0])
     if prefix in BUILTIN_MODULES:
         importlib.import_module(f"benchbed.workloads.{prefix}")
     return REGISTRY
 
 
-__all__ = ["REGISTRY", "Context", "Sample", "Skipped", "load_builtins", "load_for", "workload"]
+__all__ = ["DIR_PARAMS", "REGISTRY", "Context", "Sample", "Skipped", "load_builtins", "load_for", "workload"]

@@ -57,11 +57,13 @@ class NoParams:
 
 @dataclass
 class Context:
-    """What the agent hands a workload: how many repetitions, where scratch files may go."""
+    """What the agent hands a workload: how many repetitions, where scratch files may go, the case's time limit
+    (for workloads that start child processes and must stop them before the controller kills the agent)."""
 
     repetitions: int = 5
     warmup: int = 1
     scratch_dir: Path = field(default_factory=lambda: Path("/tmp"))
+    timeout_s: float | None = None
 
     def schedule(self) -> Iterator[tuple[Phase, int]]:
         """cold (first call, kept apart), then warm-up, then measured repetitions."""

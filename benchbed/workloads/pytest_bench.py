@@ -1,0 +1,199 @@
+"""Workload `pytest`: runs a user's pytest-benchmark suite inside the target; each recorded round is a sample.
+
+The suite's directory travels inside the agent zipapp (so its bytes are covered by the agent's sha256) and is
+extracted into the scratch dir. pytest runs as a child of the agent with the target's own interpreter. How the
+suite's knobs map onto pytest-benchmark's:
+
+- `repetitions` → `--benchmark-min-rounds=N --benchmark-max-time=0`: exactly N recorded rounds per benchmark.
+- `warmup` → `--benchmark-warmup=on --benchmark-warmup-iterations=W` (off when 0): pytest-benchmark runs the
+  warm-up itself and records none of it, so there are no `warmup` samples.
+- No `cold` sample either: pytest-benchmark calibrates (calls the function at least once) before its first
+  recorded round, so a first-call time does not exist in its output and is never invented here.
+- A round's value is pytest-benchmark's own: the round's time divided by its iterations, in seconds.
+
+Stdlib-only: this module runs inside every target. `samples_from_json` is also what `benchbed import` uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import posixpath
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchbed.workloads.base import Context, Sample, Skipped, workload
+
+BUNDLE_ROOT = "benchbed_bundles"
+TAIL_LINES = 15
+TIMEOUT_MARGIN = 0.1  # of the case's timeout_s, kept so pytest's tail can be reported before the agent is killed
+
+
+@dataclass(frozen=True)
+class PytestBench:
+    path: str
+    select: str = ""
+    args: str = ""
+
+
+class PytestFailed(Exception):
+    """pytest ran but did not produce benchmarks: the message carries the tail of its output."""
+
+
+def bundle_name(path: str) -> str:
+    """Archive folder for a suite directory, from the `path` parameter as written (controller and target agree)."""
+    norm = posixpath.normpath(path.replace("\\", "/"))
+    return f"{BUNDLE_ROOT}/{hashlib.sha256(norm.encode()).hexdigest()[:16]}"
+
+
+def _agent_archive() -> Path | None:
+    """The zipapp this agent runs from, or None when benchbed is imported from a source tree."""
+    import benchbed
+
+    archive = getattr(getattr(benchbed, "__loader__", None), "archive", None)
+    return Path(archive) if archive else None
+
+
+def _extract(path: str, dest: Path) -> Path:
+    """Unpack the bundled suite into dest/<basename>, so test ids look the same in every target."""
+    archive = _agent_archive()
+    if archive is None:  # unpacked (development, in-process tests): the path is a directory here
+        local = Path(path)
+        if not local.is_dir():
+            raise PytestFailed(f"pytest suite directory {path!r} not found (not running from an agent zipapp)")
+        return local.resolve()
+    prefix = bundle_name(path) + "/"
+    out = dest / (posixpath.basename(posixpath.normpath(path)) or "suite")
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if n.startswith(prefix) and not n.endswith("/")]
+        if not names:
+            raise PytestFailed(f"pytest suite {path!r} is not bundled in this agent (built without it?)")
+        for name in names:
+            rel = name[len(prefix) :]
+            if rel.startswith("/") or ".." in rel.split("/"):
+                raise PytestFailed(f"unsafe path {name!r} in the agent bundle")
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
+    return out
+
+
+def command(p: PytestBench, ctx: Context, suite: Path, json_out: Path) -> list[str]:
+    """The pytest command line: recorded rounds and warm-up from the case, raw rounds saved in the JSON."""
+    warm = ["--benchmark-warmup=on", f"--benchmark-warmup-iterations={ctx.warmup}"] if ctx.warmup else []
+    argv = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", f"--rootdir={suite}"]
+    argv += ["--benchmark-only", f"--benchmark-json={json_out}", "--benchmark-save-data"]
+    argv += [f"--benchmark-min-rounds={ctx.repetitions}", "--benchmark-max-time=0"]
+    argv += warm or ["--benchmark-warmup=off"]
+    if p.select:
+        argv += ["-k", p.select]
+    return argv + shlex.split(p.args)
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-TAIL_LINES:])[-3000:]
+
+
+def _child_timeout(ctx: Context, started: float) -> float | None:
+    """What is left of the case's limit, less a margin: pytest is stopped (and its tail reported) before the
+    controller kills the whole agent."""
+    if not ctx.timeout_s:
+        return None
+    return max(1.0, ctx.timeout_s * (1 - TIMEOUT_MARGIN) - (time.monotonic() - started))
+
+
+@workload("pytest", params=PytestBench, needs=("pytest", "pytest_benchmark"), tags={"pytest", "interop"})
+def pytest_bench(p: PytestBench, ctx: Context) -> Iterator[Sample]:
+    """A pytest-benchmark suite (directory shipped in the agent); one sample per recorded round, in seconds."""
+    started = time.monotonic()
+    for mod, pkg in (("pytest", "python3-pytest"), ("pytest_benchmark", "python3-pytest-benchmark")):
+        if importlib.util.find_spec(mod) is None:
+            raise Skipped(f"{mod} is not installed for {sys.executable} in this target (install {pkg} or pip {mod})")
+    suite = _extract(p.path, ctx.scratch_dir / "suite")
+    json_out = ctx.scratch_dir / "pytest-benchmark.json"
+    argv = command(p, ctx, suite, json_out)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    timeout = _child_timeout(ctx, started)
+    try:
+        res = subprocess.run(
+            argv, cwd=ctx.scratch_dir, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+        raise PytestFailed(f"pytest did not finish within {timeout:.0f} s; its output ends:\n{_tail(out)}") from err
+    if res.returncode != 0:
+        what = "selected no tests" if res.returncode == 5 else f"exited {res.returncode}"
+        raise PytestFailed(f"pytest {what}; its output ends:\n{_tail(res.stdout + res.stderr)}")
+    if not json_out.is_file():
+        raise PytestFailed(f"pytest wrote no benchmark JSON; its output ends:\n{_tail(res.stdout + res.stderr)}")
+    doc = json.loads(json_out.read_text(encoding="utf-8"))
+    samples = list(samples_from_json(doc))
+    if not samples:
+        raise PytestFailed("pytest passed but recorded no benchmark (do the tests use the `benchmark` fixture?)")
+    yield from samples
+
+
+# ── pytest-benchmark JSON → samples (also used by `benchbed import`) ─────────────────────────────────────────────
+SUMMARY_REASON = "summary only: pytest-benchmark's median of {rounds} rounds (JSON saved without --benchmark-save-data)"
+
+
+def _benchmarks(doc: Any) -> list[dict[str, Any]]:
+    """Check the shape of a pytest-benchmark document; ValueError names the first thing that is wrong."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"top level is {type(doc).__name__}, expected an object with a 'benchmarks' list")
+    benches = doc.get("benchmarks")
+    if not isinstance(benches, list):
+        raise ValueError("no 'benchmarks' list: not a pytest-benchmark JSON (--benchmark-json) file")
+    for i, bench in enumerate(benches):
+        if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
+            raise ValueError(f"benchmarks[{i}]: missing 'name'")
+        stats = bench.get("stats")
+        if not isinstance(stats, dict):
+            raise ValueError(f"benchmarks[{i}] ({bench['name']}): missing 'stats'")
+        data = stats.get("data")
+        if data is not None and not (isinstance(data, list) and all(_is_number(v) for v in data)):
+            raise ValueError(f"benchmarks[{i}] ({bench['name']}): stats.data is not a list of numbers")
+        if data is None and not _is_number(stats.get("median")):
+            raise ValueError(f"benchmarks[{i}] ({bench['name']}): neither stats.data nor a numeric stats.median")
+    return benches
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def metric_names(benches: list[dict[str, Any]]) -> list[str]:
+    """A benchmark's `name` (test_sort[100]); its `fullname` where two files share a name."""
+    names = [str(b["name"]) for b in benches]
+    return [str(b.get("fullname") or n) if names.count(n) > 1 else n for b, n in zip(benches, names, strict=True)]
+
+
+def samples_from_json(doc: Any) -> Iterator[Sample]:
+    """pytest-benchmark JSON ▸ samples. Raw rounds (`stats.data`, from --benchmark-save-data) become one sample
+    each; without them one sample per benchmark carries pytest-benchmark's median, marked in `reason` and labels,
+    because inventing rounds from summary statistics would fake the distribution."""
+    benches = _benchmarks(doc)
+    version = str(doc.get("version", ""))
+    for bench, metric in zip(benches, metric_names(benches), strict=True):
+        stats = bench["stats"]
+        labels: dict[str, Any] = {"fullname": bench.get("fullname"), "group": bench.get("group")}
+        labels.update(iterations=stats.get("iterations", 1), pytest_benchmark=version)
+        data = stats.get("data")
+        if data is not None:
+            for i, value in enumerate(data):
+                yield Sample(metric, float(value), "s", "lower", "measure", i, labels=labels)
+        else:
+            rounds = stats.get("rounds", "?")
+            reason = SUMMARY_REASON.format(rounds=rounds)
+            summary = {**labels, "summary": "median", "rounds": rounds}
+            yield Sample(metric, float(stats["median"]), "s", "lower", "measure", 0, reason=reason, labels=summary)
