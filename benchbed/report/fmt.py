@@ -94,15 +94,20 @@ def flatten(data: object, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def thresholds_from_text(text: object) -> dict[str, float]:
-    """`thresholds:` from the suite text recorded in run.json (older runs and suites have none)."""
+def suite_doc(text: object) -> dict[str, object]:
+    """The suite YAML recorded in run.json, parsed ({} when absent or unreadable: it is only shown, never run)."""
     if not isinstance(text, str):
         return {}
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
         return {}
-    raw = doc.get("thresholds") if isinstance(doc, dict) else None
+    return {str(k): v for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+
+def thresholds_from_text(text: object) -> dict[str, float]:
+    """`thresholds:` from the suite text recorded in run.json (older runs and suites have none)."""
+    raw = suite_doc(text).get("thresholds")
     if not isinstance(raw, dict):
         return {}
     return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}

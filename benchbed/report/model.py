@@ -87,7 +87,7 @@ def _cell(row: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]
     width = None if finite(low) is None or finite(high) is None else high - low
     v = str(verdict["verdict"]) if verdict else ""
     change = finite(row["change_pct"])
-    size = "—" if change is None else f"{fmt_num(abs(change))}%"
+    size = "—" if change is None else f"{abs(change):.1f}%" if abs(change) >= 1 else f"{abs(change):.2g}%"
     if v == "regression":
         label = f"✗ {size} worse"
     elif v == "improvement":

@@ -39,6 +39,7 @@ from benchbed.report.fmt import (  # re-exported: the report's formatting API
     fmt_num,
     fmt_pct,
     params_label,
+    suite_doc,
     thresholds_from_text,
 )
 from benchbed.report.formats import to_json, to_markdown
@@ -117,7 +118,7 @@ def _run_info(inp: ReportInput) -> list[dict[str, Any]]:
                 "run_id": str(meta["run_id"]),
                 "label": label,
                 "suite": str(suite.get("name", "?")),
-                "description": str(suite.get("description") or ""),
+                "description": str(suite.get("description") or suite_doc(suite.get("text")).get("description") or ""),
                 "status": str(meta.get("status", "unknown")),
                 "status_note": str(meta.get("status_note") or ""),
                 "started": meta.get("started"),
