@@ -2,8 +2,76 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
+
+from benchbed.errors import BenchbedError, ConfigError
+
+
+def _fail(err: BenchbedError) -> NoReturn:
+    from benchbed.cli import _fail as fail
+
+    fail(err)  # cli owns the one-line error format and exit code 2
+
+
+def _echo(line: str) -> None:
+    from benchbed.cli import out
+
+    out.print(line, markup=False, soft_wrap=True)
+
+
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="pytest-benchmark JSON (pytest --benchmark-json=FILE)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Results directory the run is written into")] = Path("results"),
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target name for these numbers (default: the file's host name)")
+    ] = None,
+) -> None:
+    """Read a pytest-benchmark JSON file into a new run (workload `pytest`), for `benchbed report` / `compare`."""
+    from benchbed.interop.pbjson import import_run
+
+    try:
+        run_dir = import_run(file, out_dir, target)
+    except BenchbedError as err:
+        _fail(err)
+    _echo(f"imported {file} → {run_dir}")
+
+
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="results/<run-id> directory")],
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Write every sample to this Parquet file")] = None,
+    pytest_benchmark: Annotated[
+        Path | None,
+        typer.Option("--pytest-benchmark", help="Write a pytest-benchmark JSON (time metrics of one target)"),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="--pytest-benchmark: which target (default: the baseline)")
+    ] = None,
+) -> None:
+    """Export a run: samples as Parquet (notebooks) and/or a file `pytest-benchmark compare` reads."""
+    try:
+        if parquet is None and pytest_benchmark is None:
+            raise ConfigError("nothing to export", hint="pass --parquet FILE and/or --pytest-benchmark FILE")
+        if parquet is not None:
+            from benchbed.interop.parquet import export_parquet
+
+            path, rows = export_parquet(run_dir, parquet)
+            _echo(f"parquet: {path} ({rows} samples)")
+        if pytest_benchmark is not None:
+            from benchbed.interop.pbjson import export_run
+
+            path, doc = export_run(run_dir, pytest_benchmark, target)
+            info = doc["benchbed"]
+            _echo(f"pytest-benchmark: {path} ({len(doc['benchmarks'])} benchmarks of target {info['target']!r})")
+            if info["skipped"]:
+                _echo(f"  left out (not a time unit): {', '.join(info['skipped'])}")
+    except BenchbedError as err:
+        _fail(err)
 
 
 def register(app: typer.Typer) -> None:
     """Add the interop commands to `app`."""
+    app.command("import")(import_cmd)
+    app.command("export")(export_cmd)
