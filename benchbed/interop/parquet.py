@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import io
 from pathlib import Path
 
@@ -30,8 +30,11 @@ def samples_frame(run_dir: Path) -> pd.DataFrame:
 
 def export_parquet(run_dir: Path, dest: Path) -> tuple[Path, int]:
     """Write the samples to `dest` (atomically); returns the path and the number of rows."""
-    if importlib.util.find_spec("pyarrow") is None:
-        raise MissingExtra("Parquet export needs pyarrow (not installed)", hint="pip install 'benchbed[parquet]'")
+    try:
+        importlib.import_module("pyarrow")
+    except ImportError as err:
+        hint = "pip install 'benchbed[parquet]'"
+        raise MissingExtra("Parquet export needs pyarrow, which is not installed", hint=hint) from err
     df = samples_frame(run_dir)
     buf = io.BytesIO()
     df.to_parquet(buf, engine="pyarrow", index=False)

@@ -87,10 +87,19 @@ def _extract(path: str, dest: Path) -> Path:
     return out
 
 
+CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
 def command(p: PytestBench, ctx: Context, suite: Path, json_out: Path) -> list[str]:
-    """The pytest command line: recorded rounds and warm-up from the case, raw rounds saved in the JSON."""
+    """The pytest command line: recorded rounds and warm-up from the case, raw rounds saved in the JSON. A suite
+    without a config file of its own gets an empty one, so no pytest.ini above it (in a target, or in the source
+    tree when run unpacked) changes how it runs."""
     warm = ["--benchmark-warmup=on", f"--benchmark-warmup-iterations={ctx.warmup}"] if ctx.warmup else []
     argv = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", f"--rootdir={suite}"]
+    if not any((suite / name).is_file() for name in CONFIG_FILES):
+        ini = ctx.scratch_dir / "benchbed-pytest.ini"
+        ini.write_text("[pytest]\n", encoding="utf-8")
+        argv += ["-c", str(ini)]
     argv += ["--benchmark-only", f"--benchmark-json={json_out}", "--benchmark-save-data"]
     argv += [f"--benchmark-min-rounds={ctx.repetitions}", "--benchmark-max-time=0"]
     argv += warm or ["--benchmark-warmup=off"]
