@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import posixpath
+import re
 import shlex
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from benchbed.workloads.base import Context, Sample, Skipped, workload
 
 BUNDLE_ROOT = "benchbed_bundles"
 TAIL_LINES = 15
+SUMMARY = re.compile(r"\b(passed|failed|errors?|no tests ran)\b.* in [\d.]+s")
 TIMEOUT_MARGIN = 0.1  # of the case's timeout_s, kept so pytest's tail can be reported before the agent is killed
 
 
@@ -109,8 +111,13 @@ def command(p: PytestBench, ctx: Context, suite: Path, json_out: Path) -> list[s
 
 
 def _tail(text: str) -> str:
+    """What a user needs from pytest's output: its error lines (`E ...`, `FAILED ...`, `ERROR ...`) and its final
+    summary line — or, where there are none, the last lines (the benchmark table would otherwise hide the cause)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-TAIL_LINES:])[-3000:]
+    errors = [line for line in lines if line.startswith(("E ", "FAILED ", "ERROR "))]
+    totals = [line for line in lines if SUMMARY.search(line)] or lines[-1:]
+    picked = [*errors[-TAIL_LINES:], totals[-1]] if errors else lines[-TAIL_LINES:]
+    return "\n".join(picked)[-3000:]
 
 
 def _child_timeout(ctx: Context, started: float) -> float | None:
