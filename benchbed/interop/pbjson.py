@@ -205,6 +205,8 @@ def build_document(run_dir: Path, target: str | None = None) -> dict[str, Any]:
             hint=f"--target one of: {', '.join(targets) or '(none: the run has no samples)'}",
         )
     usable = measured(df[df["target"] == chosen])
+    if usable.empty:
+        raise ResultsFormatError(f"{run_dir}: target {chosen!r} has no measured, valid samples to export")
     benchmarks: list[dict[str, Any]] = []
     skipped: list[str] = []
     groups = usable.groupby(["workload", usable["params"].map(_params_text), "metric", "unit"], sort=True)
