@@ -23,20 +23,23 @@ def _echo(line: str) -> None:
 
 
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="pytest-benchmark JSON (pytest --benchmark-json=FILE)")],
+    files: Annotated[
+        list[Path], typer.Argument(help="pytest-benchmark JSON files (pytest --benchmark-json=FILE), one per instance")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Results directory the run is written into")] = Path("results"),
     target: Annotated[
         str | None, typer.Option("--target", help="Target name for these numbers (default: the file's host name)")
     ] = None,
 ) -> None:
-    """Read a pytest-benchmark JSON file into a new run (workload `pytest`), for `benchbed report` / `compare`."""
+    """Read pytest-benchmark JSON files into a new run (workload `pytest`, one instance per file), for `benchbed
+    report` / `compare`."""
     from benchbed.interop.pbjson import import_run
 
     try:
-        run_dir = import_run(file, out_dir, target)
+        run_dir = import_run(files, out_dir, target)
     except BenchbedError as err:
         _fail(err)
-    _echo(f"imported {file} → {run_dir}")
+    _echo(f"imported {len(files)} file(s) → {run_dir}")
 
 
 def export_cmd(

@@ -1,9 +1,9 @@
 """pytest-benchmark JSON ⇄ benchbed runs.
 
-Import: a `--benchmark-json` file becomes a run directory (schema v1) of workload `pytest` with one target, so
-`benchbed report` and `benchbed compare` work on it. Raw rounds (`--benchmark-save-data`) become samples; a file
-with summary statistics only gives one sample per benchmark (the median, marked in `reason`) — rounds are never
-invented — and run.json lists those benchmarks under `imported.summary_only`.
+Import: `--benchmark-json` files become a run directory (schema v1) of workload `pytest` with one target and one
+instance per file, so `benchbed report` and `benchbed compare` work on it. Raw rounds (`--benchmark-save-data`)
+become samples; a file with summary statistics only gives one sample per benchmark (the median, marked in
+`reason`) — rounds are never invented — and run.json lists those benchmarks under `imported.summary_only`.
 
 Export: one target's measured, valid samples become a pytest-benchmark document that `pytest-benchmark compare`
 reads. Time units are converted to seconds; metrics in other units (GB/s, TFLOP/s, IOPS) have no place in a
@@ -17,6 +17,7 @@ import math
 import platform
 import statistics
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from benchbed.errors import ResultsFormatError
 from benchbed.interop.files import check_target_name, safe_name, write_atomic
 from benchbed.results import RunWriter, load_run, new_run_id
 from benchbed.stats import measured
+from benchbed.workloads.base import Sample
 from benchbed.workloads.pytest_bench import samples_from_json
 
 WORKLOAD = "pytest"
@@ -73,8 +75,7 @@ def _env(doc: dict[str, Any], file: Path) -> dict[str, Any]:
     }
 
 
-def import_run(file: Path, out_dir: Path, target: str | None = None) -> Path:
-    """Write a new run directory for `file`; returns it. Nothing is written when the file is not usable."""
+def _parse(file: Path) -> tuple[dict[str, Any], list[Sample]]:
     doc = read_document(file)
     try:
         samples = list(samples_from_json(doc))
@@ -82,39 +83,49 @@ def import_run(file: Path, out_dir: Path, target: str | None = None) -> Path:
         raise ResultsFormatError(f"{file}: {err}", hint=HINT) from err
     if not samples:
         raise ResultsFormatError(f"{file}: 'benchmarks' is empty, nothing to import", hint=HINT)
-    node = _dict(doc.get("machine_info")).get("node")
+    return doc, samples
+
+
+def import_run(files: Sequence[Path], out_dir: Path, target: str | None = None) -> Path:
+    """Write one new run directory for `files` (each file one instance: one pytest process, like one instance of
+    the `pytest` workload), so `compare` sees replication; returns it. Every file is checked before anything is
+    written."""
+    parsed = [_parse(file) for file in files]
+    first, stem = parsed[0][0], files[0].stem
+    node = _dict(first.get("machine_info")).get("node")
     name = check_target_name(target) if target else safe_name(str(node or ""), "imported")
-    run_id = new_run_id(f"import-{file.stem}")
-    summary_only = sorted({s.metric for s in samples if s.reason})
+    run_id = new_run_id(f"import-{stem}")
+    summary_only = sorted({s.metric for _, samples in parsed for s in samples if s.reason})
     writer = RunWriter(
         out_dir / run_id,
         {
             "run_id": run_id,
             "benchbed_version": __version__,
-            "suite": {"name": f"import-{file.stem}", "path": str(file), "text": ""},
+            "suite": {"name": f"import-{stem}", "path": str(files[0]), "text": ""},
             "targets": {name: {"kind": "imported"}},
             "baseline": name,
             "seed": None,
             "plan": [],
             "imported": {
                 "format": "pytest-benchmark",
-                "source": str(file.resolve()),
-                "version": doc.get("version"),
-                "datetime": doc.get("datetime"),
+                "sources": [str(f.resolve()) for f in files],
+                "versions": [doc.get("version") for doc, _ in parsed],
+                "datetimes": [doc.get("datetime") for doc, _ in parsed],
                 "summary_only": summary_only,
             },
         },
     )
     status = "incomplete"
     try:
-        writer.env(name, _env(doc, file))
-        base = {"target": name, "workload": WORKLOAD, "params": {}, "instance": 0, "case": 0}
-        for sample in samples:
-            writer.sample({**base, **sample.to_json()})
-        writer.case({**base, "status": "ok", "reason": None, "phases": {}, "samples": len(samples)})
+        writer.env(name, _env(first, files[0]))
+        for i, (_, samples) in enumerate(parsed):
+            base = {"target": name, "workload": WORKLOAD, "params": {}, "instance": i, "case": i}
+            for sample in samples:
+                writer.sample({**base, **sample.to_json()})
+            writer.case({**base, "status": "ok", "reason": None, "phases": {}, "samples": len(samples)})
         status = "complete"
     finally:
-        writer.finish(status, counts={"ok": 1, "skipped": 0, "failed": 0})
+        writer.finish(status, counts={"ok": len(parsed), "skipped": 0, "failed": 0})
     return writer.dir
 
 

@@ -84,6 +84,17 @@ def test_import_keeps_the_raw_rounds(real_file: Path, tmp_path: Path) -> None:
     assert run.env["laptop"]["python"]["version"] == doc["machine_info"]["python_version"]
 
 
+def test_several_files_are_instances_and_one_bad_file_writes_nothing(real_file: Path, tmp_path: Path) -> None:
+    run = load_run(imported(real_file, tmp_path / "res", str(real_file)))
+    assert sorted(set(run.samples.instance)) == [0, 1]
+    assert list(run.cases.status) == ["ok", "ok"]
+    (tmp_path / "bad.json").write_text("{}")
+    res = cli("import", str(real_file), str(tmp_path / "bad.json"), "--out", str(tmp_path / "res2"))
+    assert res.exit_code == 2
+    assert "bad.json: no 'benchmarks' list" in res.stderr
+    assert not (tmp_path / "res2").exists()
+
+
 def test_import_of_summary_only_is_marked_not_invented(real_file: Path, tmp_path: Path) -> None:
     src = tmp_path / "summary.json"
     src.write_text(json.dumps(summary_only(json.loads(real_file.read_text()))))
