@@ -339,3 +339,32 @@ def pilot(meta: dict[str, Any], run: str) -> list[dict[str, Any]]:
             }
         )  # fmt: skip
     return rows
+
+
+# What a GPU job does after its boundary is up, measured by workloads inside the target: (workload, metrics in order
+# of preference, label). The first metric a run has wins, e.g. a cold-cache load onto the GPU before one onto the CPU.
+WORKLOAD_STEPS = (
+    ("gpu.context_init", ("cuda_init",), "context init"),
+    ("model.load", ("cuda_cold", "cpu_cold", "cuda_warm", "cpu_warm"), "model load"),
+)
+
+
+def workload_steps(inst: pd.DataFrame) -> pd.DataFrame:
+    """Start-up steps that workloads measure (CUDA context init, model load), as extra phase rows for the stacked
+    start-up chart: median of instance medians in seconds per target, so a bar reads create → boot → ssh → agent →
+    context init → model load. The first params case in run order stands for the workload; the label names it."""
+    rows: list[dict[str, Any]] = []
+    for workload, metrics, label in WORKLOAD_STEPS:
+        sub = inst[inst["workload"] == workload] if not inst.empty else inst
+        if sub.empty:
+            continue
+        metric = next((m for m in metrics if (sub["metric"] == m).any()), None)
+        if metric is None:
+            continue
+        sub = sub[(sub["metric"] == metric) & (sub["params"] == sub["params"].iloc[0])]
+        params = params_label(sub["params"].iloc[0])
+        name = f"{label} ({workload} {metric}{'' if params == '(default params)' else ', ' + params})"
+        for target, g in sub.groupby("target", sort=False):  # both workloads report milliseconds
+            rows.append({"target": str(target), "phase": name, "median_s": float(g["median"].median()) / 1e3,
+                         "n": len(g)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["target", "phase", "median_s", "n"])

@@ -159,7 +159,9 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         g = groups.setdefault((workload, params), {"workload": workload, "params": params_label(params), "charts": []})
         g["charts"].append(chart)
     phases = startup_phases(inp.cases)
-    phase_chart = charts.phase_chart(phases, targets, len(dist))
+    steps = model.workload_steps(a.inst)
+    chart_phases = pd.concat([phases, steps], ignore_index=True) if not steps.empty else phases
+    phase_chart = charts.phase_chart(chart_phases, targets, len(dist))
     all_charts = [c for _, c in dist] + ([phase_chart] if phase_chart else [])
 
     env_targets = [t for t in targets if t in inp.env]
