@@ -221,7 +221,10 @@ def workloads_list() -> None:
 
     table = Table("workload", "parameters (defaults)", "about")
     for name, info in sorted(load_builtins().items()):
-        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(info.params))
+        params = ", ".join(
+            f"{f.name}=(required)" if f.default is dataclasses.MISSING else f"{f.name}={f.default!r}"
+            for f in dataclasses.fields(info.params)
+        )
         table.add_row(name, params, info.doc)
     out.print(table)
 
