@@ -91,3 +91,24 @@ def test_sample_json_has_every_field() -> None:
 
     s = Sample("m", 1.5, "ms", "lower", "cold", 3, False, "why", {"k": 1})
     assert s.to_json() == dataclasses.asdict(s)
+
+
+def test_jsonl_reader_fast_path_matches_line_by_line_and_refuses_odd_lines(tmp_path: Path) -> None:
+    """The whole-file parse is only a speed-up: files that are not one object per line take the careful path."""
+    from benchbed.results import _read_jsonl
+
+    good = tmp_path / "good.jsonl"
+    rows = [{"i": i, "v": i / 3, "s": "x\\ny"} for i in range(50)]
+    good.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n", encoding="utf-8")
+    assert _read_jsonl(good) == rows
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(good.read_text(encoding="utf-8").rstrip("\n") + '\n{"i": 5', encoding="utf-8")
+    assert _read_jsonl(cut) == rows  # a crash cut the last line short: that line only is lost
+    for name, text in (
+        ("two.jsonl", '{"a": 1}, {"b": 2}\n{"c": 3}\n'),
+        ("split.jsonl", '{"a": 1,\n"b": 2}\n{"c": 3}\n'),
+    ):
+        bad = tmp_path / name
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(ResultsFormatError, match=rf"{name}:1: not valid JSON"):
+            _read_jsonl(bad)
