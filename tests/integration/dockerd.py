@@ -66,3 +66,17 @@ def labelled_containers() -> list[str]:
     with engine() as client:  # low-level list: no per-container inspect that races with a concurrent removal
         rows = client.api.containers(all=True, filters={"label": "benchbed.run"})
     return [name.lstrip("/") for row in rows for name in row.get("Names", [])[:1]]
+
+
+def required_image() -> str:
+    """The CI test image's tag, or skip (fail under BENCHBED_REQUIRE=docker) when the engine or the image is absent.
+    One body for every test module's `image` fixture."""
+    from tests.conftest import need
+
+    why = missing_reason()
+    if why:
+        need("docker", why)
+    tag = test_image()
+    if not image_present(tag):
+        need("docker", f"test image {tag} not built (run scripts/build-test-image)")
+    return tag

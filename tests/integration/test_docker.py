@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.conftest import interruptible, need
+from tests.conftest import interruptible
 from tests.integration import dockerd
 
 pytestmark = pytest.mark.docker
@@ -43,13 +43,7 @@ def slow(p, ctx):
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    why = dockerd.missing_reason()
-    if why:
-        need("docker", why)
-    tag = dockerd.test_image()
-    if not dockerd.image_present(tag):
-        need("docker", f"test image {tag} not built (run scripts/build-test-image)")
-    return tag
+    return dockerd.required_image()
 
 
 def write(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[Path, Path]:

@@ -16,7 +16,6 @@ import pytest
 
 from benchbed.results import RunData, load_run
 from benchbed.workloads.pytest_bench import bundle_name
-from tests.conftest import need
 from tests.integration import dockerd, libvirtd
 from tests.integration import sshd as S
 
@@ -147,13 +146,7 @@ def test_ssh_rounds(tmp_path: Path, server: S.Sshd) -> None:
 # ── docker ───────────────────────────────────────────────────────────────────────────────────────────────────
 @pytest.fixture(scope="module")
 def image() -> str:
-    why = dockerd.missing_reason()
-    if why:
-        need("docker", why)
-    tag = dockerd.test_image()
-    if not dockerd.image_present(tag):
-        need("docker", f"test image {tag} not built (run scripts/build-test-image)")
-    return tag
+    return dockerd.required_image()
 
 
 @pytest.mark.docker

@@ -229,9 +229,9 @@ def test_only_failed_cases_still_render(tmp_path: Path) -> None:
     assert "Incomplete run" not in html
 
 
-def test_verdict_cells_vs_the_baseline(tmp_path: Path) -> None:
+def verdict_report(tmp_path: Path) -> tuple[str, Path]:
     """10 instances per target: 'slow' is 10 % down on a higher-is-better metric, 'fast' 10 % up, 'same' within
-    ±1 %, 'few' has 2 instances. Only significant verdicts are coloured; equivalence shows as ≈."""
+    ±1 %, 'few' has 2 instances; rendered to HTML."""
     wobble = [1.0, 1.002, 0.998, 1.001, 0.999, 1.0015, 0.9985, 1.0005, 0.9995, 1.0]
     level = {"local": 100.0, "slow": 90.0, "fast": 110.0, "same": 100.1}
     samples = [
@@ -242,7 +242,13 @@ def test_verdict_cells_vs_the_baseline(tmp_path: Path) -> None:
     ]
     samples += [hand_sample("few", 100.0 + i, i, 0) for i in range(2)]
     run_dir = write_run(tmp_path / "run-v", samples, [], targets={t: {"kind": "local"} for t in [*level, "few"]})
-    html = write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8")
+    return write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8"), run_dir
+
+
+def test_verdict_cells_vs_the_baseline(tmp_path: Path) -> None:
+    """10 instances per target: 'slow' is 10 % down on a higher-is-better metric, 'fast' 10 % up, 'same' within
+    ±1 %, 'few' has 2 instances. Only significant verdicts are coloured; equivalence shows as ≈."""
+    html, _ = verdict_report(tmp_path)
     cells = dict(re.findall(r'<td class="verdict (\w+)"[^>]*>(.*?)</td>', html, re.DOTALL))
     assert set(cells) == {"regression", "improvement", "equivalent", "inconclusive"}
     assert cells["regression"].startswith("✗ regression")
@@ -386,18 +392,7 @@ def test_failures_and_skips_are_listed_with_reasons(tmp_path: Path) -> None:
 
 
 def test_headline_matrix_colours_only_significant_verdicts(tmp_path: Path) -> None:
-    wobble = [1.0, 1.002, 0.998, 1.001, 0.999, 1.0015, 0.9985, 1.0005, 0.9995, 1.0]
-    level = {"local": 100.0, "slow": 90.0, "fast": 110.0, "same": 100.1}
-    samples = [
-        hand_sample(t, level[t] * w * (1 + r / 1000), i, r)
-        for t in level
-        for i, w in enumerate(wobble)
-        for r in range(3)
-    ]
-    samples += [hand_sample("few", 100.0 + i, i, 0) for i in range(2)]
-    level["few"] = 100.0
-    run_dir = write_run(tmp_path / "run-h", samples, [], targets={t: {"kind": "local"} for t in level})
-    html = write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8")
+    html, run_dir = verdict_report(tmp_path)
     table = html[
         html.index('<table class="headline">') : html.index("</table>", html.index('<table class="headline">'))
     ]
@@ -417,10 +412,10 @@ def test_headline_matrix_colours_only_significant_verdicts(tmp_path: Path) -> No
 
     doc = json.loads(cli("report", str(run_dir), "--format", "json").stdout)
     assert doc["schema"] == 1
-    assert doc["run_ids"] == ["run-h"]
+    assert doc["run_ids"] == ["run-v"]
     assert doc["baseline"] == "local"
     rows = {r["target"]: r for r in doc["rows"]}
-    assert set(rows) == set(level)
+    assert set(rows) == {"local", "slow", "fast", "same", "few"}
     assert rows["slow"]["verdict"] == "regression"
     assert rows["fast"]["verdict"] == "improvement"
     assert rows["same"]["verdict"] == "equivalent"
