@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from benchbed.report.fmt import params_label
+from benchbed.report.fmt import fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline, problems
 
@@ -27,6 +27,28 @@ def md(text: object) -> str:
 
 def _direction(better: str) -> str:
     return {"higher": "↑", "lower": "↓"}.get(better, "")
+
+
+def _medians(a: Analysis) -> list[str]:
+    """Every target's median [95% CI] (instances): the numbers behind the ratios, and all a one-target run has."""
+    if a.summary.empty:
+        return []
+    targets = [t for t in a.targets if t in set(a.summary["target"])]
+    head = ["case", "metric", *(md(t) for t in targets)]
+    out = ["", "## Medians [95% CI] (instances)", "", "| " + " | ".join(head) + " |"]
+    out.append("|" + "---|" * 2 + "---:|" * len(targets))
+    cell: dict[tuple[str, str, str], dict[str, str]] = {}
+    for r in a.summary.to_dict("records"):
+        key = (str(r["workload"]), str(r["params"]), str(r["metric"]))
+        width = r["ci_high"] - r["ci_low"]
+        text = f"{fmt_num(r['median'], width)} {fmt_ci(r['ci_low'], r['ci_high'])} ({int(r['n_instances'])})"
+        row = cell.setdefault(key, {"unit": str(r["unit"]), "better": str(r["better"])})
+        row[str(r["target"])] = text
+    for (workload, params, metric), row in cell.items():
+        case = f"{md(workload)} {md(params_label(params))}"
+        label = f"{md(metric)} ({md(row['unit'])} {_direction(row['better'])})"
+        out.append("| " + " | ".join([case, label, *(row.get(t, "—") for t in targets)]) + " |")
+    return out
 
 
 def to_markdown(inp: ReportInput, a: Analysis) -> str:
@@ -73,6 +95,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         ]
     else:
         lines.append("No ratios: " + ("no measured samples." if a.summary.empty else "only the baseline was measured."))
+    lines += _medians(a)
     lines += ["", "## Failures and skips", ""]
     if probs:
         lines += ["| target | workload | params | instance | status | reason |", "|---|---|---|---:|---|---|"]

@@ -448,8 +448,11 @@ def test_markdown_escapes_names_and_json_has_no_nan(tmp_path: Path) -> None:
     header = next(line for line in out.splitlines() if line.startswith("| case |"))
     assert header.count(" | ") == 4  # case, metric, baseline median, two targets: the pipe did not add a column
     table = [line for line in out.splitlines() if line.startswith("| cpu.gemm")]
-    assert len(table) == 1
-    assert table[0].count(" | ") == 4
+    assert len(table) == 2  # the headline's row and the medians' row
+    assert all(row.count(" | ") == 4 for row in table)
+    assert "## Medians [95% CI] (instances)" in out
+    assert table[1].split(" | ")[2].startswith("11.0 [")  # local: instance medians 10, 11, 12
+    assert table[1].endswith("9.00 — (1) |")  # one instance: no CI
     assert "Median of per-instance medians" in out
 
     res = cli("report", str(run_dir), "--format", "json", "-o", str(tmp_path / "s.json"))
