@@ -88,7 +88,12 @@ class RunWriter:
     def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
         if run_dir.exists():
             raise ResultsFormatError(f"{run_dir}: already exists; a run directory is never overwritten")
-        (run_dir / "env").mkdir(parents=True)
+        try:
+            (run_dir / "env").mkdir(parents=True)
+        except OSError as err:
+            raise ResultsFormatError(
+                f"{run_dir}: cannot create the run directory ({err.strerror or err})", hint="pick another --out"
+            ) from err
         self.dir = run_dir
         self.meta = {
             "schema_version": SCHEMA_VERSION,

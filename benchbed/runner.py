@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
 from benchbed.config import AnyTarget, LoadedSuite
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, ResultsFormatError
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, load_run
@@ -214,7 +214,13 @@ class Runner:
         }
 
     def execute(self) -> RunWriter:
-        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ResultsFormatError(
+                f"{self.run_dir.parent}: cannot create the results store ({err.strerror or err})",
+                hint="pick another --out",
+            ) from err
         staging = self.run_dir.parent / f".{self.run_id}.agent"
         agent = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
         writer = RunWriter(self.run_dir, {})

@@ -18,13 +18,20 @@ def write_atomic(dest: Path, data: bytes) -> Path:
     parent = dest.parent
     if not parent.is_dir():
         raise ResultsFormatError(f"{dest}: directory {parent} does not exist", hint="create it or pick another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+    except OSError as err:
+        raise ResultsFormatError(f"{dest}: cannot write here ({err.strerror or err})") from err
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         Path(tmp).replace(dest)
+    except OSError as err:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise ResultsFormatError(f"{dest}: cannot write ({err.strerror or err})") from err
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()

@@ -202,3 +202,19 @@ def test_parquet_without_pyarrow_says_which_extra(real_file: Path, tmp_path: Pat
     (line,) = proc.stderr.strip().splitlines()
     assert "pip install 'benchbed[parquet]'" in line
     assert not dest.exists()
+
+
+def test_unwritable_destinations_are_one_line_exit_2(real_file: Path, tmp_path: Path) -> None:
+    """/proc refuses new files even to root: the OS error becomes one line naming the path, never a traceback."""
+    run_dir = imported(real_file, tmp_path / "res")
+    for args, message in (
+        (["export", str(run_dir), "--parquet", "/proc/benchbed-nope.parquet"], "cannot write here"),
+        (["export", str(run_dir), "--pytest-benchmark", "/proc/benchbed-nope.json"], "cannot write here"),
+        (["import", str(real_file), "--out", "/proc/benchbed-nope"], "cannot create the run directory"),
+        (["run", "--only", "util.noop", "--out", "/proc/benchbed-nope", "--no-report"], "cannot create the results"),
+    ):
+        res = cli(*args)
+        assert res.exit_code == 2, res.output
+        (line,) = res.stderr.strip().splitlines()
+        assert message in line, line
+        assert "/proc/benchbed-nope" in line
