@@ -115,14 +115,19 @@ def test_a_a_comparison_is_no_regression(runs: dict[str, Path], tmp_path: Path) 
 @pytest.mark.local
 def test_planted_5_percent_slowdown_is_a_regression(runs: dict[str, Path], tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
-    res = cli("compare", str(runs["a1"]), str(runs["slow"]), "--junit", str(junit))
+    # test.spin falls in the 5 % latency class: a 5 % change sits *on* that threshold, where TOST may fairly call it
+    # equivalent (seen once in CI: +4.9 % [+4.8, +5.0]). Judge it against a 2 % threshold, clearly below the effect.
+    gate = ("--threshold", "test.*=0.02")
+    res = cli("compare", str(runs["a1"]), str(runs["slow"]), "--junit", str(junit), *gate)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "REGRESSION" in res.stdout
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert suite.get("failures") == "1"
     # the same pair the other way round is an improvement, not a regression
-    assert cli("compare", str(runs["slow"]), str(runs["a1"])).returncode == 0
+    back = cli("compare", str(runs["slow"]), str(runs["a1"]), *gate)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "improvement" in back.stdout
 
 
 @pytest.mark.local
