@@ -112,15 +112,27 @@ class LocalTarget:
     def provision(self) -> Iterator[LocalSession]:
         self._clock = PhaseClock()
         t0 = time.perf_counter()
+        workdir: str | None = None
         try:
-            workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-")
-        except OSError as err:
-            raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
-        self._clock.add("workdir", time.perf_counter() - t0)
-        try:
+            try:
+                workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-")
+            except OSError as err:
+                raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
+            self._clock.add("workdir", time.perf_counter() - t0)
             yield LocalSession(workdir)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is not None:
+                _remove_tree(workdir)
 
     def startup_phases(self) -> dict[str, float]:
         return dict(self._clock.phases)
+
+
+def _remove_tree(path: str, attempts: int = 20) -> None:
+    """rmtree that outlasts a dying child: on Ctrl-C the agent (same process group) may still be writing into its
+    workdir while we delete it, which leaves a non-empty directory behind; retry briefly until it is gone."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.1)
