@@ -111,8 +111,26 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
+    if spec.get("stack_digest", True):
+        _emit_stack(emit, spec, base)
     emit("done", samples=n, wall_s=time.perf_counter() - t0)
     return 0
+
+
+def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
+    """After the workload: the userland it ran on (stack.py). Never fails the instance; a failure is a reason."""
+    from benchbed.agent.stack import stack_digest
+
+    t0 = time.perf_counter()
+    cache = spec.get("stack_cache")
+    try:
+        record = stack_digest(
+            exclude=[str(Path(sys.argv[0]).resolve().parent), scratch_base],
+            cache=Path(cache) if cache else None,
+        )
+    except Exception as err:  # a digest we cannot take is reported as such, not guessed
+        record = {"digest": None, "reason": f"{type(err).__name__}: {err}"}
+    emit("stack", data=record, seconds=time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,7 +63,11 @@ def test_zipapp_is_deterministic_and_self_hashes(tmp_path: Path) -> None:
     assert lines[0]["t"] == "hello"
     assert lines[0]["sha256"] == a.sha256
     kinds = [line["t"] for line in lines]
-    assert kinds == ["hello"] + ["sample"] * 5 + ["done"]  # cold + 1 warm-up + 3 measured
+    assert kinds == ["hello"] + ["sample"] * 5 + ["stack", "done"]  # cold + 1 warm-up + 3 measured
+    stack = lines[-2]["data"]
+    assert isinstance(stack, dict)
+    assert stack["interpreter"] in stack["files"]
+    assert not any(str(a.path.parent) in f for f in stack["files"])  # the per-instance workdir is not the stack
     assert [line["phase"] for line in lines if line["t"] == "sample"] == ["cold", "warmup"] + ["measure"] * 3
 
 
