@@ -49,7 +49,7 @@ def mapped_files(maps_text: str, exclude: Iterable[str] = ()) -> list[str]:
 
 
 def is_driver(path: str) -> bool:
-    return os.path.basename(path).startswith(DRIVER_PREFIXES)
+    return Path(path).name.startswith(DRIVER_PREFIXES)
 
 
 class HashCache:
@@ -67,7 +67,7 @@ class HashCache:
 
     def sha256(self, file: str) -> str | None:
         try:
-            st = os.stat(file)
+            st = Path(file).stat()
         except OSError:
             return None
         key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
@@ -76,7 +76,7 @@ class HashCache:
             return hit
         h = hashlib.sha256()
         try:
-            with open(file, "rb") as fh:
+            with Path(file).open("rb") as fh:
                 while chunk := fh.read(CHUNK):
                     h.update(chunk)
         except OSError:
@@ -92,7 +92,7 @@ class HashCache:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(self.entries), encoding="utf-8")
-            os.replace(tmp, self.path)
+            tmp.replace(self.path)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
