@@ -7,7 +7,7 @@ shared objects, whatever the workload pulled in. GPU driver libraries (libcuda, 
 in a container and from the guest in a VM, so they are listed apart as the driver and kept out of the digest.
 
 Hashing hundreds of MB per instance would dominate a cheap instance, so an optional cache file maps
-(device, inode, size, mtime) to a file's sha256; a changed file gets a new key and is hashed again.
+(device, inode, size, mtime, ctime) to a file's sha256; a changed file gets a new key and is hashed again.
 Stdlib only: this runs inside the target.
 """
 
@@ -53,7 +53,7 @@ def is_driver(path: str) -> bool:
 
 
 class HashCache:
-    """sha256 per file, keyed by (device, inode, size, mtime): a stale entry can never match a changed file."""
+    """sha256 per file, keyed by (device, inode, size, mtime, ctime): a stale entry can never match a changed file."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -70,7 +70,7 @@ class HashCache:
             st = Path(file).stat()
         except OSError:
             return None
-        key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
         hit = self.entries.get(key)
         if hit is not None:
             return hit
