@@ -25,6 +25,8 @@ from typing import Any
 # user-space parts of the GPU driver: they follow the host (container) or the guest (VM), not the stack
 DRIVER_PREFIXES = ("libcuda.", "libcudadebugger.", "libnvidia-", "libnvcuvid.", "libnvoptix.", "libnvrtc-builtins")
 CHUNK = 1 << 20
+# derived indexes, not code: ldconfig rewrites the loader cache when a driver is injected (chroot, nvidia runtime)
+NOT_STACK = frozenset({"/etc/ld.so.cache"})
 
 
 def mapped_files(maps_text: str, exclude: Iterable[str] = ()) -> list[str]:
@@ -42,7 +44,7 @@ def mapped_files(maps_text: str, exclude: Iterable[str] = ()) -> list[str]:
         path = fields[5]
         if not path.startswith("/") or path.endswith(" (deleted)") or path.startswith(("/dev/", "/memfd:")):
             continue
-        if skip and path.startswith(skip):
+        if path in NOT_STACK or (skip and path.startswith(skip)):
             continue
         seen.setdefault(path, None)
     return list(seen)

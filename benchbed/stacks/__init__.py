@@ -1,0 +1,1 @@
+"""Stacks: one userland (an image's root filesystem) carried through every boundary."""

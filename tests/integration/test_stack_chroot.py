@@ -1,0 +1,123 @@
+"""One stack through two boundaries: the image's rootfs chrooted on the host vs `docker run` of the same image.
+
+Real dockerd, real mounts as root. The agent's stack digest must be identical in both, and differ from the host's
+own userland; the host's mount table must not change and the instance's workdir must go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchbed.agent.build import build_agent
+from benchbed.errors import TargetError
+from benchbed.stacks import chroot, rootfs
+from tests.conftest import need
+from tests.integration import dockerd
+
+pytestmark = pytest.mark.docker
+
+SPEC = {"workload": "cpu.gemm", "params": {"n": 64}, "repetitions": 2, "warmup": 0}
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if os.geteuid() != 0:
+        need("docker", "a chroot stack needs root")
+    return dockerd.required_image()
+
+
+@pytest.fixture(scope="module")
+def stack(image: str, tmp_path_factory: pytest.TempPathFactory) -> rootfs.Rootfs:
+    cache = tmp_path_factory.mktemp("stacks")
+    first = rootfs.ensure_rootfs(image, root=cache)
+    again = rootfs.ensure_rootfs(image, root=cache)
+    assert again.path == first.path
+    assert again.unpack_s == 0.0  # the second call is a cache hit by image id
+    assert not list(cache.glob(f"{rootfs.PARTIAL_PREFIX}*"))
+    return first
+
+
+def _stack_line(stdout: str) -> dict[str, Any]:
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert lines[-1]["t"] == "done", lines[-1]
+    return dict(next(line for line in lines if line["t"] == "stack")["data"])
+
+
+def _mounts() -> str:
+    return Path("/proc/self/mountinfo").read_text()
+
+
+def test_chroot_and_container_of_one_image_have_one_stack_digest(
+    stack: rootfs.Rootfs, image: str, tmp_path: Path
+) -> None:
+    agent = build_agent(tmp_path)
+    work = tempfile.mkdtemp(prefix="benchbed-stacktest-")
+    mounts_before = _mounts()
+    try:
+        shutil.copyfile(agent.path, f"{work}/agent.pyz")
+        argv, extra = chroot.wrap(
+            ["python3", f"{work}/agent.pyz", "run", json.dumps(SPEC)], rootfs=stack.path, workdir=work
+        )
+        bare = subprocess.run(argv, env={**os.environ, **extra}, capture_output=True, text=True, timeout=120)
+        assert bare.returncode == 0, bare.stderr[-2000:]
+        in_chroot = _stack_line(bare.stdout)
+        assert _mounts() == mounts_before  # every mount lived in the instance's private namespace
+    finally:
+        shutil.rmtree(work)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(agent.path, f"{tmp}/agent.pyz")
+        boxed = subprocess.run(
+            ["docker", "run", "--rm", "-v", f"{tmp}:/w:ro", image, "python3", "/w/agent.pyz", "run", json.dumps(SPEC)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert boxed.returncode == 0, boxed.stderr[-2000:]
+    in_container = _stack_line(boxed.stdout)
+    assert in_chroot["digest"] == in_container["digest"]
+    assert in_chroot["files"] == in_container["files"]
+    assert any("numpy" in f for f in in_chroot["files"])  # the workload's libraries are covered, not just python
+    on_host = subprocess.run(
+        [sys.executable, str(agent.path), "run", json.dumps(SPEC)], capture_output=True, text=True, timeout=120
+    )
+    assert _stack_line(on_host.stdout)["digest"] != in_chroot["digest"]  # the host's own userland is another stack
+
+
+def test_instances_start_from_the_image_as_built(stack: rootfs.Rootfs) -> None:
+    """A write inside one instance (overlay upper in its workdir) never reaches the cached rootfs or the next one."""
+    seen = []
+    for _ in range(2):
+        work = tempfile.mkdtemp(prefix="benchbed-stacktest-")
+        try:
+            code = "import os; print(os.path.exists('/etc/benchbed-mark')); open('/etc/benchbed-mark', 'w').write('x')"
+            argv, extra = chroot.wrap(["python3", "-c", code], rootfs=stack.path, workdir=work)
+            out = subprocess.run(argv, env={**os.environ, **extra}, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            seen.append(out.stdout.strip())
+        finally:
+            shutil.rmtree(work)
+    assert seen == ["False", "False"]
+    assert not (stack.path / "etc" / "benchbed-mark").exists()
+
+
+def test_missing_image_and_no_root_are_one_line(image: str, tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="not found in the Docker engine"):
+        rootfs.ensure_rootfs("benchbed/no-such-image:nope", root=tmp_path)
+    script = "from benchbed.stacks.chroot import require_root; require_root('target local')"
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        check=False,
+    )
+    assert "needs root" in out.stderr
