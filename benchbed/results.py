@@ -27,6 +27,8 @@ from typing import Any
 import pandas as pd
 
 from benchbed.errors import ResultsFormatError
+from benchbed.fileio import write_json
+from benchbed.owner import owner_alive
 
 SCHEMA_VERSION = 1
 FSYNC_INTERVAL_S = 0.5
@@ -51,12 +53,6 @@ def new_run_id(suite: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", suite)[:40]
     return f"{stamp}-{safe}-{secrets.token_hex(2)}"
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 class JsonlAppender:
@@ -103,7 +99,7 @@ class RunWriter:
             "controller_host": socket.gethostname(),
             **meta,
         }
-        _atomic_json(run_dir / "run.json", self.meta)
+        write_json(run_dir / "run.json", self.meta)
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")
 
@@ -117,11 +113,11 @@ class RunWriter:
     def env(self, target: str, data: dict[str, Any]) -> None:
         path = self.dir / "env" / f"{target}.json"
         if not path.exists():
-            _atomic_json(path, data)
+            write_json(path, data)
 
     def update(self, **fields: Any) -> None:
         self.meta.update(fields)
-        _atomic_json(self.dir / "run.json", self.meta)
+        write_json(self.dir / "run.json", self.meta)
 
     def finish(self, status: str, **fields: Any) -> None:
         self.samples.close()
@@ -164,8 +160,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _writer_alive(meta: dict[str, Any]) -> bool:
     """A 'running' run whose harness died is incomplete. Only checkable on the host that wrote it."""
-    from benchbed.targets.base import owner_alive
-
     pid = meta.get("controller_pid")
     return not isinstance(pid, int) or owner_alive(f"{meta.get('controller_host')}:{pid}")
 

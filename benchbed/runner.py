@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
 from benchbed.config import AnyTarget, LoadedSuite
-from benchbed.errors import BenchbedError, ResultsFormatError
+from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ResultsFormatError
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, load_run
@@ -42,14 +42,6 @@ class Observer(Protocol):
     def started(self, plan: Plan, run_dir: Path) -> None: ...
     def case_started(self, case: Case) -> None: ...
     def case_finished(self, case: Case, record: dict[str, Any]) -> None: ...
-
-
-class AgentMismatch(BenchbedError):
-    """The agent that answered is not the one this run shipped."""
-
-
-class Interrupted(BenchbedError):
-    """The run is stopping (Ctrl-C, or a bug in another lane): this lane ends its case early."""
 
 
 class Sink(Protocol):

@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchbed.errors import BenchbedError
-from benchbed.interop.files import write_atomic
+from benchbed.errors import MissingExtra
+from benchbed.fileio import write_atomic
 from benchbed.results import load_run
 from benchbed.stats import canonical_params
-
-
-class MissingExtra(BenchbedError):
-    """An optional library that this command needs is not installed."""
 
 
 def samples_frame(run_dir: Path) -> pd.DataFrame:

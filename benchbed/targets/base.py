@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import os
 import queue
-import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -95,25 +93,6 @@ class Tail:
 
     def __str__(self) -> str:
         return self.buf
-
-
-def owner_label() -> str:
-    """host:pid of this harness, stored with everything it creates so a sweep can tell live runs from dead ones."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Is the harness named by `host:pid` still running? Another host's cannot be judged, so it counts as alive."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # kind → (module:Class, extra to install)

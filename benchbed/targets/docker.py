@@ -24,6 +24,7 @@ import docker.types
 
 from benchbed.config import DockerTarget as DockerSpec
 from benchbed.errors import ProvisionError, TransportError
+from benchbed.owner import owner_alive, owner_label
 from benchbed.targets.base import (
     CommandResult,
     LineHandler,
@@ -31,8 +32,6 @@ from benchbed.targets.base import (
     Tail,
     collect_stdout,
     iter_lines,
-    owner_alive,
-    owner_label,
     pumped,
 )
 

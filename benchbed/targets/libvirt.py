@@ -26,8 +26,9 @@ import libvirt
 from benchbed.config import LibvirtTarget as LibvirtSpec
 from benchbed.config import SshTarget as SshSpec
 from benchbed.errors import ProvisionError, TransportError
+from benchbed.owner import owner_alive
 from benchbed.targets import vmspec
-from benchbed.targets.base import PhaseClock, owner_alive
+from benchbed.targets.base import PhaseClock
 from benchbed.targets.ssh import SshSession, SshTarget
 from benchbed.targets.vmspec import METADATA_NS, PREFIX, Pci
 

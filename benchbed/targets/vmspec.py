@@ -20,7 +20,7 @@ import jinja2
 
 from benchbed.config import LibvirtTarget as LibvirtSpec
 from benchbed.errors import ConfigError, ProvisionError
-from benchbed.targets.base import owner_alive, owner_label
+from benchbed.owner import owner_alive, owner_label
 
 METADATA_NS = "https://benchbed.dev/xmlns/libvirt/1"
 PREFIX = "benchbed-"

@@ -14,10 +14,15 @@ import pandas as pd
 import pytest
 
 from benchbed.errors import ResultsFormatError
-from benchbed.report.render import fmt_num, write_report
+from benchbed.report.render import fmt_num, render, write_text
 from benchbed.results import SAMPLE_COLUMNS, load_run
 from benchbed.stats import summarize
 from tests.conftest import REPO
+
+
+def write_report(run: Any, dest: Path, *, plotly: str = "inline") -> Path:
+    return write_text(render(run, "html", plotly=plotly), dest)
+
 
 EVIL = "<script>alert(1)</script>"
 

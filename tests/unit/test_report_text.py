@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchbed.fmt import md
 from benchbed.report.csvtext import to_csv
-from benchbed.report.formats import md
 from benchbed.results import SAMPLE_COLUMNS
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</script>", "a,b", 'say "hi"', "x\ny", "\r"]
