@@ -3,12 +3,13 @@
 Layout of results/<run-id>/:
   run.json       suite as given, resolved plan + seed, versions, agent sha256, times, status
   agent.pyz      the exact agent bytes every target ran
-  samples.jsonl  one sample per line, appended and flushed as it arrives
+  samples.jsonl  one sample per line (`benchbed.protocol.sample_row`), appended and flushed as it arrives
   cases.jsonl    one line per instance: ok / skipped / failed, reason, stderr tail, startup phases
   env/<t>.json   fingerprint gathered inside target t
 
 Schema history:
-  1 — first version (benchbed 0.1).
+  1 — first version (benchbed 0.1). Sample `labels` were always written; `load_run` keeps them since 0.2
+      (a reader-side change: no new schema).
 """
 
 from __future__ import annotations
@@ -29,24 +30,11 @@ import pandas as pd
 from benchbed.errors import ResultsFormatError
 from benchbed.fileio import write_json
 from benchbed.owner import owner_alive
+from benchbed.protocol import SAMPLE_COLUMNS
 
 SCHEMA_VERSION = 1
+SCALAR_COLUMNS = [c for c in SAMPLE_COLUMNS if c != "labels"]  # flat files (the report's CSV)
 FSYNC_INTERVAL_S = 0.5
-SAMPLE_COLUMNS = [
-    "target",
-    "workload",
-    "params",
-    "metric",
-    "unit",
-    "better",
-    "value",
-    "instance",
-    "repetition",
-    "phase",
-    "valid",
-    "reason",
-    "case",
-]
 
 
 def new_run_id(suite: str) -> str:
@@ -186,6 +174,8 @@ def load_run(run_dir: Path) -> RunData:
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     samples = pd.DataFrame(_read_jsonl(run_dir / "samples.jsonl"), columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
+    labels = [v if isinstance(v, dict) else {} for v in samples["labels"]]  # rows of older writers have none
+    samples["labels"] = pd.Series(labels, index=samples.index, dtype=object)
     cases = pd.DataFrame(_read_jsonl(run_dir / "cases.jsonl"))
     env = {}
     for path in sorted((run_dir / "env").glob("*.json")):

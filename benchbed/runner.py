@@ -26,9 +26,10 @@ from typing import Any, Protocol
 from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
 from benchbed.config import AnyTarget, LoadedSuite
-from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ResultsFormatError
+from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError, ResultsFormatError
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
+from benchbed.protocol import PROTOCOL, Line, decode, sample_row
 from benchbed.results import RunWriter, load_run
 from benchbed.targets.base import CommandResult, Session, Target, make_target
 
@@ -102,43 +103,39 @@ class CaseState:
     noise: list[str] = field(default_factory=list)
 
     def on_line(self, line: str) -> None:
-        try:
-            rec = json.loads(line)
-            kind = rec["t"]
-        except (json.JSONDecodeError, TypeError, KeyError):
+        decoded = decode(line)
+        if decoded is None:
             if line.strip() and len(self.noise) < 20:
                 self.noise.append(line[:500])
             return
-        if kind == "hello":
+        kind, rec = decoded
+        if kind is Line.HELLO:
             self.ready_s = time.perf_counter() - self.spawn_t
+            where = f"agent in target {self.case.target!r}"
+            if rec.get("protocol") != PROTOCOL:
+                raise ProtocolError(f"{where} speaks protocol {rec.get('protocol')}, this benchbed {PROTOCOL}")
             if rec.get("sha256") != self.agent_sha:
-                raise AgentMismatch(
-                    f"agent in target {self.case.target!r} has sha256 {rec.get('sha256')}, "
-                    f"this run shipped {self.agent_sha}"
-                )
-        elif kind == "fingerprint":
+                raise AgentMismatch(f"{where} has sha256 {rec.get('sha256')}, this run shipped {self.agent_sha}")
+        elif kind is Line.FINGERPRINT:
             self.on_fingerprint(rec.get("data", {}))
-        elif kind == "sample":
+        elif kind is Line.SAMPLE:
             c = self.case
-            rec.pop("t")
-            self.writer.sample(
-                {
-                    "target": c.target,
-                    "workload": c.workload,
-                    "params": c.params,
-                    "instance": c.instance,
-                    "case": c.index,
-                    **rec,
-                }
-            )
+            ctx = {
+                "target": c.target,
+                "workload": c.workload,
+                "params": c.params,
+                "instance": c.instance,
+                "case": c.index,
+            }
+            self.writer.sample(sample_row(ctx, rec))
             self.samples += 1
-        elif kind == "skipped":
+        elif kind is Line.SKIPPED:
             self.skipped = str(rec.get("reason"))
-        elif kind == "error":
+        elif kind is Line.ERROR:
             self.error = f"{rec.get('error')}: {rec.get('message')}"
             if rec.get("traceback"):
                 self.noise.append(str(rec["traceback"]))
-        elif kind == "done":
+        elif kind is Line.DONE:
             self.done = True
 
 
@@ -420,6 +417,7 @@ class Runner:
             "fingerprint": want_fp,
             "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch",
             "expect_sha256": agent.sha256,
+            "protocol": PROTOCOL,
         }
 
         def on_fp(data: dict[str, Any]) -> None:
@@ -437,7 +435,7 @@ class Runner:
 
         try:
             res = session.stream(argv, on_line, timeout=case.timeout_s)
-        except AgentMismatch as err:
+        except (AgentMismatch, ProtocolError) as err:
             return "failed", str(err), {}
         if st.ready_s is not None:
             phases["agent_ready"] = st.ready_s

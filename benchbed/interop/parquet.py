@@ -16,9 +16,10 @@ from benchbed.stats import canonical_params
 
 
 def samples_frame(run_dir: Path) -> pd.DataFrame:
-    """The run's samples with Parquet-friendly types: params (a dict per row) as canonical JSON text."""
+    """The run's samples with Parquet-friendly types: params and labels (a dict per row) as canonical JSON text."""
     df = load_run(run_dir).samples.copy()
     df["params"] = df["params"].map(canonical_params)
+    df["labels"] = df["labels"].map(canonical_params)  # free-form dicts: JSON text, as params
     df["valid"] = df["valid"].map(lambda v: v is True or v is np.True_)
     df.insert(0, "run_id", run_dir.name)
     return df

@@ -44,7 +44,7 @@ from benchbed.report import charts, model
 from benchbed.report.csvtext import to_csv
 from benchbed.report.formats import to_json, to_markdown
 from benchbed.report.merge import ReportInput, combine
-from benchbed.results import SAMPLE_COLUMNS, RunData
+from benchbed.results import SCALAR_COLUMNS, RunData
 from benchbed.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, measured, startup_phases
 
 Format = Literal["html", "md", "json"]
@@ -83,9 +83,9 @@ def _plotly_js(mode: str) -> tuple[Markup | None, str | None]:
 
 
 def samples_csv(samples: pd.DataFrame) -> str:
-    """The raw samples as CSV (results.SAMPLE_COLUMNS), every phase and validity, in file order: the same text
+    """The raw samples as CSV (results.SCALAR_COLUMNS), every phase and validity, in file order: the same text
     as pandas' `to_csv`, written faster (see `csvtext`)."""
-    return to_csv(samples, SAMPLE_COLUMNS)
+    return to_csv(samples, SCALAR_COLUMNS)
 
 
 @contextlib.contextmanager
