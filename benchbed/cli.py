@@ -113,10 +113,11 @@ def run(
     ] = 1,
 ) -> None:
     """Run a suite on its targets and write results/<run-id>/."""
-    from benchbed.config import DEFAULT_TARGETS, load_suite, load_targets, resolve_suite_path
+    from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
     from benchbed.results import new_run_id
     from benchbed.runner import Runner
+    from benchbed.schema import DEFAULT_TARGETS
 
     progress = _Progress()
     try:
@@ -174,16 +175,13 @@ def cleanup(
     ] = False,
 ) -> None:
     """Remove containers, VMs and overlays left behind by runs whose harness is gone."""
-    from benchbed.cleanup import sweep
-    from benchbed.config import DockerTarget, LibvirtTarget, load_targets
-    from benchbed.targets.vmspec import default_overlay_dir
+    from benchbed.cleanup import cleanup_specs, sweep
+    from benchbed.config import load_targets
 
     try:
         specs = list(load_targets(targets).values()) if targets else []
-        if not targets or docker_host:
-            specs.append(DockerTarget(kind="docker", image="-", docker_host=docker_host))
-        if libvirt_uri or (not targets and default_overlay_dir().is_dir()):  # the libvirt target was used here
-            specs.append(LibvirtTarget(kind="libvirt", image="-", uri=libvirt_uri or "qemu:///system"))
+        endpoints = {"docker": docker_host, "libvirt": libvirt_uri}
+        specs += cleanup_specs(endpoints, targets_given=targets is not None)
         removed = sweep(specs, everything=everything, strict=True)
     except BenchbedError as err:
         _fail(err)
@@ -233,13 +231,16 @@ def workloads_list() -> None:
 def targets_check(file: Annotated[Path, typer.Argument(help="Targets YAML file")]) -> None:
     """Validate a targets file and list what it defines."""
     from benchbed.config import load_targets
+    from benchbed.targets.base import CONTROLLER
+    from benchbed.targets.registry import lane_of
 
     try:
         specs = load_targets(file)
     except BenchbedError as err:
         _fail(err)
     for name, spec in specs.items():
-        where = f" {spec.host}:{spec.port}" if spec.kind == "ssh" else ""
+        lane = lane_of(spec)
+        where = f" {lane}" if lane != CONTROLLER else ""
         out.print(f"{name}: {spec.kind}{where}", markup=False)
     out.print(f"{file}: {len(specs)} target(s) OK", markup=False)
 
@@ -315,7 +316,7 @@ def compare(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of suite and targets files."""
-    from benchbed.config import json_schemas
+    from benchbed.schema import json_schemas
 
     sys.stdout.write(json.dumps(json_schemas(), indent=2) + "\n")
 

@@ -25,17 +25,18 @@ from typing import Any, Protocol
 
 from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
-from benchbed.config import AnyTarget, LoadedSuite
+from benchbed.config import LoadedSuite
 from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError, ResultsFormatError
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.protocol import PROTOCOL, Line, decode, sample_row
 from benchbed.results import RunWriter, load_run
-from benchbed.targets.base import CommandResult, Session, Target, make_target
+from benchbed.schema import AnyTarget
+from benchbed.targets.base import CONTROLLER, CommandResult, Session, Target
+from benchbed.targets.registry import lane_of, make_target
 
 log = logging.getLogger(__name__)
 TargetSpecs = dict[str, AnyTarget]
-CONTROLLER = "controller"
 JOIN_GRACE_S = 60.0  # after Ctrl-C: how long lanes get to kill their remote agents and remove workdirs
 
 
@@ -43,6 +44,7 @@ class Observer(Protocol):
     def started(self, plan: Plan, run_dir: Path) -> None: ...
     def case_started(self, case: Case) -> None: ...
     def case_finished(self, case: Case, record: dict[str, Any]) -> None: ...
+    def replanned(self, plan: Plan) -> None: ...
 
 
 class Sink(Protocol):
@@ -78,12 +80,6 @@ class SerialSink:
     def close(self) -> None:
         with self.lock:
             self.closed = True
-
-
-def lane_of(spec: Any) -> str:
-    """The machine a target runs on: its SSH endpoint, or the controller for everything hosted here."""
-    host = getattr(spec, "host", None)
-    return f"{host}:{getattr(spec, 'port', '')}" if host else CONTROLLER
 
 
 @dataclass
@@ -259,22 +255,19 @@ class Runner:
         )
         self.plan = Plan([*pilot.cases, *rest.cases], pilot.seed, pilot.targets, pilot.baseline, [], pilot.only)
         writer.update(plan=[c.to_json() for c in self.plan.cases], pilot={k: c.to_json() for k, c in assessed.items()})
-        replanned = getattr(self.observer, "replanned", None)
-        if callable(replanned):
+        if self.observer:
             with self._lock:
-                replanned(self.plan)
+                self.observer.replanned(self.plan)
         return rest.cases
 
     def close_targets(self) -> None:
-        """Targets may hold controller-side resources for the whole run (an engine client): an optional
-        `close()` releases them once the run is over."""
+        """Targets may hold controller-side resources for the whole run (an engine client): `close()` releases
+        them once the run is over."""
         for name, target in self.targets.items():
-            close = getattr(target, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as err:  # teardown of one target must not hide the run's outcome
-                    log.warning("target %r: close failed: %s", name, err)
+            try:
+                target.close()
+            except Exception as err:  # teardown of one target must not hide the run's outcome
+                log.warning("target %r: close failed: %s", name, err)
 
     def lanes(self, cases: list[Case] | None = None) -> dict[str, list[Case]]:
         """Cases grouped by machine, each lane in plan order; lanes in order of first appearance."""
@@ -332,17 +325,10 @@ class Runner:
         with self._lock:
             live = list(self.live.values())
         for session in live:
-            abort = getattr(session, "abort", None)
-            if abort is not None:
-                try:
-                    abort()
-                except Exception:  # best effort: the lane's own teardown still runs
-                    log.debug("abort failed", exc_info=True)
-
-    def _notify(self, event: str, *args: Any) -> None:
-        if self.observer:
-            with self._lock:
-                getattr(self.observer, event)(*args)
+            try:
+                session.abort()
+            except Exception:  # best effort: the lane's own teardown still runs
+                log.debug("abort failed", exc_info=True)
 
     def _target(self, name: str) -> Target:
         if name not in self.targets:
@@ -350,7 +336,9 @@ class Runner:
         return self.targets[name]
 
     def _run_case(self, case: Case, agent: Agent, writer: Sink) -> None:
-        self._notify("case_started", case)
+        if self.observer:
+            with self._lock:
+                self.observer.case_started(case)
         spec = self.specs[case.target]
         t0 = time.perf_counter()
         record: dict[str, Any] = {
@@ -370,7 +358,7 @@ class Runner:
                     if self._stop.is_set():  # stop() ran before this session was in the journal
                         raise Interrupted(f"target {case.target!r}: run stopping")
                     phases.update(target.startup_phases())
-                    described: dict[str, Any] = getattr(target, "describe", dict)()
+                    described = target.describe()
                     status, reason, extra = self._in_session(case, session, agent, writer, spec, phases, described)
                     body_end = time.perf_counter()
                 finally:
@@ -390,7 +378,9 @@ class Runner:
             if status == "failed":
                 self.failed_targets.setdefault(case.target, reason or "failed")
         writer.case(record)
-        self._notify("case_finished", case, record)
+        if self.observer:
+            with self._lock:
+                self.observer.case_finished(case, record)
 
     def _in_session(
         self,

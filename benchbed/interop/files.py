@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from benchbed.config import NAME_PATTERN
 from benchbed.errors import ConfigError
+from benchbed.schema import NAME_PATTERN
 
 
 def check_target_name(name: str, option: str = "--target") -> str:

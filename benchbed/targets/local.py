@@ -13,15 +13,31 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, Literal
 
-from benchbed.config import LocalTarget as LocalSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import TICK_S, CommandResult, LineHandler, PhaseClock, Tail, collect_stdout, iter_lines
+from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Target, TargetImpl
+from benchbed.targets.spec import TargetBase
+from benchbed.targets.streams import TICK_S, Tail, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
 
 
-class LocalSession:
+class LocalTarget(TargetBase):
+    """This host, as a plain process: the bare-metal baseline."""
+
+    kind: Literal["local"] = "local"
+
+
+class LocalKind(Kind):
+    name = "local"
+    spec = LocalTarget
+
+    def target(self, name: str, spec: Any, run_id: str) -> Target:
+        return LocalProvisioner(name, spec, run_id)
+
+
+class LocalSession(SessionImpl):
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
 
@@ -30,9 +46,6 @@ class LocalSession:
             shutil.copyfile(local, remote)
         except OSError as err:
             raise TransportError(f"local: cannot copy {local} to {remote}: {err.strerror}") from err
-
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        return collect_stdout(self.stream, argv, timeout)
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         t0 = time.perf_counter()
@@ -101,13 +114,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-class LocalTarget:
-    def __init__(self, name: str, spec: LocalSpec, run_id: str) -> None:
-        self.name = name
-        self.spec = spec
-        self.run_id = run_id
-        self._clock = PhaseClock()
-
+class LocalProvisioner(TargetImpl):
     @contextmanager
     def provision(self) -> Iterator[LocalSession]:
         self._clock = PhaseClock()
@@ -117,15 +124,12 @@ class LocalTarget:
             try:
                 workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-")
             except OSError as err:
-                raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
+                raise self.error(ProvisionError, f"cannot create a temp dir: {err.strerror}") from err
             self._clock.add("workdir", time.perf_counter() - t0)
             yield LocalSession(workdir)
         finally:
             if workdir is not None:
                 _remove_tree(workdir)
-
-    def startup_phases(self) -> dict[str, float]:
-        return dict(self._clock.phases)
 
 
 def _remove_tree(path: str, attempts: int = 20) -> None:
