@@ -318,7 +318,7 @@ def test_sshd_killed_mid_case_fails_that_case_and_the_run_goes_on(
 
 def interrupt_when(monkeypatch: pytest.MonkeyPatch, on_target: str) -> None:
     """KeyboardInterrupt out of the line handler, right after the first sample of `on_target`."""
-    from benchbed import runner as runner_mod
+    from benchbed import casestate as runner_mod
 
     original = runner_mod.CaseState.on_line
 
