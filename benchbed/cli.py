@@ -7,13 +7,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from benchbed.console import err_console, fail, out
 from benchbed.errors import BenchbedError
 
 app = typer.Typer(
@@ -26,13 +26,7 @@ workloads_app = typer.Typer(no_args_is_help=True, help="Built-in and custom work
 targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(targets_app, name="targets")
-out = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def _fail(err: BenchbedError) -> NoReturn:
-    err_console.print(f"benchbed: error: {err}", markup=False, soft_wrap=True)
-    raise typer.Exit(2)
+_fail = fail
 
 
 class _Progress:

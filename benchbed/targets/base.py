@@ -8,6 +8,8 @@ do-nothing default in the base classes, so the runner calls it plainly instead o
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -91,6 +93,33 @@ class PhaseClock:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
 
 
+TAIL_BYTES = 16_384
+
+
+class Tail:
+    """Keeps the last TAIL_BYTES of a stream: enough to explain a crash, bounded for any output size."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self.limit = limit
+        self.buf = ""
+
+    def add(self, text: str) -> None:
+        self.buf = (self.buf + text)[-self.limit :]
+
+    def __str__(self) -> str:
+        return self.buf
+
+
+def collect_stdout(stream: Callable[..., CommandResult], argv: Sequence[str], timeout: float | None) -> CommandResult:
+    """Session.run in terms of Session.stream: the same process handling, stdout kept (bounded) instead of streamed."""
+    out = Tail(limit=1 << 20)
+
+    def keep(line: str) -> None:
+        out.add(line + "\n")
+
+    return dataclasses.replace(stream(argv, keep, timeout=timeout), stdout=str(out))
+
+
 class TargetImpl:
     """Base of every target implementation: name, spec, run id, the phase clock and the error prefix."""
 
@@ -121,8 +150,6 @@ class SessionImpl:
         raise NotImplementedError
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        from benchbed.targets.streams import collect_stdout
-
         return collect_stdout(self.stream, argv, timeout)
 
     def abort(self) -> None:
@@ -139,9 +166,15 @@ class Kind:
     name: ClassVar[str]
     spec: ClassVar[type[TargetSpec]]
     extra: ClassVar[str | None] = None  # `pip install 'benchbed[extra]'` brings the dependency
+    impl: ClassVar[str]  # "module:Class" of the Target implementation, imported on first use
 
     def target(self, name: str, spec: Any, run_id: str) -> Target:
-        raise NotImplementedError
+        module, _, cls = self.impl.partition(":")
+        try:
+            found: type[Target] = getattr(importlib.import_module(module), cls)
+        except ImportError as err:
+            raise self.missing(err, f"target {name!r}") from err
+        return found(name, spec, run_id)  # type: ignore[call-arg]
 
     def lane(self, spec: Any) -> str:
         """The machine the target occupies, for `--parallel`: two instances never share one."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from benchbed.targets.base import Kind, Target, distinct
+from benchbed.targets.base import Kind, distinct
 from benchbed.targets.spec import TargetBase
 
 
@@ -53,13 +53,7 @@ class DockerKind(Kind):
     name = "docker"
     spec = DockerTarget
     extra = "docker"
-
-    def target(self, name: str, spec: Any, run_id: str) -> Target:
-        try:
-            from benchbed.targets.dockerengine import DockerProvisioner
-        except ImportError as err:
-            raise self.missing(err, f"target {name!r}") from err
-        return DockerProvisioner(name, spec, run_id)
+    impl = "benchbed.targets.dockerengine:DockerProvisioner"
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         try:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -24,9 +24,11 @@ import docker.types
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.owner import owner_alive, owner_label
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, TargetImpl
-from benchbed.targets.docker import DockerTarget as DockerSpec
-from benchbed.targets.streams import Tail, iter_lines, pumped
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.streams import iter_lines, pumped
+
+if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
+    from benchbed.targets.docker import DockerTarget as DockerSpec
 
 log = logging.getLogger(__name__)
 

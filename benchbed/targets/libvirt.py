@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from benchbed.targets.base import Kind, Target, distinct
+from benchbed.targets.base import Kind, distinct
 from benchbed.targets.spec import Strict, TargetBase
 
 
@@ -72,13 +72,7 @@ class LibvirtKind(Kind):
     name = "libvirt"
     spec = LibvirtTarget
     extra = "libvirt"
-
-    def target(self, name: str, spec: Any, run_id: str) -> Target:
-        try:
-            from benchbed.targets.libvirtvm import LibvirtProvisioner
-        except ImportError as err:
-            raise self.missing(err, f"target {name!r}") from err
-        return LibvirtProvisioner(name, spec, run_id)
+    impl = "benchbed.targets.libvirtvm:LibvirtProvisioner"
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         from benchbed.targets.vmspec import overlay_dir, sweep_overlays

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 
@@ -25,11 +25,13 @@ from benchbed.errors import ProvisionError, TransportError
 from benchbed.owner import owner_alive
 from benchbed.targets import vmspec
 from benchbed.targets.base import PhaseClock, TargetImpl
-from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
 from benchbed.targets.ssh import SshTarget as SshSpec
 from benchbed.targets.sshhost import SshProvisioner
 from benchbed.targets.sshlink import SshSession
 from benchbed.targets.vmspec import METADATA_NS, POLL_S, PREFIX, Pci, wait_for_banner
+
+if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
+    from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
 
 log = logging.getLogger(__name__)
 

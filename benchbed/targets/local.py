@@ -13,12 +13,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Target, TargetImpl
+from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.spec import TargetBase
-from benchbed.targets.streams import TICK_S, Tail, iter_lines
+from benchbed.targets.streams import TICK_S, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
 
@@ -32,9 +32,7 @@ class LocalTarget(TargetBase):
 class LocalKind(Kind):
     name = "local"
     spec = LocalTarget
-
-    def target(self, name: str, spec: Any, run_id: str) -> Target:
-        return LocalProvisioner(name, spec, run_id)
+    impl = "benchbed.targets.local:LocalProvisioner"
 
 
 class LocalSession(SessionImpl):

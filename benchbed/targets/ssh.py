@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from benchbed.targets.base import Kind, Target
+from benchbed.targets.base import Kind
 from benchbed.targets.spec import TargetBase
 
 
@@ -49,13 +49,7 @@ class SshKind(Kind):
     name = "ssh"
     spec = SshTarget
     extra = "ssh"
-
-    def target(self, name: str, spec: Any, run_id: str) -> Target:
-        try:
-            from benchbed.targets.sshhost import SshProvisioner
-        except ImportError as err:
-            raise self.missing(err, f"target {name!r}") from err
-        return SshProvisioner(name, spec, run_id)
+    impl = "benchbed.targets.sshhost:SshProvisioner"
 
     def lane(self, spec: Any) -> str:
         return f"{spec.host}:{spec.port}"

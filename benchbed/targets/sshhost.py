@@ -16,13 +16,14 @@ from pathlib import Path
 import paramiko
 
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import PhaseClock, TargetImpl
+from benchbed.targets.base import PhaseClock
 from benchbed.targets.ssh import SshTarget as SshSpec
 from benchbed.targets.sshlink import (
     _NO_PYTHON,
     _NO_SUDO,
     _NO_WORKDIR,
     WORKDIR_PREFIX,
+    Host,
     SshSession,
     UnknownHostKey,
     _AcceptNew,
@@ -37,7 +38,7 @@ from benchbed.targets.sshlink import (
 log = logging.getLogger(__name__)
 
 
-class SshProvisioner(TargetImpl):
+class SshProvisioner(Host):
     """One host. Holds no connection between instances: provision() connects, and always cleans up and closes.
     Anything that reaches a machine over SSH (a VM through a forwarded port, say) can reuse it with an SshSpec."""
 

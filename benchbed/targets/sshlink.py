@@ -26,16 +26,19 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import paramiko
 
 from benchbed.errors import TransportError
-from benchbed.targets.base import CommandResult, LineHandler, SessionImpl
-from benchbed.targets.streams import Tail, iter_lines
+from benchbed.targets.base import CommandResult, LineHandler, SessionImpl, Tail, TargetImpl
+from benchbed.targets.streams import iter_lines
 
-if TYPE_CHECKING:
-    from benchbed.targets.sshhost import SshProvisioner
+
+class Host(TargetImpl):
+    """What a session needs of the provisioner that opened it (`sshhost.SshProvisioner`)."""
+
+    where: str
+
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ class _Err:
 class SshSession(SessionImpl):
     """A live connection plus the private workdir on the host. Commands run with the workdir as cwd."""
 
-    def __init__(self, target: SshProvisioner, client: paramiko.SSHClient, workdir: str) -> None:
+    def __init__(self, target: Host, client: paramiko.SSHClient, workdir: str) -> None:
         self.target = target
         self.client = client
         self.workdir = workdir

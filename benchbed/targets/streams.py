@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
-from benchbed.targets.base import CommandResult, LineHandler
-
-TAIL_BYTES = 16_384
-
-
-class Tail:
-    """Keeps the last TAIL_BYTES of a stream: enough to explain a crash, bounded for any output size."""
-
-    def __init__(self, limit: int = TAIL_BYTES) -> None:
-        self.limit = limit
-        self.buf = ""
-
-    def add(self, text: str) -> None:
-        self.buf = (self.buf + text)[-self.limit :]
-
-    def __str__(self) -> str:
-        return self.buf
-
+from benchbed.targets.base import LineHandler
 
 TICK_S = 0.25  # longest the main thread blocks in C, so Ctrl-C is handled within this even for a silent agent
 
@@ -68,16 +50,6 @@ def pumped(chunks: Iterator[bytes], abort: Callable[[], None]) -> Iterator[bytes
                 with contextlib.suppress(queue.Empty):
                     box.get(timeout=TICK_S)
                 reader.join(0)
-
-
-def collect_stdout(stream: Callable[..., CommandResult], argv: Sequence[str], timeout: float | None) -> CommandResult:
-    """Session.run in terms of Session.stream: the same process handling, stdout kept (bounded) instead of streamed."""
-    out = Tail(limit=1 << 20)
-
-    def keep(line: str) -> None:
-        out.add(line + "\n")
-
-    return dataclasses.replace(stream(argv, keep, timeout=timeout), stdout=str(out))
 
 
 def iter_lines(chunks: Iterator[bytes], on_line: LineHandler) -> str:

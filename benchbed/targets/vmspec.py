@@ -17,13 +17,15 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from benchbed.errors import ConfigError, ProvisionError
 from benchbed.owner import owner_alive, owner_label
-from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
+
+if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
+    from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
 
 METADATA_NS = "https://benchbed.dev/xmlns/libvirt/1"
 PREFIX = "benchbed-"
