@@ -154,6 +154,8 @@ def _wait_group_gone(pgid: int) -> None:
     until the group is empty (its members reaped), so that what is removed next stays removed."""
     deadline = time.monotonic() + KILL_WAIT_S
     while time.monotonic() < deadline:
+        with suppress(ChildProcessError):  # orphans are ours to reap when we are PID 1 (a container's init)
+            os.waitpid(-pgid, os.WNOHANG)
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
@@ -188,7 +190,8 @@ class LocalTarget:
             if session is not None:
                 with held_signals():
                     session.close()
-                    self._open.remove(session)
+                    if session in self._open:  # close() may have ended it first, if this ran late
+                        self._open.remove(session)
 
     def close(self) -> None:
         """End of run (the runner calls this, also after Ctrl-C): tear down any instance whose own teardown never

@@ -88,7 +88,7 @@ POINTS = [
     Point("mid-sample", {}, ("sample#1",), pause=True),
     Point("in-teardown", {"rmtree#1": "pause"}, ("rmtree#1",)),
     Point("twice", {"rmtree#1": "pause"}, ("sample#1", "rmtree#1"), pause=True),
-    Point("spread", {"fork#0": "mark"}, ("fork#0",), delay_s=0.0125),
+    Point("spread", {"fork#0": "mark"}, ("fork#0",), delay_s=0.01),
 ]
 OTHER = {signal.SIGINT: signal.SIGTERM, signal.SIGTERM: signal.SIGINT}
 
@@ -103,6 +103,7 @@ class Zygote:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},  # no pools: it forks
         )
         self.lock = threading.Lock()
 
