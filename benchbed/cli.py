@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,8 +27,20 @@ workloads_app = typer.Typer(no_args_is_help=True, help="Built-in and custom work
 targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(targets_app, name="targets")
-out = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+PIPED_WIDTH = 10_000  # "no wrapping": a table is only as wide as its cells
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """rich fits a terminal's width. Piped (a CI log, a file) it would wrap at 80 columns and cut every table cell
+    into pieces, so there nothing wraps (unless COLUMNS says how wide): the table reads as in a terminal."""
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+        console.width = PIPED_WIDTH
+    return console
+
+
+out = _console()
+err_console = _console(stderr=True)
 
 
 def _fail(err: BenchbedError) -> NoReturn:
