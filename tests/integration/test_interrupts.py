@@ -77,18 +77,18 @@ class Point:
     points: dict[str, str]
     signal_at: tuple[str, ...]
     pause: bool = False  # the workload pauses mid-sample in the second instance
-    delay_s: float = 0.0  # after the beacon, before the signal (scaled by the round for `spread`)
+    delay_s: float = 0.0  # between beacon and signal: × round for `spread` (0-190 ms), else × (round % 10)
 
 
-POINTS = [
-    Point("in-mkdtemp", {"mkdir#1": "pause"}, ("mkdir#1",)),
-    Point("before-spawn", {"put#1": "pause"}, ("put#1",)),
-    Point("in-popen", {"fork#1": "pause"}, ("fork#1",)),
-    Point("agent-start", {"fork#1": "mark"}, ("fork#1",), delay_s=0.005),
-    Point("mid-sample", {}, ("sample#1",), pause=True),
-    Point("in-teardown", {"rmtree#1": "pause"}, ("rmtree#1",)),
-    Point("twice", {"rmtree#1": "pause"}, ("sample#1", "rmtree#1"), pause=True),
-    Point("spread", {"fork#0": "mark"}, ("fork#0",), delay_s=0.01),
+POINTS = [  # in the second instance (#1) unless said otherwise
+    Point("in-mkdtemp", {"mkdir#1": "pause"}, ("mkdir#1",)),  # the workdir exists, mkdtemp has not returned
+    Point("before-spawn", {"put#1": "pause"}, ("put#1",)),  # agent.pyz copied, agent not started
+    Point("in-popen", {"fork#1": "pause"}, ("fork#1",)),  # agent forked, Popen has not returned
+    Point("agent-start", {"fork#1": "mark"}, ("fork#1",), delay_s=0.005),  # 0-45 ms into the agent's start-up
+    Point("mid-sample", {}, ("sample#1",), pause=True),  # the agent is between two samples
+    Point("in-teardown", {"rmtree#1": "pause"}, ("rmtree#1",)),  # its workdir half removed, after a clean end
+    Point("twice", {"rmtree#1": "pause"}, ("sample#1", "rmtree#1"), pause=True),  # again, during that teardown
+    Point("spread", {"fork#0": "mark"}, ("fork#0",), delay_s=0.01),  # anywhere from the first agent's start on
 ]
 OTHER = {signal.SIGINT: signal.SIGTERM, signal.SIGTERM: signal.SIGINT}
 
