@@ -128,6 +128,8 @@ def run(
         finally:
             progress.stop()
     except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # torn down already: a second one must not cut this exit short
+            signal.signal(sig, signal.SIG_IGN)
         err_console.print("benchbed: interrupted; finished samples are kept and the run is marked incomplete")
         raise typer.Exit(130) from None
     except BenchbedError as err:

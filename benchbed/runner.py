@@ -17,6 +17,7 @@ from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
 from benchbed.config import LoadedSuite
 from benchbed.errors import ResultsFormatError
+from benchbed.interrupts import held_signals
 from benchbed.lanes import lanes, run_lanes
 from benchbed.lifecycle import Cases, Observer, SerialSink
 from benchbed.pilot import assess
@@ -84,29 +85,36 @@ class Runner:
                 f"{self.run_dir.parent}: cannot create the results store ({err.strerror or err})",
                 hint="pick another --out",
             ) from err
-        staging = self.run_dir.parent / f".{self.run_id}.agent"
-        agent = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
-        writer = RunWriter(self.run_dir, {})
-        (self.run_dir / "agent.pyz").write_bytes(agent.path.read_bytes())
-        agent.path.unlink()
-        staging.rmdir()
-        agent = Agent(self.run_dir / "agent.pyz", agent.sha256, agent.size)
-        writer.update(**self._meta(agent))
-        if self.observer:
-            self.observer.started(self.plan, self.run_dir)
-        sink = SerialSink(writer)
-        self.cases = Cases(self.specs, self.run_id, agent, self.observer)
         status = "incomplete"
+        writer: RunWriter | None = None
+        sink: SerialSink | None = None
         try:
+            with held_signals():  # an interrupt during setup lands once the run exists, so it ends up marked
+                staging = self.run_dir.parent / f".{self.run_id}.agent"
+                agent = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
+                writer = RunWriter(self.run_dir, {})
+                (self.run_dir / "agent.pyz").write_bytes(agent.path.read_bytes())
+                agent.path.unlink()
+                staging.rmdir()
+                agent = Agent(self.run_dir / "agent.pyz", agent.sha256, agent.size)
+                writer.update(**self._meta(agent))
+                sink = SerialSink(writer)
+                self.cases = Cases(self.specs, self.run_id, agent, self.observer)
+            if self.observer:
+                self.observer.started(self.plan, self.run_dir)
             self._run_cases(self.plan.cases, sink)
             if self.plan.pilot and not self.cases.stopping.is_set():
                 rest = self._after_pilot(writer)
                 self._run_cases(rest, sink)
             status = "complete"
         finally:
-            sink.close()
-            self.cases.close_targets()
-            writer.finish(status, counts=self.counts, failed_targets=self.failed_targets)
+            with held_signals():  # a second Ctrl-C or SIGTERM waits until targets are released and the run marked
+                if sink is not None:
+                    sink.close()
+                if self.cases is not None:
+                    self.cases.close_targets()
+                if writer is not None:
+                    writer.finish(status, counts=self.counts, failed_targets=self.failed_targets)
         return writer
 
     def _run_cases(self, cases: list[Case], sink: SerialSink) -> None:

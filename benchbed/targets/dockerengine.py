@@ -23,6 +23,7 @@ import docker.errors
 import docker.types
 
 from benchbed.errors import ProvisionError, TransportError
+from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive, owner_label
 from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.streams import iter_lines, pumped
@@ -299,12 +300,14 @@ class DockerProvisioner(TargetImpl):
         image = self._image()
         clock.add("image", time.perf_counter() - t)
         t = time.perf_counter()
+        container = None
         try:
-            container = self.client.containers.create(image.id, **self._create_args())
-        except docker.errors.APIError as err:
-            raise self._start_error(err) from err
-        clock.add("create", time.perf_counter() - t)
-        try:
+            with held_signals():  # Ctrl-C mid-request would leave a created container unnamed here (until a sweep)
+                try:
+                    container = self.client.containers.create(image.id, **self._create_args())
+                except docker.errors.APIError as err:
+                    raise self._start_error(err) from err
+            clock.add("create", time.perf_counter() - t)
             t = time.perf_counter()
             try:
                 container.start()
@@ -324,8 +327,9 @@ class DockerProvisioner(TargetImpl):
                 clock.add("inspect", time.perf_counter() - t)
             yield session
         finally:
-            with suppress(docker.errors.DockerException):
-                container.remove(force=True)
+            if container is not None:
+                with held_signals(), suppress(docker.errors.DockerException):  # a second Ctrl-C waits for this
+                    container.remove(force=True)
 
     def _remember(self, image: Any, container: Any) -> None:
         host = container.attrs.get("HostConfig", {})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import libvirt
 
 from benchbed.errors import ProvisionError, TransportError
+from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
 from benchbed.targets import vmspec
 from benchbed.targets.base import PhaseClock, TargetImpl
@@ -203,7 +204,8 @@ class LibvirtProvisioner(TargetImpl):
             vmspec.create_overlay(Path(spec.image).expanduser(), overlay)
             clock.add("overlay", time.perf_counter() - t)
             t = time.perf_counter()
-            dom, xml, port = self._create(name, overlay, pci, console)
+            with held_signals():  # created means bound to `dom`, so the finally below destroys it
+                dom, xml, port = self._create(name, overlay, pci, console)
             clock.add("create", time.perf_counter() - t)
             t = time.perf_counter()
             host, port = self._reach(dom, port)
@@ -233,10 +235,11 @@ class LibvirtProvisioner(TargetImpl):
                     raise TransportError(f"{n}: guest {name} stopped mid-case ({state}): {err}") from err
                 raise
         finally:
-            if dom is not None:
-                with suppress(libvirt.libvirtError):
-                    dom.destroy()
-            vmspec.remove_instance_files(self.dir, name)
+            with held_signals():  # a second Ctrl-C or SIGTERM waits until the domain and its files are gone
+                if dom is not None:
+                    with suppress(libvirt.libvirtError):
+                        dom.destroy()
+                vmspec.remove_instance_files(self.dir, name)
         self._devices_home(drivers)
 
     def _create(
