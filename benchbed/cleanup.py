@@ -2,55 +2,30 @@
 
 Every object benchbed creates carries the run id and its harness's host:pid. A sweep removes those whose harness
 is gone — at the start of every run, and on demand with `benchbed cleanup`. A live run's objects are left alone.
+Each kind sweeps its own objects (`Kind.sweep`); this module only groups the specs by kind.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
-from benchbed.config import AnyTarget
 from benchbed.errors import BenchbedError
+from benchbed.schema import AnyTarget
+from benchbed.targets.registry import kind, kinds
 
 log = logging.getLogger(__name__)
 
 
-def docker_engines(specs: Iterable[AnyTarget]) -> list[str | None]:
-    """Distinct engines the targets use (None = the local default)."""
-    seen: list[str | None] = []
-    for spec in specs:
-        if spec.kind == "docker" and spec.docker_host not in seen:
-            seen.append(spec.docker_host)
-    return seen
-
-
 def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool = False) -> list[str]:
     """Remove leftovers on every engine the targets use. Unreachable engines are skipped unless strict."""
+    by_kind: dict[str, list[AnyTarget]] = {}
+    for spec in specs:
+        by_kind.setdefault(spec.kind, []).append(spec)
     removed: list[str] = []
-    for url in docker_engines(specs):
+    for name, group in by_kind.items():
         try:
-            from benchbed.targets.docker import sweep as docker_sweep
-
-            removed += docker_sweep(url, everything=everything)
-        except ImportError as err:
-            if strict:
-                raise BenchbedError("cleanup needs the docker package", hint="pip install 'benchbed[docker]'") from err
-        except BenchbedError as err:
-            if strict:
-                raise
-            log.info("sweep skipped: %s", err)
-    for uri, overlays in libvirt_hosts(specs):
-        try:
-            from benchbed.targets.libvirt import sweep as libvirt_sweep
-
-            removed += libvirt_sweep(uri, overlays, everything=everything)
-        except ImportError as err:
-            from benchbed.targets.vmspec import sweep_overlays
-
-            removed += sweep_overlays(overlays, everything=everything)  # the files, at least
-            if strict:
-                raise BenchbedError("cleanup needs libvirt-python", hint="pip install 'benchbed[libvirt]'") from err
+            removed += kind(name).sweep(group, everything=everything)
         except BenchbedError as err:
             if strict:
                 raise
@@ -58,12 +33,8 @@ def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool 
     return removed
 
 
-def libvirt_hosts(specs: Iterable[AnyTarget]) -> list[tuple[str, Path]]:
-    """Distinct (libvirt URI, overlay directory) pairs the targets use."""
-    from benchbed.targets.vmspec import overlay_dir
-
-    seen: list[tuple[str, Path]] = []
-    for spec in specs:
-        if spec.kind == "libvirt" and (spec.uri, overlay_dir(spec)) not in seen:
-            seen.append((spec.uri, overlay_dir(spec)))
-    return seen
+def cleanup_specs(endpoints: dict[str, str | None], *, targets_given: bool) -> list[AnyTarget]:
+    """What `benchbed cleanup` sweeps besides a targets file: each kind's default (the local Docker engine, the
+    system libvirt if used here), or the endpoint given for it on the command line."""
+    found = (kind(name).cleanup_spec(endpoints.get(name), targets_given=targets_given) for name in kinds())
+    return [spec for spec in found if spec is not None]

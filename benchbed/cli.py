@@ -7,13 +7,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from benchbed.console import err_console, fail, out
 from benchbed.errors import BenchbedError
 
 app = typer.Typer(
@@ -26,13 +26,7 @@ workloads_app = typer.Typer(no_args_is_help=True, help="Built-in and custom work
 targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(targets_app, name="targets")
-out = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def _fail(err: BenchbedError) -> NoReturn:
-    err_console.print(f"benchbed: error: {err}", markup=False, soft_wrap=True)
-    raise typer.Exit(2)
+_fail = fail
 
 
 class _Progress:
@@ -113,10 +107,11 @@ def run(
     ] = 1,
 ) -> None:
     """Run a suite on its targets and write results/<run-id>/."""
-    from benchbed.config import DEFAULT_TARGETS, load_suite, load_targets, resolve_suite_path
+    from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
     from benchbed.results import new_run_id
     from benchbed.runner import Runner
+    from benchbed.schema import DEFAULT_TARGETS
 
     progress = _Progress()
     try:
@@ -133,6 +128,8 @@ def run(
         finally:
             progress.stop()
     except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # torn down already: a second one must not cut this exit short
+            signal.signal(sig, signal.SIG_IGN)
         err_console.print("benchbed: interrupted; finished samples are kept and the run is marked incomplete")
         raise typer.Exit(130) from None
     except BenchbedError as err:
@@ -174,16 +171,13 @@ def cleanup(
     ] = False,
 ) -> None:
     """Remove containers, VMs and overlays left behind by runs whose harness is gone."""
-    from benchbed.cleanup import sweep
-    from benchbed.config import DockerTarget, LibvirtTarget, load_targets
-    from benchbed.targets.vmspec import default_overlay_dir
+    from benchbed.cleanup import cleanup_specs, sweep
+    from benchbed.config import load_targets
 
     try:
         specs = list(load_targets(targets).values()) if targets else []
-        if not targets or docker_host:
-            specs.append(DockerTarget(kind="docker", image="-", docker_host=docker_host))
-        if libvirt_uri or (not targets and default_overlay_dir().is_dir()):  # the libvirt target was used here
-            specs.append(LibvirtTarget(kind="libvirt", image="-", uri=libvirt_uri or "qemu:///system"))
+        endpoints = {"docker": docker_host, "libvirt": libvirt_uri}
+        specs += cleanup_specs(endpoints, targets_given=targets is not None)
         removed = sweep(specs, everything=everything, strict=True)
     except BenchbedError as err:
         _fail(err)
@@ -233,13 +227,16 @@ def workloads_list() -> None:
 def targets_check(file: Annotated[Path, typer.Argument(help="Targets YAML file")]) -> None:
     """Validate a targets file and list what it defines."""
     from benchbed.config import load_targets
+    from benchbed.targets.base import CONTROLLER
+    from benchbed.targets.registry import lane_of
 
     try:
         specs = load_targets(file)
     except BenchbedError as err:
         _fail(err)
     for name, spec in specs.items():
-        where = f" {spec.host}:{spec.port}" if spec.kind == "ssh" else ""
+        lane = lane_of(spec)
+        where = f" {lane}" if lane != CONTROLLER else ""
         out.print(f"{name}: {spec.kind}{where}", markup=False)
     out.print(f"{file}: {len(specs)} target(s) OK", markup=False)
 
@@ -315,7 +312,7 @@ def compare(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of suite and targets files."""
-    from benchbed.config import json_schemas
+    from benchbed.schema import json_schemas
 
     sys.stdout.write(json.dumps(json_schemas(), indent=2) + "\n")
 

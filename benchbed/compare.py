@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchbed.errors import BenchbedError, ConfigError
-from benchbed.report.fmt import flatten, fmt_num, params_label, thresholds_from_text
+from benchbed.errors import ConfigError
+from benchbed.fileio import write_atomic
+from benchbed.fmt import flatten, fmt_num, md, params_label, thresholds_from_text
 from benchbed.results import RunData, load_run
 from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
 from benchbed.verdict import ALPHA, compare_pairs
@@ -298,7 +299,7 @@ def to_markdown(c: Comparison) -> str:
 
 
 def _md(text: object) -> str:
-    return "∅" if text is None else str(text).replace("|", "\\|").replace("\n", " ")
+    return "∅" if text is None else md(text)
 
 
 def to_junit(c: Comparison) -> str:
@@ -347,21 +348,15 @@ def to_gab(c: Comparison) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def write_outputs(c: Comparison, *, markdown: Path | None, junit: Path | None, gab_prefix: Path | None) -> list[Path]:
+    """Each file all at once (`benchbed.fileio`); Markdown is appended: $GITHUB_STEP_SUMMARY collects several steps."""
     written = []
-    try:
-        if markdown is not None:
-            with markdown.open("a" if markdown.exists() and markdown.stat().st_size else "w", encoding="utf-8") as f:
-                f.write(to_markdown(c))  # append: $GITHUB_STEP_SUMMARY collects several steps
-            written.append(markdown)
-        if junit is not None:
-            junit.write_text(to_junit(c), encoding="utf-8")
-            written.append(junit)
-        if gab_prefix is not None:
-            bigger, smaller = to_gab(c)
-            for suffix, data in (("bigger", bigger), ("smaller", smaller)):
-                path = gab_prefix.with_name(f"{gab_prefix.name}-{suffix}.json")
-                path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-                written.append(path)
-    except OSError as err:
-        raise BenchbedError(f"cannot write comparison output: {err}") from err
+    if markdown is not None:
+        written.append(write_atomic(markdown, to_markdown(c), append=True))
+    if junit is not None:
+        written.append(write_atomic(junit, to_junit(c)))
+    if gab_prefix is not None:
+        bigger, smaller = to_gab(c)
+        for suffix, data in (("bigger", bigger), ("smaller", smaller)):
+            path = gab_prefix.with_name(f"{gab_prefix.name}-{suffix}.json")
+            written.append(write_atomic(path, json.dumps(data, indent=2) + "\n"))
     return written

@@ -1,266 +1,23 @@
-"""Suite and targets files ▸ frozen pydantic models. Unknown keys are rejected; errors name file:line and key path."""
+"""Loading suite and targets files into the models of `benchbed.schema`: unknown keys are rejected, and every error
+names file:line and key path (exit code 2). Also resolves a suite's custom modules and bundled directories."""
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from benchbed.errors import ConfigError
+from benchbed.schema import AnyTarget, Scalar, Suite, TargetsFile
+from benchbed.targets.registry import kinds
 from benchbed.workloads import DIR_PARAMS, REGISTRY, load_builtins
 from benchbed.workloads.base import WorkloadInfo, param_names
 from benchbed.yamlsrc import Loc, Located, load_yaml
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ── targets ────────────────────────────────────────────────────────────────────────────────────────────────
-class TargetBase(Strict):
-    python: str = Field("python3", description="Python interpreter inside the target that runs the agent")
-    scratch_dir: str | None = Field(None, description="Where I/O workloads write; a private temp dir by default")
-    description: str = ""
-
-
-class LocalTarget(TargetBase):
-    """This host, as a plain process: the bare-metal baseline."""
-
-    kind: Literal["local"] = "local"
-
-
-class SshFields(TargetBase):
-    """Everything an SSH target says except which host: shared by targets and group templates."""
-
-    port: int = Field(22, ge=1, le=65535)
-    user: str | None = Field(None, description="Login user; the local user name when absent")
-    key: str | None = Field(None, description="Private key file; the SSH agent and ~/.ssh/id_* are used when absent")
-    known_hosts: str = Field("~/.ssh/known_hosts", description="Host keys are always verified against this file")
-    accept_new_host_key: bool = Field(
-        False, description="Trust an unknown host key once and append it to known_hosts (never by default)"
-    )
-    workdir: str | None = Field(
-        None, description="Remote parent of the private per-instance workdir (mode 700); $TMPDIR or /tmp if absent"
-    )
-    proxy_jump: str | None = Field(
-        None, pattern=r"^([^@\s]+@)?[^@\s:]+(:\d+)?$", description="[user@]host[:port] to tunnel through"
-    )
-    sudo: bool = Field(False, description="Run the agent with `sudo -n` (workloads that drop page caches)")
-    connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect, SSH banner, auth, opening a channel")
-    command_timeout_s: float = Field(
-        120.0, gt=0, description="Limit for benchbed's own remote commands (probe, cleanup); cases use timeout_s"
-    )
-
-
-class SshTarget(SshFields):
-    """A bare-metal host reached over SSH (paramiko)."""
-
-    kind: Literal["ssh"]
-    host: str = Field(min_length=1)
-
-
-class DockerTarget(TargetBase):
-    """A fresh container per instance, through the Docker SDK: the container boundary under test."""
-
-    kind: Literal["docker"]
-    image: str = Field(min_length=1)
-    pull: Literal["never", "missing", "always"] = "missing"
-    gpus: Literal["all"] | Annotated[int, Field(ge=1)] | list[str] | None = Field(
-        None, description="Docker device requests: `all`, a count, or device ids/UUIDs"
-    )
-    runtime: str | None = Field(None, description="OCI runtime (runc, nvidia, runsc, ...): the boundary compared")
-    cpus: float | None = Field(None, gt=0, description="CPU limit (NanoCpus)")
-    memory: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit, e.g. 4g")
-    shm_size: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$")
-    network: str = Field("none", description="`none` (default), `host`, or a named Docker network")
-    volumes: list[str] = Field(default_factory=list, description="host:container[:ro|rw] binds (models, scratch)")
-    env: dict[str, str] = Field(default_factory=dict)
-    user: str | None = None
-    privileged: bool = Field(False, description="Never by default")
-    docker_host: str | None = Field(None, description="Engine URL; the local socket (or $DOCKER_HOST) if absent")
-    workdir: str = Field("/tmp/benchbed", description="Directory inside the container for the agent")
-    start_timeout_s: float = Field(60.0, gt=0)
-
-    @field_validator("volumes")
-    @classmethod
-    def _binds(cls, value: list[str]) -> list[str]:
-        for bind in value:
-            parts = bind.split(":")
-            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-                raise ValueError(f"volume {bind!r} must be host:/container[:ro|rw]")
-            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
-                raise ValueError(f"volume {bind!r}: mode must be ro or rw")
-        return value
-
-
-class VmSsh(Strict):
-    """How benchbed reaches a guest: the same paramiko session as `ssh`, pointed at the VM."""
-
-    user: str = "root"
-    key: str | None = Field(None, description="Private key for the guest; the SSH agent and ~/.ssh/id_* if absent")
-    host_key: str | None = Field(
-        None, description="The guest's public host key file: pinned for the forwarded port (build-vm-image makes one)"
-    )
-    accept_new_host_key: bool = Field(
-        False, description="Without host_key: trust the key a fresh guest offers (kept in a per-instance file)"
-    )
-    reach: Literal["port_forward", "lease"] = Field(
-        "port_forward",
-        description="port_forward: QEMU user-mode hostfwd on 127.0.0.1; lease: the guest's address on `network`",
-    )
-    host_port: int | None = Field(None, ge=1, le=65535, description="Forwarded port; a free one if absent")
-    network: str = Field("default", description="libvirt network for reach: lease")
-    port: int = Field(22, ge=1, le=65535, description="sshd port inside the guest")
-    workdir: str | None = None
-    sudo: bool = False
-    connect_timeout_s: float = Field(10.0, gt=0)
-    command_timeout_s: float = Field(120.0, gt=0)
-
-
-class LibvirtTarget(TargetBase):
-    """A fresh transient VM per instance, booted from a copy-on-write overlay of `image` (never written)."""
-
-    kind: Literal["libvirt"]
-    uri: str = Field("qemu:///system", description="libvirt connection URI (qemu+ssh://host/system for a remote one)")
-    image: str = Field(min_length=1, description="Base disk (raw or qcow2); each instance gets its own overlay")
-    kernel: str | None = Field(None, description="Direct kernel boot (with initrd and cmdline)")
-    initrd: str | None = None
-    cmdline: str | None = None
-    vcpus: int = Field(2, ge=1)
-    memory: int = Field(2048, ge=64, description="MiB")
-    cpu_mode: Literal["host-passthrough", "host-model", "maximum", "custom"] = "host-passthrough"
-    hugepages: bool = False
-    vcpu_pinning: list[str] | None = Field(None, description="Host cpuset per vCPU, e.g. ['2', '3'] or ['2-3', '6']")
-    virt_type: Literal["kvm", "qemu"] = Field("kvm", description="qemu = software emulation: never representative")
-    machine: str = "q35"
-    template: str | None = Field(None, description="Jinja2 domain XML; the shipped targets/vm/domain.xml.j2 if absent")
-    gpus: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")]] = Field(
-        default_factory=list, description="PCI addresses passed through (VFIO); the IOMMU group's other functions too"
-    )
-    mdevs: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")]] = Field(
-        default_factory=list, description="mdev UUIDs (vGPU slices)"
-    )
-    overlay_dir: str | None = Field(None, description="Where overlays go; /var/lib/benchbed/overlays as root")
-    ssh: VmSsh = Field(default_factory=lambda: VmSsh())
-    boot_timeout_s: float = Field(300.0, gt=0, description="From start until the guest's sshd answers")
-
-
-AnyTarget = LocalTarget | SshTarget | DockerTarget | LibvirtTarget
-TargetSpec = Annotated[AnyTarget, Field(discriminator="kind")]
-
-
-class SshTemplate(SshFields):
-    """An SSH target whose host the group fills in (a `host:` written here is a placeholder, replaced)."""
-
-    kind: Literal["ssh"] = "ssh"
-    host: str | None = None
-
-
-class TargetGroup(Strict):
-    """Many hosts that share one definition: `hosts: [gpu01, gpu02]` expands to one target per host, named
-    after it (so host names must be valid target names)."""
-
-    hosts: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1)
-    template: SshTemplate = Field(default_factory=lambda: SshTemplate.model_validate({}))
-
-
-class TargetsFile(Strict):
-    targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetSpec]
-    groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetGroup] = Field(default_factory=dict)
-
-    def expanded(self) -> dict[str, AnyTarget]:
-        out: dict[str, AnyTarget] = dict(self.targets)
-        for group in self.groups.values():
-            for host in group.hosts:
-                if host in out:
-                    raise ValueError(f"group host {host!r} clashes with a target of the same name")
-                out[host] = SshTarget(**{**group.template.model_dump(), "host": host})
-        return out
-
-
-# ── suites ─────────────────────────────────────────────────────────────────────────────────────────────────
-Scalar = int | float | str | bool
-
-
-Instances = Annotated[int, Field(ge=1, le=1000)] | Literal["auto"]
-# With N + N instances an exact two-sided MWU cannot go below 2/C(2N, N): 0.10 at 3 + 3, 0.029 at 4 + 4 (one metric
-# only), 0.0079 at 5 + 5 (Holm over up to 6 metrics). 5 is the least that lets a multi-metric case reach a verdict.
-MIN_INSTANCES = 5
-
-
-class Repeats(Strict):
-    instances: Instances = Field(
-        "auto",
-        union_mode="left_to_right",
-        description="Fresh processes/containers/VMs per target and case; `auto`: chosen per case from a pilot's noise",
-    )
-    pilot_instances: int = Field(4, ge=2, le=100, description="`auto`: baseline instances in the pilot (they count)")
-    min_instances: int = Field(MIN_INSTANCES, ge=2, le=1000, description="`auto`: fewest instances per target")
-    max_instances: int = Field(20, ge=2, le=1000, description="`auto`: most instances per target (then MDE is shown)")
-    repetitions: int = Field(5, ge=1, le=100000, description="Measured samples per instance")
-    warmup: int = Field(1, ge=0, le=10000, description="Unreported-in-stats warm-up samples per instance")
-    timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit for one instance")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Repeats:
-        if self.min_instances > self.max_instances:
-            raise ValueError(f"min_instances {self.min_instances} > max_instances {self.max_instances}")
-        return self
-
-
-class WorkloadEntry(Strict):
-    name: str
-    params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    instances: Instances | None = Field(None, union_mode="left_to_right")
-    repetitions: int | None = Field(None, ge=1, le=100000)
-    warmup: int | None = Field(None, ge=0, le=10000)
-    timeout_s: float | None = Field(None, gt=0)
-
-    def grid(self) -> list[dict[str, Scalar]]:
-        """Lists expand to a cartesian grid, in file order."""
-        keys = list(self.params)
-        values = [v if isinstance(v, list) else [v] for v in self.params.values()]
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
-
-
-class Suite(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
-    description: str = ""
-    baseline: str = "local"
-    targets: list[str] | None = Field(None, description="Target names to run on; all in the targets file if absent")
-    seed: int | None = Field(None, description="Seed for the interleaving order; random and recorded if absent")
-    defaults: Repeats = Field(default_factory=lambda: Repeats())
-    modules: list[str] = Field(default_factory=list, description="Custom workload modules, relative to this file")
-    blocks: list[list[str]] = Field(
-        default_factory=list,
-        description="Targets that cannot run alongside the others (a VM taking the GPU by passthrough): each list "
-        "is a block; every round runs one block's cases, then the next's, in seeded order. Unlisted targets form "
-        "one more block.",
-    )
-    thresholds: dict[str, float] = Field(
-        default_factory=dict,
-        description="Smallest relative change that matters, by glob on workload or workload:metric "
-        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); used by `benchbed compare`",
-    )
-    workloads: list[WorkloadEntry] = Field(min_length=1)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
-        for pattern, fraction in value.items():
-            if not 0 < fraction < 1:
-                raise ValueError(f"threshold {pattern!r}: {fraction} is not a fraction in (0, 1)")
-        return value
-
-
-DEFAULT_TARGETS = TargetsFile(targets={"local": LocalTarget.model_validate({})})
 
 
 # ── loading ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -271,7 +28,6 @@ def _fmt_loc(loc: Loc) -> str:
     return out or "(top level)"
 
 
-KINDS = ("local", "ssh", "docker", "libvirt")
 UNION_TAGS = ("constrained-int", "literal['auto']")  # `instances: int | auto`
 
 
@@ -279,7 +35,7 @@ def _strip_union_tags(doc: Located, loc: Loc) -> Loc:
     """pydantic puts the discriminator value into loc (targets.x.ssh.port); users never wrote it."""
     out: Loc = ()
     for part in loc:
-        if (part in KINDS or part in UNION_TAGS) and (*out, part) not in doc.lines:
+        if (part in kinds() or part in UNION_TAGS) and (*out, part) not in doc.lines:
             continue
         out = (*out, part)
     return out
@@ -444,7 +200,3 @@ def _lower1(text: str) -> str:
 def _pyd_msg(err: ValidationError) -> str:
     e = err.errors()[0]
     return f"{_fmt_loc(tuple(e['loc']))}: {_lower1(e['msg'])} (got {e.get('input')!r})"
-
-
-def json_schemas() -> dict[str, Any]:
-    return {"suite": Suite.model_json_schema(), "targets": TargetsFile.model_json_schema()}

@@ -35,6 +35,22 @@ class CommandFailed(TargetError):
     """A command in the target exited non-zero where success was required."""
 
 
+class AgentMismatch(TargetError):
+    """The agent that answered is not the one this run shipped (another sha256, or modules from elsewhere)."""
+
+
+class ProtocolError(TargetError):
+    """The agent speaks another version of the wire protocol than this controller."""
+
+
+class Interrupted(BenchbedError):
+    """The run is stopping (Ctrl-C, or a bug in another lane): a lane ends its case early."""
+
+
+class MissingExtra(BenchbedError):
+    """An optional dependency (an `extra` of the benchbed package) is not installed; the hint names it."""
+
+
 class WorkloadError(BenchbedError):
     """A workload name or parameter is unknown or invalid."""
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from benchbed.config import Suite
 from benchbed.plan import case_key
+from benchbed.schema import Suite
 from benchbed.stats import instance_medians
 from benchbed.verdict import instances_needed, mde_from_sd, threshold_for
 

@@ -9,8 +9,8 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchbed.config import Suite
 from benchbed.errors import ConfigError
+from benchbed.schema import Suite
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 Layout of results/<run-id>/:
   run.json       suite as given, resolved plan + seed, versions, agent sha256, times, status
   agent.pyz      the exact agent bytes every target ran
-  samples.jsonl  one sample per line, appended and flushed as it arrives
+  samples.jsonl  one sample per line (`benchbed.protocol.sample_row`), appended and flushed as it arrives
   cases.jsonl    one line per instance: ok / skipped / failed, reason, stderr tail, startup phases
   env/<t>.json   fingerprint gathered inside target t
 
 Schema history:
-  1 — first version (benchbed 0.1).
+  1 — first version (benchbed 0.1). Sample `labels` were always written; `load_run` keeps them since 0.2
+      (a reader-side change: no new schema).
 """
 
 from __future__ import annotations
@@ -27,36 +28,19 @@ from typing import Any
 import pandas as pd
 
 from benchbed.errors import ResultsFormatError
+from benchbed.fileio import write_json
+from benchbed.owner import owner_alive
+from benchbed.protocol import SAMPLE_COLUMNS
 
 SCHEMA_VERSION = 1
+SCALAR_COLUMNS = [c for c in SAMPLE_COLUMNS if c != "labels"]  # flat files (the report's CSV)
 FSYNC_INTERVAL_S = 0.5
-SAMPLE_COLUMNS = [
-    "target",
-    "workload",
-    "params",
-    "metric",
-    "unit",
-    "better",
-    "value",
-    "instance",
-    "repetition",
-    "phase",
-    "valid",
-    "reason",
-    "case",
-]
 
 
 def new_run_id(suite: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", suite)[:40]
     return f"{stamp}-{safe}-{secrets.token_hex(2)}"
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 class JsonlAppender:
@@ -103,7 +87,7 @@ class RunWriter:
             "controller_host": socket.gethostname(),
             **meta,
         }
-        _atomic_json(run_dir / "run.json", self.meta)
+        write_json(run_dir / "run.json", self.meta)
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")
 
@@ -117,11 +101,11 @@ class RunWriter:
     def env(self, target: str, data: dict[str, Any]) -> None:
         path = self.dir / "env" / f"{target}.json"
         if not path.exists():
-            _atomic_json(path, data)
+            write_json(path, data)
 
     def update(self, **fields: Any) -> None:
         self.meta.update(fields)
-        _atomic_json(self.dir / "run.json", self.meta)
+        write_json(self.dir / "run.json", self.meta)
 
     def finish(self, status: str, **fields: Any) -> None:
         self.samples.close()
@@ -164,8 +148,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _writer_alive(meta: dict[str, Any]) -> bool:
     """A 'running' run whose harness died is incomplete. Only checkable on the host that wrote it."""
-    from benchbed.targets.base import owner_alive
-
     pid = meta.get("controller_pid")
     return not isinstance(pid, int) or owner_alive(f"{meta.get('controller_host')}:{pid}")
 
@@ -192,6 +174,8 @@ def load_run(run_dir: Path) -> RunData:
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     samples = pd.DataFrame(_read_jsonl(run_dir / "samples.jsonl"), columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
+    labels = [v if isinstance(v, dict) else {} for v in samples["labels"]]  # rows of older writers have none
+    samples["labels"] = pd.Series(labels, index=samples.index, dtype=object)
     cases = pd.DataFrame(_read_jsonl(run_dir / "cases.jsonl"))
     env = {}
     for path in sorted((run_dir / "env").glob("*.json")):

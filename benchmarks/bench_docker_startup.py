@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchbed.config import DockerTarget as Spec
-from benchbed.targets.docker import DockerTarget
+from benchbed.targets.docker import DockerTarget as Spec
+from benchbed.targets.dockerengine import DockerProvisioner as DockerTarget
 
 
 def benchbed_totals(image: str, runs: int) -> tuple[list[float], dict[str, float]]:

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchbed.config import Suite
 from benchbed.pilot import choose_instances
 from benchbed.results import load_run
+from benchbed.schema import Suite
 from benchbed.stats import instance_medians
 from benchbed.verdict import compare_instances, threshold_for
 

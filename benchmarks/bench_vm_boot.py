@@ -24,9 +24,10 @@ from pathlib import Path
 
 import libvirt
 
-from benchbed.config import LibvirtTarget as Spec
 from benchbed.targets import vmspec
-from benchbed.targets.libvirt import LibvirtTarget, wait_for_banner
+from benchbed.targets.libvirt import LibvirtTarget as Spec
+from benchbed.targets.libvirtvm import LibvirtProvisioner as LibvirtTarget
+from benchbed.targets.vmspec import wait_for_banner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integration import libvirtd

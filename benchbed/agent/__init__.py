@@ -1,3 +1,1 @@
 """The in-target runner. Packed with the workloads into ONE zipapp; stdlib-only at import time."""
-
-PROTOCOL = 1

@@ -54,7 +54,8 @@ def bundle_files(directory: Path) -> list[tuple[str, Path]]:
 
 def _sources(user_modules: Sequence[Path], bundles: Mapping[str, Path]) -> list[tuple[str, bytes]]:
     files: list[tuple[str, bytes]] = [("__main__.py", MAIN.encode())]
-    files.append(("benchbed/__init__.py", (PKG_ROOT / "__init__.py").read_bytes()))
+    for top in ("__init__.py", "protocol.py"):
+        files.append((f"benchbed/{top}", (PKG_ROOT / top).read_bytes()))
     for sub in ("agent", "workloads"):
         for path in sorted((PKG_ROOT / sub).glob("*.py")):
             files.append((f"benchbed/{sub}/{path.name}", path.read_bytes()))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from benchbed import __version__
-from benchbed.agent import PROTOCOL
+from benchbed.protocol import PROTOCOL, Line, encode
 
 
 def _own_sha256() -> str:
@@ -33,8 +33,8 @@ class Emitter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def __call__(self, kind: str, **fields: Any) -> None:
-        self.out.write(json.dumps({"t": kind, **fields}, default=str, allow_nan=True) + "\n")
+    def __call__(self, kind: Line, **fields: Any) -> None:
+        self.out.write(encode(kind, **fields) + "\n")
         self.out.flush()
 
 
@@ -66,25 +66,32 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     from benchbed.workloads import Context, Skipped, load_for
 
     sha = _own_sha256()
-    emit("hello", protocol=PROTOCOL, agent=__version__, sha256=sha, pid=os.getpid(), python=sys.version.split()[0])
+    emit(Line.HELLO, protocol=PROTOCOL, agent=__version__, sha256=sha, pid=os.getpid(), python=sys.version.split()[0])
+    if spec.get("protocol", PROTOCOL) != PROTOCOL:
+        emit(
+            Line.ERROR,
+            error="ProtocolError",
+            message=f"controller speaks protocol {spec.get('protocol')}, this agent {PROTOCOL}",
+        )
+        return 3
     expected = spec.get("expect_sha256")
     if expected and sha not in (expected, "unpacked"):
-        emit("error", error="AgentMismatch", message=f"agent sha256 {sha} != expected {expected}")
+        emit(Line.ERROR, error="AgentMismatch", message=f"agent sha256 {sha} != expected {expected}")
         return 3
     registry = load_for(spec["workload"])
     _load_user_modules()
     stray = _not_from_zipapp()
     if stray:
-        emit("error", error="AgentMismatch", message=f"agent module loaded from outside the zipapp: {stray}")
+        emit(Line.ERROR, error="AgentMismatch", message=f"agent module loaded from outside the zipapp: {stray}")
         return 3
     if spec.get("fingerprint"):
         from benchbed.agent.fingerprint import collect
 
-        emit("fingerprint", data=collect())
+        emit(Line.FINGERPRINT, data=collect())
     name = spec["workload"]
     info = registry.get(name)
     if info is None:
-        emit("error", error="UnknownWorkload", message=f"workload {name!r} is not in this agent")
+        emit(Line.ERROR, error="UnknownWorkload", message=f"workload {name!r} is not in this agent")
         return 3
     base = spec.get("scratch_dir") or tempfile.gettempdir()
     Path(base).mkdir(parents=True, exist_ok=True)
@@ -100,12 +107,12 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     try:
         params = info.params(**spec.get("params", {}))
         for sample in info.fn(params, ctx):
-            emit("sample", **sample.to_json())
+            emit(Line.SAMPLE, **sample.to_json())
             n += 1
     except Skipped as skip:
-        emit("skipped", reason=str(skip))
+        emit(Line.SKIPPED, reason=str(skip))
     except Exception as err:  # report, never hang: the controller marks the case failed
-        emit("error", error=type(err).__name__, message=str(err), traceback=traceback.format_exc()[-4000:])
+        emit(Line.ERROR, error=type(err).__name__, message=str(err), traceback=traceback.format_exc()[-4000:])
         return 1
     finally:
         import shutil
@@ -113,7 +120,7 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     if spec.get("stack_digest", True):
         _emit_stack(emit, spec, base)
-    emit("done", samples=n, wall_s=time.perf_counter() - t0)
+    emit(Line.DONE, samples=n, wall_s=time.perf_counter() - t0)
     return 0
 
 
@@ -130,7 +137,7 @@ def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
         )
     except Exception as err:  # a digest we cannot take is reported as such, not guessed
         record = {"digest": None, "reason": f"{type(err).__name__}: {err}"}
-    emit("stack", data=record, seconds=time.perf_counter() - t0)
+    emit(Line.STACK, data=record, seconds=time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,19 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "fingerprint":
         from benchbed.agent.fingerprint import collect
 
-        emit("fingerprint", data=collect())
+        emit(Line.FINGERPRINT, data=collect())
         return 0
     if args[0] == "list":
         from benchbed.workloads import load_builtins
 
         _load_user_modules()
         for name in sorted(load_builtins()):
-            emit("workload", name=name)
+            emit(Line.WORKLOAD, name=name)
         return 0
     try:
         spec = json.loads(args[1] if len(args) > 1 else sys.stdin.read())
     except json.JSONDecodeError as err:
-        emit("error", error="BadSpec", message=f"spec is not JSON: {err}")
+        emit(Line.ERROR, error="BadSpec", message=f"spec is not JSON: {err}")
         return 2
     return run(spec, emit)
 

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from benchbed.console import fail, out
 from benchbed.errors import BenchbedError, ConfigError
 
-
-def _fail(err: BenchbedError) -> NoReturn:
-    from benchbed.cli import _fail as fail
-
-    fail(err)  # cli owns the one-line error format and exit code 2
+_fail = fail
 
 
 def _echo(line: str) -> None:
-    from benchbed.cli import out
-
     out.print(line, markup=False, soft_wrap=True)
 
 

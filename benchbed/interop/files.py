@@ -1,42 +1,11 @@
-"""Small file helpers shared by import and export: all-or-nothing writes, readable targets' names."""
+"""Small helpers shared by import and export: readable targets' names (writes go through `benchbed.fileio`)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
-from pathlib import Path
 
-from benchbed.config import NAME_PATTERN
-from benchbed.errors import ConfigError, ResultsFormatError
-
-
-def write_atomic(dest: Path, data: bytes) -> Path:
-    """Write `dest` through a temp file in the same directory and a rename: readers (and a Ctrl-C) never see a
-    half-written file, and a failure leaves nothing behind."""
-    parent = dest.parent
-    if not parent.is_dir():
-        raise ResultsFormatError(f"{dest}: directory {parent} does not exist", hint="create it or pick another path")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
-    except OSError as err:
-        raise ResultsFormatError(f"{dest}: cannot write here ({err.strerror or err})") from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(dest)
-    except OSError as err:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise ResultsFormatError(f"{dest}: cannot write ({err.strerror or err})") from err
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
-    return dest
+from benchbed.errors import ConfigError
+from benchbed.schema import NAME_PATTERN
 
 
 def check_target_name(name: str, option: str = "--target") -> str:

@@ -9,20 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchbed.errors import BenchbedError
-from benchbed.interop.files import write_atomic
+from benchbed.errors import MissingExtra
+from benchbed.fileio import write_atomic
 from benchbed.results import load_run
 from benchbed.stats import canonical_params
 
 
-class MissingExtra(BenchbedError):
-    """An optional library that this command needs is not installed."""
-
-
 def samples_frame(run_dir: Path) -> pd.DataFrame:
-    """The run's samples with Parquet-friendly types: params (a dict per row) as canonical JSON text."""
+    """The run's samples with Parquet-friendly types: params and labels (a dict per row) as canonical JSON text."""
     df = load_run(run_dir).samples.copy()
     df["params"] = df["params"].map(canonical_params)
+    df["labels"] = df["labels"].map(canonical_params)  # free-form dicts: JSON text, as params
     df["valid"] = df["valid"].map(lambda v: v is True or v is np.True_)
     df.insert(0, "run_id", run_dir.name)
     return df

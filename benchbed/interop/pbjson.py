@@ -24,7 +24,8 @@ from typing import Any
 
 from benchbed import __version__
 from benchbed.errors import ResultsFormatError
-from benchbed.interop.files import check_target_name, safe_name, write_atomic
+from benchbed.fileio import write_atomic
+from benchbed.interop.files import check_target_name, safe_name
 from benchbed.results import RunWriter, load_run, new_run_id
 from benchbed.stats import measured
 from benchbed.workloads.base import Sample

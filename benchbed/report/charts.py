@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 
-from benchbed.report.fmt import params_label
+from benchbed.fmt import params_label
 from benchbed.stats import ROW_KEYS
 
 BASE_COLOR = "#6b7785"

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
-from benchbed.report.fmt import fmt_ci, fmt_num, params_label
+from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline, problems
 
 JSON_SCHEMA = 1
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
-
-
-def md(text: object) -> str:
-    """Markdown-inert text: HTML metacharacters as entities, Markdown punctuation backslash-escaped, one line."""
-    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", s.replace("\r", " ").replace("\n", " "))
 
 
 def _direction(better: str) -> str:

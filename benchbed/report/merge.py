@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from benchbed.errors import ConfigError, ResultsFormatError
-from benchbed.report.fmt import thresholds_from_text
+from benchbed.fmt import thresholds_from_text
 from benchbed.results import RunData, load_run
 from benchbed.stats import canonical_params
 

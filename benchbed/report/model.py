@@ -16,7 +16,7 @@ import pandas as pd
 
 from benchbed.compare import HARDWARE, UNDER_TEST_RUNS, env_diff
 from benchbed.errors import ResultsFormatError
-from benchbed.report.fmt import finite, flatten, fmt_ci, fmt_num, params_label
+from benchbed.fmt import finite, flatten, fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
 from benchbed.stats import canonical_params, instance_medians, summarize
 from benchbed.verdict import compare_pairs

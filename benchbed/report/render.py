@@ -16,7 +16,6 @@ import contextlib
 import functools
 import gc
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,9 +27,8 @@ from markupsafe import Markup
 
 from benchbed import __version__
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.report import charts, model
-from benchbed.report.csvtext import to_csv
-from benchbed.report.fmt import (  # re-exported: the report's formatting API
+from benchbed.fileio import write_atomic
+from benchbed.fmt import (  # re-exported: the report's formatting API
     LONG_VALUE,
     ci_width,
     finite,
@@ -42,9 +40,11 @@ from benchbed.report.fmt import (  # re-exported: the report's formatting API
     suite_doc,
     thresholds_from_text,
 )
+from benchbed.report import charts, model
+from benchbed.report.csvtext import to_csv
 from benchbed.report.formats import to_json, to_markdown
 from benchbed.report.merge import ReportInput, combine
-from benchbed.results import SAMPLE_COLUMNS, RunData
+from benchbed.results import SCALAR_COLUMNS, RunData
 from benchbed.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, measured, startup_phases
 
 Format = Literal["html", "md", "json"]
@@ -66,7 +66,7 @@ __all__ = [
     "render",
     "render_html",
     "thresholds_from_text",
-    "write_report",
+    "write_text",
 ]
 
 
@@ -83,9 +83,9 @@ def _plotly_js(mode: str) -> tuple[Markup | None, str | None]:
 
 
 def samples_csv(samples: pd.DataFrame) -> str:
-    """The raw samples as CSV (results.SAMPLE_COLUMNS), every phase and validity, in file order: the same text
+    """The raw samples as CSV (results.SCALAR_COLUMNS), every phase and validity, in file order: the same text
     as pandas' `to_csv`, written faster (see `csvtext`)."""
-    return to_csv(samples, SAMPLE_COLUMNS)
+    return to_csv(samples, SCALAR_COLUMNS)
 
 
 @contextlib.contextmanager
@@ -286,26 +286,8 @@ def render(runs: RunData | Sequence[RunData] | ReportInput, fmt: str = "html", *
 
 
 def write_text(text: str, dest: Path) -> Path:
-    """Write atomically (temp file + fsync + rename), so a reader never sees half a report."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(dest)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise BenchbedError(f"{dest}: cannot write the report ({err.strerror or err})") from err
-    return dest
-
-
-def write_report(
-    runs: RunData | Sequence[RunData] | ReportInput, dest: Path, *, fmt: str = "html", plotly: str = "inline"
-) -> Path:
-    """Render the run(s) to `dest` atomically."""
-    return write_text(render(runs, fmt, plotly=plotly), dest)
+    """Write a report atomically (`benchbed.fileio`), creating reports/ when needed."""
+    return write_atomic(dest, text, make_parents=True)
 
 
 def default_path(run_ids: Sequence[str], fmt: str) -> Path:

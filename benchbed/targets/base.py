@@ -1,28 +1,26 @@
-"""Target protocol and registry.
+"""What a target is, once: the protocols the runner relies on, the base classes that own the shared behaviour, and
+`Kind`, the object a target kind registers (`benchbed.targets.registry`).
 
-A Target obtains an isolation boundary (how resources are obtained); the Session it yields starts commands in
-it (how the command starts). The registry maps kind → "module:Class" so `import benchbed` never imports
-paramiko, docker or libvirt.
+A Target obtains an isolation boundary (how resources are obtained); the Session it yields starts commands in it
+(how the command starts). Optional behaviour (`describe`, `close`, `abort`) is part of the protocols with a
+do-nothing default in the base classes, so the runner calls it plainly instead of probing with getattr.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
-import os
-import queue
-import socket
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from benchbed.errors import CommandFailed, TargetError
+from benchbed.errors import BenchbedError, CommandFailed, MissingExtra
+from benchbed.targets.spec import TargetBase as TargetSpec
 
-TAIL_BYTES = 16_384
+CONTROLLER = "controller"  # the lane of every target hosted on this machine (processes, containers, VMs)
+E = TypeVar("E", bound=BenchbedError)
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,10 @@ class Session(Protocol):
 
     def put(self, local: Path, remote: str) -> None: ...
 
+    def abort(self) -> None:
+        """Called from another thread when the run stops: end the running command now (may do nothing)."""
+        ...
+
 
 class Target(Protocol):
     name: str
@@ -72,6 +74,14 @@ class Target(Protocol):
         """Seconds spent in each phase of the latest provision (e.g. create, start, boot, ssh_ready)."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """Controller-side facts merged into the target's fingerprint (image digest, domain XML)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the target holds for the whole run (an engine connection)."""
+        ...
+
 
 @dataclass
 class PhaseClock:
@@ -81,6 +91,9 @@ class PhaseClock:
 
     def add(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+
+TAIL_BYTES = 16_384
 
 
 class Tail:
@@ -97,105 +110,6 @@ class Tail:
         return self.buf
 
 
-def owner_label() -> str:
-    """host:pid of this harness, stored with everything it creates so a sweep can tell live runs from dead ones."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Is the harness named by `host:pid` still running? Another host's cannot be judged, so it counts as alive."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# kind → (module:Class, extra to install)
-_KINDS: dict[str, tuple[str, str | None]] = {}
-
-
-def register_kind(kind: str, ref: str, extra: str | None = None) -> None:
-    if kind in _KINDS:
-        raise ValueError(f"target kind {kind!r} registered twice")
-    _KINDS[kind] = (ref, extra)
-
-
-register_kind("local", "benchbed.targets.local:LocalTarget")
-register_kind("ssh", "benchbed.targets.ssh:SshTarget", extra="ssh")
-register_kind("docker", "benchbed.targets.docker:DockerTarget", extra="docker")
-register_kind("libvirt", "benchbed.targets.libvirt:LibvirtTarget", extra="libvirt")
-
-
-def kinds() -> list[str]:
-    return sorted(_KINDS)
-
-
-def make_target(name: str, spec: Any, run_id: str) -> Target:
-    """Instantiate the implementation for spec.kind, importing its module (and dependencies) only now."""
-    try:
-        ref, extra = _KINDS[spec.kind]
-    except KeyError as err:
-        raise TargetError(f"target {name!r}: unknown kind {spec.kind!r} (known: {', '.join(kinds())})") from err
-    module_name, _, cls_name = ref.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        hint = f"pip install 'benchbed[{extra}]'" if extra else None
-        raise TargetError(f"target {name!r} (kind {spec.kind}): missing dependency {err.name!r}", hint=hint) from err
-    cls = getattr(module, cls_name)
-    target: Target = cls(name, spec, run_id)
-    return target
-
-
-TICK_S = 0.25  # longest the main thread blocks in C, so Ctrl-C is handled within this even for a silent agent
-
-
-def pumped(chunks: Iterator[bytes], abort: Callable[[], None]) -> Iterator[bytes]:
-    """Read `chunks` in a helper thread and hand them over here, waking every TICK_S.
-
-    A process-directed SIGINT may land on any thread; Python then runs the handler in the main thread only
-    when that thread next executes bytecode. A main thread parked in a C read without timeout (the Docker SDK
-    polls forever) would not notice Ctrl-C until the agent wrote again. `abort` unblocks the reader on exit.
-    """
-    box: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=256)
-
-    def pump() -> None:
-        try:
-            for chunk in chunks:
-                box.put(chunk)
-        except BaseException as err:  # handed to the consumer, which re-raises it in its own thread
-            box.put(err)
-        finally:
-            box.put(None)
-
-    reader = threading.Thread(target=pump, name="benchbed-pump", daemon=True)
-    reader.start()
-    try:
-        while True:
-            try:
-                item = box.get(timeout=TICK_S)
-            except queue.Empty:
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        if reader.is_alive():
-            abort()
-            while reader.is_alive():  # drain so a blocked put() lets the pump see the end of its stream
-                with contextlib.suppress(queue.Empty):
-                    box.get(timeout=TICK_S)
-                reader.join(0)
-
-
 def collect_stdout(stream: Callable[..., CommandResult], argv: Sequence[str], timeout: float | None) -> CommandResult:
     """Session.run in terms of Session.stream: the same process handling, stdout kept (bounded) instead of streamed."""
     out = Tail(limit=1 << 20)
@@ -206,12 +120,79 @@ def collect_stdout(stream: Callable[..., CommandResult], argv: Sequence[str], ti
     return dataclasses.replace(stream(argv, keep, timeout=timeout), stdout=str(out))
 
 
-def iter_lines(chunks: Iterator[bytes], on_line: LineHandler) -> str:
-    """Split a byte stream into lines for on_line; returns a trailing partial line, if any."""
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            on_line(line.decode("utf-8", errors="replace"))
-    return pending.decode("utf-8", errors="replace")
+class TargetImpl:
+    """Base of every target implementation: name, spec, run id, the phase clock and the error prefix."""
+
+    def __init__(self, name: str, spec: Any, run_id: str) -> None:
+        self.name = name
+        self.spec = spec
+        self.run_id = run_id
+        self._clock = PhaseClock()
+
+    def error(self, cls: type[E], message: str, *, hint: str | None = None) -> E:
+        """`cls("target 'name': message")`: every target error names its target the same way."""
+        return cls(f"target {self.name!r}: {message}", hint=hint)
+
+    def startup_phases(self) -> dict[str, float]:
+        return dict(self._clock.phases)
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+class SessionImpl:
+    """Base of every session: `run` is `stream` with stdout kept; `abort` does nothing unless a kind can."""
+
+    def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
+        raise NotImplementedError
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        return collect_stdout(self.stream, argv, timeout)
+
+    def abort(self) -> None:
+        return None
+
+
+class Kind:
+    """What one target kind declares, in its module under benchbed/targets/ (see docs/architecture.md).
+
+    The module is cheap to import (pydantic and the stdlib): an optional dependency (paramiko, docker, libvirt)
+    is imported only by `target()` and `sweep()`, and a missing one is a MissingExtra naming `extra`.
+    """
+
+    name: ClassVar[str]
+    spec: ClassVar[type[TargetSpec]]
+    extra: ClassVar[str | None] = None  # `pip install 'benchbed[extra]'` brings the dependency
+    impl: ClassVar[str]  # "module:Class" of the Target implementation, imported on first use
+
+    def target(self, name: str, spec: Any, run_id: str) -> Target:
+        module, _, cls = self.impl.partition(":")
+        try:
+            found: type[Target] = getattr(importlib.import_module(module), cls)
+        except ImportError as err:
+            raise self.missing(err, f"target {name!r}") from err
+        return found(name, spec, run_id)  # type: ignore[call-arg]
+
+    def lane(self, spec: Any) -> str:
+        """The machine the target occupies, for `--parallel`: two instances never share one."""
+        return CONTROLLER
+
+    def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
+        """Remove what dead runs left behind on the engines/hosts these specs use; returns what was removed."""
+        return []
+
+    def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
+        """`benchbed cleanup` without this kind in a targets file: a spec naming what to sweep, or None."""
+        return None
+
+    def missing(self, err: ImportError, what: str) -> MissingExtra:
+        hint = f"pip install 'benchbed[{self.extra}]'" if self.extra else None
+        return MissingExtra(f"{what} (kind {self.name}): missing dependency {err.name!r}", hint=hint)
+
+
+def distinct(values: Iterable[Any]) -> list[Any]:
+    """Values in first-seen order, once each (the engines, hosts or URIs a set of specs uses)."""
+    return list(dict.fromkeys(values))

@@ -1,459 +1,98 @@
-"""`libvirt`: a fresh transient VM per instance, reached with the same paramiko session as `ssh`.
+"""`libvirt`: a fresh transient VM per instance, booted from a copy-on-write overlay of a base image.
 
-check passthrough devices (a bad PCI address fails before anything starts) → `overlay` (qcow2 over the base
-image) → `create` (createXML: the domain is running when it returns) → `boot` (until the guest's sshd sends
-its banner, polled every 50 ms) → `connect` + `first_rtt` (SshTarget on the polled socket). Teardown destroys
-the domain and removes the overlay on success, failure and Ctrl-C, then checks that passed-through devices went
-back to their host driver. Domains carry benchbed metadata (run, controller host:pid) and overlays a claim
-file, so `benchbed cleanup` and the sweep at run start can remove what a killed harness left.
+This module is the kind: its spec model, the sweep of dead runs' domains and overlays and its registry entry. The
+libvirt code lives in `libvirtvm` (domains, devices, boot) and `vmspec` (overlays, domain XML: no libvirt
+needed), imported only when a VM is provisioned or swept. The guest is reached with the ssh kind's session.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
-import select
-import socket
-import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
-import libvirt
+from pydantic import Field
 
-from benchbed.config import LibvirtTarget as LibvirtSpec
-from benchbed.config import SshTarget as SshSpec
-from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets import vmspec
-from benchbed.targets.base import PhaseClock, owner_alive
-from benchbed.targets.ssh import SshSession, SshTarget
-from benchbed.targets.vmspec import METADATA_NS, PREFIX, Pci
-
-log = logging.getLogger(__name__)
-
-POLL_S = 0.05  # a refused probe of the guest's sshd is retried this soon: the most the harness adds to the boot
-SILENT_S = 0.25  # a probe silent this long may be stuck (slirp holds it while the guest has no IP): add another
-MAX_PROBES = 4  # in flight at once: each costs the guest an sshd fork, and sshd drops floods (MaxStartups)
-PROBE_LIFE_S = 5.0  # a probe that saw nothing for this long is dropped
-_SEQ = itertools.count(1)  # instance numbers, unique across targets within this controller process
-_STATES = {
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-}
+from benchbed.targets.base import Kind, distinct
+from benchbed.targets.spec import Strict, TargetBase
 
 
-def _quiet(_ctx: object, _err: object) -> None:
-    """libvirt prints every error to stderr by default; ours are raised as exceptions instead."""
+class VmSsh(Strict):
+    """How benchbed reaches a guest: the same paramiko session as `ssh`, pointed at the VM."""
+
+    user: str = "root"
+    key: str | None = Field(None, description="Private key for the guest; the SSH agent and ~/.ssh/id_* if absent")
+    host_key: str | None = Field(
+        None, description="The guest's public host key file: pinned for the forwarded port (build-vm-image makes one)"
+    )
+    accept_new_host_key: bool = Field(
+        False, description="Without host_key: trust the key a fresh guest offers (kept in a per-instance file)"
+    )
+    reach: Literal["port_forward", "lease"] = Field(
+        "port_forward",
+        description="port_forward: QEMU user-mode hostfwd on 127.0.0.1; lease: the guest's address on `network`",
+    )
+    host_port: int | None = Field(None, ge=1, le=65535, description="Forwarded port; a free one if absent")
+    network: str = Field("default", description="libvirt network for reach: lease")
+    port: int = Field(22, ge=1, le=65535, description="sshd port inside the guest")
+    workdir: str | None = None
+    sudo: bool = False
+    connect_timeout_s: float = Field(10.0, gt=0)
+    command_timeout_s: float = Field(120.0, gt=0)
 
 
-libvirt.registerErrorHandler(_quiet, None)
+class LibvirtTarget(TargetBase):
+    """A fresh transient VM per instance, booted from a copy-on-write overlay of `image` (never written)."""
+
+    kind: Literal["libvirt"]
+    uri: str = Field("qemu:///system", description="libvirt connection URI (qemu+ssh://host/system for a remote one)")
+    image: str = Field(min_length=1, description="Base disk (raw or qcow2); each instance gets its own overlay")
+    kernel: str | None = Field(None, description="Direct kernel boot (with initrd and cmdline)")
+    initrd: str | None = None
+    cmdline: str | None = None
+    vcpus: int = Field(2, ge=1)
+    memory: int = Field(2048, ge=64, description="MiB")
+    cpu_mode: Literal["host-passthrough", "host-model", "maximum", "custom"] = "host-passthrough"
+    hugepages: bool = False
+    vcpu_pinning: list[str] | None = Field(None, description="Host cpuset per vCPU, e.g. ['2', '3'] or ['2-3', '6']")
+    virt_type: Literal["kvm", "qemu"] = Field("kvm", description="qemu = software emulation: never representative")
+    machine: str = "q35"
+    template: str | None = Field(None, description="Jinja2 domain XML; the shipped targets/vm/domain.xml.j2 if absent")
+    gpus: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")]] = Field(
+        default_factory=list, description="PCI addresses passed through (VFIO); the IOMMU group's other functions too"
+    )
+    mdevs: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")]] = Field(
+        default_factory=list, description="mdev UUIDs (vGPU slices)"
+    )
+    overlay_dir: str | None = Field(None, description="Where overlays go; /var/lib/benchbed/overlays as root")
+    ssh: VmSsh = Field(default_factory=lambda: VmSsh())
+    boot_timeout_s: float = Field(300.0, gt=0, description="From start until the guest's sshd answers")
 
 
-def connect(uri: str, where: str) -> libvirt.virConnect:
-    try:
-        return libvirt.open(uri)
-    except libvirt.libvirtError as err:
-        raise ProvisionError(
-            f"{where}: cannot connect to libvirt at {uri}: {err.get_error_message()}",
-            hint="is libvirtd running (libvirtd -d)? set `uri:` to the hypervisor's URI",
-        ) from err
+class LibvirtKind(Kind):
+    name = "libvirt"
+    spec = LibvirtTarget
+    extra = "libvirt"
+    impl = "benchbed.targets.libvirtvm:LibvirtProvisioner"
 
+    def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
+        from benchbed.targets.vmspec import overlay_dir, sweep_overlays
 
-def _version(n: int) -> str:
-    return f"{n // 1_000_000}.{n // 1000 % 1000}.{n % 1000}"
+        hosts = distinct((spec.uri, overlay_dir(spec)) for spec in specs)
+        try:
+            from benchbed.targets.libvirtvm import sweep
+        except ImportError as err:
+            for _, overlays in hosts:  # the files, at least
+                sweep_overlays(overlays, everything=everything)
+            raise self.missing(err, "cleanup") from err
+        removed: list[str] = []
+        for uri, overlays in hosts:
+            removed += sweep(uri, overlays, everything=everything)
+        return removed
 
+    def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
+        """--libvirt-uri, or (without a targets file) the system libvirt if a libvirt target was used here."""
+        from benchbed.targets.vmspec import default_overlay_dir
 
-def _state(dom: libvirt.virDomain) -> str:
-    try:
-        return _STATES.get(dom.state()[0], "unknown")
-    except libvirt.libvirtError:
-        return "gone"
-
-
-# ── passthrough devices ────────────────────────────────────────────────────────────────────────────────────
-def _nodedev(conn: libvirt.virConnect, pci: Pci) -> ET.Element | None:
-    try:
-        return ET.fromstring(conn.nodeDeviceLookupByName(pci.nodedev).XMLDesc(0))
-    except libvirt.libvirtError:
+        if endpoint or (not targets_given and default_overlay_dir().is_dir()):
+            return LibvirtTarget(kind="libvirt", image="-", uri=endpoint or "qemu:///system")
         return None
-
-
-def host_driver(conn: libvirt.virConnect, pci: Pci) -> str | None:
-    node = _nodedev(conn, pci)
-    return None if node is None else node.findtext("driver/name")
-
-
-def _in_use(conn: libvirt.virConnect) -> dict[Pci, str]:
-    """PCI functions already handed to a running domain → that domain's name."""
-    used: dict[Pci, str] = {}
-    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        with suppress(libvirt.libvirtError, ET.ParseError, KeyError, ValueError):
-            for addr in ET.fromstring(dom.XMLDesc(0)).iterfind("devices/hostdev[@type='pci']/source/address"):
-                used[Pci.from_xml(dict(addr.attrib))] = dom.name()
-    return used
-
-
-def check_devices(conn: libvirt.virConnect, spec: LibvirtSpec, name: str) -> tuple[list[Pci], dict[str, str | None]]:
-    """Every requested GPU function plus its siblings in the IOMMU group (its audio function, say), and the host
-    driver each is bound to now. Raises before anything starts when a device is unknown, has no IOMMU group
-    (IOMMU off), shares its group with another device, or is in use by a running domain."""
-    n = f"target {name!r}"
-    wanted: list[Pci] = []
-    drivers: dict[str, str | None] = {}
-    used = _in_use(conn) if spec.gpus else {}
-    for text in spec.gpus:
-        pci = Pci.parse(text)
-        node = _nodedev(conn, pci)
-        if node is None:
-            raise ProvisionError(
-                f"{n}: no PCI device {pci} on this host (libvirt node device {pci.nodedev} not found)",
-                hint="list them with `virsh nodedev-list --cap pci` or `lspci -D`",
-            )
-        group = node.find("capability[@type='pci']/iommuGroup")
-        if group is None:
-            raise ProvisionError(
-                f"{n}: PCI device {pci} is in no IOMMU group: the IOMMU is off or not supported",
-                hint="enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on (or amd_iommu=on) iommu=pt",
-            )
-        members = [Pci.from_xml(dict(a.attrib)) for a in group.iterfind("address")] or [pci]
-        strangers = [m for m in members if not m.same_device(pci)]
-        if strangers:
-            raise ProvisionError(
-                f"{n}: PCI device {pci} shares IOMMU group {group.get('number')} with other devices "
-                f"({', '.join(map(str, strangers))}); they cannot be passed through separately",
-                hint="move the card to another slot, or pass the whole group",
-            )
-        for member in sorted(members):
-            if member in used:
-                raise ProvisionError(f"{n}: PCI device {member} is in use by running domain {used[member]!r}")
-            if member not in wanted:
-                wanted.append(member)
-                drivers[str(member)] = host_driver(conn, member)
-    for uuid in spec.mdevs:
-        try:
-            conn.nodeDeviceLookupByName(f"mdev_{uuid.lower().replace('-', '_')}")
-        except libvirt.libvirtError as err:
-            raise ProvisionError(
-                f"{n}: mediated device {uuid} not found", hint="create the vGPU slice first (mdevctl start)"
-            ) from err
-    return wanted, drivers
-
-
-# ── guest sshd ─────────────────────────────────────────────────────────────────────────────────────────────
-def wait_for_banner(
-    host: str, port: int, deadline: float, alive: Callable[[], bool], poll_s: float = POLL_S
-) -> socket.socket:
-    """A connected socket whose peer has sent an SSH banner (peeked, not consumed: paramiko reads it).
-
-    Through QEMU's user-mode forward the TCP connect succeeds at once whatever the guest does, so connect alone
-    proves nothing: a guest without sshd yet shows as a connection closed at once (retried after poll_s), and a
-    probe opened before the guest had an IP may hang until slirp retries. So while the newest probe has been
-    silent for SILENT_S another one starts beside it (at most MAX_PROBES), and the first to show `SSH-` wins.
-    """
-    probes: dict[socket.socket, float] = {}
-    next_probe = newest = 0.0
-    try:
-        while True:
-            now = time.perf_counter()
-            if now >= deadline:
-                raise TimeoutError
-            if now >= next_probe:
-                if not alive():
-                    raise ConnectionAbortedError
-                next_probe = now + poll_s
-                if not probes or (now - newest >= SILENT_S and len(probes) < MAX_PROBES):
-                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    s.setblocking(False)
-                    s.connect_ex((host, port))
-                    probes[s] = newest = now
-            ready, _, _ = select.select(list(probes), [], [], max(0.0, min(next_probe, deadline) - now))
-            for s in ready:
-                try:
-                    head = s.recv(4, socket.MSG_PEEK)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    head = b""
-                if head.startswith(b"SSH-"):
-                    del probes[s]
-                    s.setblocking(True)
-                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    return s
-                if not head or not b"SSH-".startswith(head):
-                    del probes[s]
-                    s.close()
-            for s, t in list(probes.items()):
-                if time.perf_counter() - t > PROBE_LIFE_S:
-                    del probes[s]
-                    s.close()
-    finally:
-        for s in probes:
-            s.close()
-
-
-def _lease_address(dom: libvirt.virDomain) -> str | None:
-    """The guest's IPv4 address: the network's DHCP lease, else the guest agent."""
-    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT):
-        with suppress(libvirt.libvirtError):
-            for iface in (dom.interfaceAddresses(source) or {}).values():
-                for addr in iface.get("addrs") or []:
-                    if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and not addr["addr"].startswith("127."):
-                        return str(addr["addr"])
-    return None
-
-
-# ── target ─────────────────────────────────────────────────────────────────────────────────────────────────
-class LibvirtTarget:
-    def __init__(self, name: str, spec: LibvirtSpec, run_id: str) -> None:
-        self.name = name
-        self.spec = spec
-        self.run_id = run_id
-        self.dir = vmspec.overlay_dir(spec)
-        self._conn: libvirt.virConnect | None = None
-        self._clock = PhaseClock()
-        self._described: dict[str, Any] = {}
-        self.warnings: list[str] = []
-
-    @property
-    def conn(self) -> libvirt.virConnect:
-        if self._conn is None:
-            self._conn = connect(self.spec.uri, f"target {self.name!r}")
-        return self._conn
-
-    def startup_phases(self) -> dict[str, float]:
-        return dict(self._clock.phases)
-
-    def describe(self) -> dict[str, Any]:
-        """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices."""
-        return dict(self._described)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with suppress(libvirt.libvirtError):
-                self._conn.close()
-            self._conn = None
-
-    def _files_exist(self) -> None:
-        for key in ("image", "kernel", "initrd"):
-            value = getattr(self.spec, key)
-            if value and not Path(value).expanduser().is_file():
-                raise ProvisionError(
-                    f"target {self.name!r}: {key} {value} not found", hint="scripts/build-vm-image builds a test guest"
-                )
-
-    @contextmanager
-    def provision(self) -> Iterator[SshSession]:
-        self._clock = clock = PhaseClock()
-        spec, n = self.spec, f"target {self.name!r}"
-        t = time.perf_counter()
-        self._files_exist()
-        pci, drivers = check_devices(self.conn, spec, self.name)  # before anything exists that needs undoing
-        name = f"{PREFIX}{self.run_id}-{next(_SEQ)}"
-        overlay = self.dir / f"{name}.qcow2"
-        dom: libvirt.virDomain | None = None
-        console = self.dir / f"{name}.console.log"
-        try:
-            vmspec.write_claim(self.dir, name, self.run_id, self.name)
-            vmspec.create_overlay(Path(spec.image).expanduser(), overlay)
-            clock.add("overlay", time.perf_counter() - t)
-            t = time.perf_counter()
-            dom, xml, port = self._create(name, overlay, pci, console)
-            clock.add("create", time.perf_counter() - t)
-            t = time.perf_counter()
-            host, port = self._reach(dom, port)
-            try:
-                sock = wait_for_banner(host, port, t + spec.boot_timeout_s, lambda: _state(dom) == "running")
-            except TimeoutError:
-                raise ProvisionError(
-                    f"{n}: guest {name} did not answer SSH on {host}:{port} within {spec.boot_timeout_s:g} s "
-                    f"(domain destroyed){self._console_tail(console)}",
-                    hint="raise boot_timeout_s (software emulation boots slowly) or check the console log above",
-                ) from None
-            except ConnectionAbortedError:
-                raise ProvisionError(
-                    f"{n}: guest {name} stopped while booting ({_state(dom)}){self._console_tail(console)}"
-                ) from None
-            clock.add("boot", time.perf_counter() - t)
-            self._remember(dom, xml, pci, drivers)
-            ssh = SshTarget(self.name, self._ssh_spec(host, port, name), self.run_id)
-            ssh.remove_workdir = False  # the VM is destroyed right after
-            try:
-                with ssh.provision(sock) as session:
-                    clock.phases.update(ssh.startup_phases())
-                    yield session
-            except TransportError as err:  # say why the link dropped when the domain knows
-                state = _state(dom)
-                if state != "running":
-                    raise TransportError(f"{n}: guest {name} stopped mid-case ({state}): {err}") from err
-                raise
-        finally:
-            if dom is not None:
-                with suppress(libvirt.libvirtError):
-                    dom.destroy()
-            vmspec.remove_instance_files(self.dir, name)
-        self._devices_home(drivers)
-
-    def _create(
-        self, name: str, overlay: Path, pci: list[Pci], console: Path
-    ) -> tuple[libvirt.virDomain, str, int | None]:
-        """createXML (transient: gone once destroyed); a forwarded port taken in the meantime gets one retry."""
-        for attempt in range(3):
-            port = (self.spec.ssh.host_port or vmspec.free_port()) if self.spec.ssh.reach == "port_forward" else None
-            xml = vmspec.render_domain(
-                self.spec,
-                name=name,
-                run_id=self.run_id,
-                target=self.name,
-                overlay=overlay,
-                pci=pci,
-                host_port=port,
-                console_log=console,
-            )
-            try:
-                return self.conn.createXML(xml, 0), xml, port
-            except libvirt.libvirtError as err:
-                msg = err.get_error_message() or str(err)
-                if "host forwarding" in msg and attempt < 2 and not self.spec.ssh.host_port:
-                    continue
-                raise self._create_error(msg) from err
-        raise AssertionError("unreachable")
-
-    def _create_error(self, msg: str) -> ProvisionError:
-        n = f"target {self.name!r}"
-        if "/dev/kvm" in msg or "KVM is not available" in msg or ("kvm" in msg.lower() and "support" in msg.lower()):
-            return ProvisionError(
-                f"{n}: KVM is not available to libvirt: {msg}",
-                hint="check /dev/kvm (chgrp kvm /dev/kvm; chmod 660 /dev/kvm) or set virt_type: qemu (emulation)",
-            )
-        if "vfio" in msg.lower() or "iommu" in msg.lower():
-            return ProvisionError(f"{n}: device passthrough failed: {msg}", hint="is vfio-pci loaded and the IOMMU on?")
-        return ProvisionError(f"{n}: domain did not start: {msg}")
-
-    def _reach(self, dom: libvirt.virDomain, port: int | None) -> tuple[str, int]:
-        if port is not None:
-            return "127.0.0.1", port
-        deadline = time.perf_counter() + self.spec.boot_timeout_s
-        while time.perf_counter() < deadline:
-            addr = _lease_address(dom)
-            if addr:
-                return addr, self.spec.ssh.port
-            time.sleep(POLL_S)
-        raise ProvisionError(
-            f"target {self.name!r}: guest got no address on network {self.spec.ssh.network!r} "
-            f"within {self.spec.boot_timeout_s:g} s (no DHCP lease, no guest agent answer)"
-        )
-
-    def _ssh_spec(self, host: str, port: int, name: str) -> SshSpec:
-        s = self.spec.ssh
-        fields: dict[str, Any] = {
-            "kind": "ssh",
-            "host": host,
-            "port": port,
-            "user": s.user,
-            "key": s.key,
-            "python": self.spec.python,
-            "workdir": s.workdir,
-            "sudo": s.sudo,
-            "connect_timeout_s": s.connect_timeout_s,
-            "command_timeout_s": s.command_timeout_s,
-        }
-        if s.host_key or s.accept_new_host_key:  # a private known_hosts per instance: never the user's file
-            known = self.dir / f"{name}.known_hosts"
-            text = ""
-            if s.host_key:
-                kind, b64 = Path(s.host_key).expanduser().read_text().split()[:2]
-                text = f"{host if port == 22 else f'[{host}]:{port}'} {kind} {b64}\n"
-            known.write_text(text)
-            fields.update(known_hosts=str(known), accept_new_host_key=not s.host_key)
-        return SshSpec(**fields)
-
-    def _console_tail(self, console: Path, lines: int = 8) -> str:
-        try:
-            tail = console.read_text(errors="replace").strip().splitlines()[-lines:]
-        except OSError:
-            return ""
-        return ("; guest console ends with:\n  " + "\n  ".join(tail)) if tail else "; the guest console is empty"
-
-    def _devices_home(self, drivers: dict[str, str | None]) -> None:
-        """After destroy, managed passthrough devices must be back on their host driver (nvidia, say)."""
-        wrong = []
-        for addr, before in drivers.items():
-            now = host_driver(self.conn, Pci.parse(addr))
-            if before and now != before:
-                wrong.append(f"{addr} is on {now or 'no driver'}, was {before}")
-        if wrong:
-            msg = f"target {self.name!r}: after the VM, passthrough devices did not return to the host: " + "; ".join(
-                wrong
-            )
-            log.warning("%s", msg)
-            self.warnings.append(msg)
-            raise ProvisionError(msg, hint="virsh nodedev-reattach <device>, or reload the driver")
-
-    def _remember(self, dom: libvirt.virDomain, xml: str, pci: list[Pci], drivers: dict[str, str | None]) -> None:
-        if self._described:
-            return
-        conn = self.conn
-        try:
-            live_xml = dom.XMLDesc(0)
-        except libvirt.libvirtError:
-            live_xml = xml
-        info: dict[str, Any] = {
-            "uri": self.spec.uri,
-            "virt_type": self.spec.virt_type,
-            "representative": self.spec.virt_type == "kvm",
-            "cpu_mode": vmspec.effective_cpu_mode(self.spec),
-            "libvirt_version": _version(conn.getLibVersion()),
-            "domain_xml": live_xml,
-            "passthrough": {
-                "pci": [{"address": str(p), "host_driver": drivers.get(str(p))} for p in pci],
-                "mdevs": list(self.spec.mdevs),
-            },
-        }
-        with suppress(libvirt.libvirtError):
-            info["hypervisor"] = conn.getType()
-            info["qemu_version"] = _version(conn.getVersion())
-        if self.spec.virt_type == "qemu":
-            info["warning"] = "software emulation (TCG): timings are not representative of a KVM guest"
-        self._described = {"libvirt": info}
-
-
-# ── leftovers of dead runs ─────────────────────────────────────────────────────────────────────────────────
-def _metadata(dom: libvirt.virDomain) -> dict[str, str]:
-    try:
-        root = ET.fromstring(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
-    except (libvirt.libvirtError, ET.ParseError):
-        return {}
-    return {child.tag.rpartition("}")[2]: child.text or "" for child in root}
-
-
-def sweep(uri: str, overlays: Path | None = None, *, everything: bool = False) -> list[str]:
-    """Destroy benchbed domains whose harness is gone (or all), then remove dead runs' overlays."""
-    conn = connect(uri, "cleanup")
-    removed = []
-    try:
-        for dom in conn.listAllDomains(0):
-            if not dom.name().startswith(PREFIX):
-                continue
-            meta = _metadata(dom)
-            if not meta or not (everything or not owner_alive(meta.get("owner", ""))):
-                continue
-            with suppress(libvirt.libvirtError):
-                persistent = dom.isPersistent()  # ask first: a transient domain is gone once destroyed
-                if dom.isActive():
-                    dom.destroy()
-                if persistent:
-                    dom.undefine()
-                removed.append(f"domain {dom.name()} (run {meta.get('run')}, target {meta.get('target')})")
-            overlay = Path(meta.get("overlay") or "/nonexistent")
-            if overlay.exists():
-                vmspec.remove_instance_files(overlay.parent, dom.name())
-                removed.append(f"overlay {overlay} (run {meta.get('run')}, target {meta.get('target')})")
-    finally:
-        with suppress(libvirt.libvirtError):
-            conn.close()
-    return removed + vmspec.sweep_overlays(overlays or vmspec.default_overlay_dir(), everything=everything)

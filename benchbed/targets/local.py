@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shutil
@@ -13,17 +14,38 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Literal
 
-from benchbed.config import LocalTarget as LocalSpec
 from benchbed.errors import ProvisionError, TransportError
-from benchbed.targets.base import TICK_S, CommandResult, LineHandler, PhaseClock, Tail, collect_stdout, iter_lines
+from benchbed.interrupts import held_signals
+from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.spec import TargetBase
+from benchbed.targets.streams import TICK_S, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
+KILL_WAIT_S = 30.0  # how long a SIGKILLed agent (and its children) may take to be gone
+log = logging.getLogger(__name__)
 
 
-class LocalSession:
+class LocalTarget(TargetBase):
+    """This host, as a plain process: the bare-metal baseline."""
+
+    kind: Literal["local"] = "local"
+
+
+class LocalKind(Kind):
+    name = "local"
+    spec = LocalTarget
+    impl = "benchbed.targets.local:LocalProvisioner"
+
+
+class LocalSession(SessionImpl):
+    """A workdir and the agents started in it. `close()` kills them and removes the workdir, in that order:
+    an agent left running (or still dying) would write into the tree while it is removed, or recreate it."""
+
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
+        self.agents: set[subprocess.Popen[bytes]] = set()  # started and not yet reaped
 
     def put(self, local: Path, remote: str) -> None:
         try:
@@ -31,57 +53,70 @@ class LocalSession:
         except OSError as err:
             raise TransportError(f"local: cannot copy {local} to {remote}: {err.strerror}") from err
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        return collect_stdout(self.stream, argv, timeout)
-
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         t0 = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        except OSError as err:
-            return CommandResult(tuple(argv), 127, "", f"cannot start {argv[0]!r}: {err.strerror}", 0.0)
-        assert proc.stdout is not None
-        assert proc.stderr is not None
         err_tail = Tail()
-        stderr = proc.stderr
-
-        def pump() -> None:
-            for chunk in iter(lambda: os.read(stderr.fileno(), 65536), b""):
-                err_tail.add(chunk.decode("utf-8", "replace"))
-
-        drain = threading.Thread(target=pump, daemon=True)
-        drain.start()
         timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            _kill_group(proc)
-
-        timer = threading.Timer(timeout, kill) if timeout else None
-        if timer:
-            timer.start()
+        proc: subprocess.Popen[bytes] | None = None
+        drain: threading.Thread | None = None
+        timer: threading.Timer | None = None
         try:
+            # Ctrl-C waits until the agent is recorded and its helpers run: one landing after the fork but before
+            # `proc` was bound used to orphan the agent, which then recreated the workdir after its removal.
+            with held_signals():
+                try:
+                    proc = subprocess.Popen(
+                        list(argv),
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        stdin=subprocess.DEVNULL,
+                        cwd=self.workdir,
+                        start_new_session=True,  # its own process group: one killpg ends the agent and its children
+                    )
+                except OSError as err:
+                    return CommandResult(tuple(argv), 127, "", f"cannot start {argv[0]!r}: {err.strerror}", 0.0)
+                self.agents.add(proc)
+                drain, timer = _helpers(proc, err_tail, timed_out, timeout)
+            assert proc.stdout is not None
             rest = iter_lines(_ticking_read(proc.stdout.fileno()), on_line)
             if rest:
                 on_line(rest)
-            rc = proc.wait()
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited; reaped below, after its group
         finally:
-            if timer:
-                timer.cancel()
-            if proc.poll() is None:  # interrupted (Ctrl-C) or on_line raised: never leave the agent behind
-                _kill_group(proc)
-                proc.wait()
-            drain.join(timeout=5)
-            proc.stdout.close()
-            proc.stderr.close()
+            if proc is not None:
+                with held_signals():  # a second Ctrl-C or SIGTERM must not stop this halfway
+                    if timer is not None:  # its kill() must not outlive the process it names
+                        timer.cancel()
+                        timer.join()
+                    rc = self._end(proc)  # interrupted or on_line raised: the agent is killed here, not left behind
+                    if drain is not None:  # the agent's group is gone, so its stderr has ended
+                        drain.join(timeout=5)
+                    for pipe in (proc.stdout, proc.stderr):
+                        if pipe is not None:
+                            pipe.close()
         return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set())
+
+    def _end(self, proc: subprocess.Popen[bytes]) -> int:
+        """Kill the agent's process group (the agent if it still runs, or what it left behind), reap the agent,
+        and wait until nothing of its group is left. Until it is reaped, the agent's pid keeps its group id
+        from being reused, so the killpg cannot hit a stranger."""
+        if proc.returncode is None:
+            _kill_group(proc)
+        try:
+            rc = proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:  # stuck in the kernel (D state): say so rather than hang on Ctrl-C
+            log.warning("agent pid %d in %s did not die within %g s of SIGKILL", proc.pid, self.workdir, KILL_WAIT_S)
+            return -signal.SIGKILL
+        _wait_group_gone(proc.pid)
+        self.agents.discard(proc)
+        return rc
+
+    def close(self) -> None:
+        """Kill every agent still recorded, wait until their process groups are gone, then remove the workdir."""
+        with held_signals():
+            for proc in list(self.agents):
+                self._end(proc)
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _ticking_read(fd: int) -> Iterator[bytes]:
@@ -96,43 +131,79 @@ def _ticking_read(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
+def _helpers(
+    proc: subprocess.Popen[bytes], err_tail: Tail, timed_out: threading.Event, timeout: float | None
+) -> tuple[threading.Thread, threading.Timer | None]:
+    """Started: a thread keeping the tail of the agent's stderr and, with a timeout, a timer that kills it."""
+    stderr = proc.stderr
+    assert stderr is not None
+
+    def pump() -> None:
+        with suppress(OSError):
+            for chunk in iter(lambda: os.read(stderr.fileno(), 65536), b""):
+                err_tail.add(chunk.decode("utf-8", "replace"))
+
+    def kill() -> None:
+        timed_out.set()
+        _kill_group(proc)
+
+    drain = threading.Thread(target=pump, daemon=True)
+    drain.start()
+    timer = threading.Timer(timeout, kill) if timeout else None
+    if timer is not None:
+        timer.start()
+    return drain, timer
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-class LocalTarget:
-    def __init__(self, name: str, spec: LocalSpec, run_id: str) -> None:
-        self.name = name
-        self.spec = spec
-        self.run_id = run_id
-        self._clock = PhaseClock()
+def _wait_group_gone(pgid: int) -> None:
+    """SIGKILL is asynchronous: a killed child of the agent may still finish a write into the workdir. Wait
+    until the group is empty (its members reaped), so that what is removed next stays removed."""
+    deadline = time.monotonic() + KILL_WAIT_S
+    while time.monotonic() < deadline:
+        with suppress(ChildProcessError):  # orphans are ours to reap when we are PID 1 (a container's init)
+            os.waitpid(-pgid, os.WNOHANG)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.01)
+    log.warning("process group %d outlived SIGKILL by %g s", pgid, KILL_WAIT_S)
+
+
+class LocalProvisioner(TargetImpl):
+    def __init__(self, name: str, spec: LocalTarget, run_id: str) -> None:
+        super().__init__(name, spec, run_id)
+        self._open: list[LocalSession] = []  # provisioned and not yet torn down: close() ends what is left
 
     @contextmanager
     def provision(self) -> Iterator[LocalSession]:
         self._clock = PhaseClock()
         t0 = time.perf_counter()
-        workdir: str | None = None
+        session: LocalSession | None = None
         try:
-            try:
-                workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-")
-            except OSError as err:
-                raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
+            with held_signals():  # the workdir exists only once it is recorded (Ctrl-C inside mkdtemp leaked it)
+                try:
+                    session = LocalSession(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-"))
+                except OSError as err:
+                    raise self.error(ProvisionError, f"cannot create a temp dir: {err.strerror}") from err
+                self._open.append(session)
             self._clock.add("workdir", time.perf_counter() - t0)
-            yield LocalSession(workdir)
+            yield session
         finally:
-            if workdir is not None:
-                _remove_tree(workdir)
+            if session is not None:
+                with held_signals():
+                    session.close()
+                    if session in self._open:  # close() may have ended it first, if this ran late
+                        self._open.remove(session)
 
-    def startup_phases(self) -> dict[str, float]:
-        return dict(self._clock.phases)
-
-
-def _remove_tree(path: str, attempts: int = 20) -> None:
-    """rmtree that outlasts a dying child: on Ctrl-C the agent (same process group) may still be writing into its
-    workdir while we delete it, which leaves a non-empty directory behind; retry briefly until it is gone."""
-    for _ in range(attempts):
-        shutil.rmtree(path, ignore_errors=True)
-        if not os.path.lexists(path):
-            return
-        time.sleep(0.1)
+    def close(self) -> None:
+        """End of run (the runner calls this, also after Ctrl-C): tear down any instance whose own teardown never
+        ran, e.g. an interrupt that landed between the workdir's creation and the runner entering its block."""
+        with held_signals():
+            while self._open:
+                self._open.pop().close()

@@ -9,24 +9,33 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from benchbed.config import LibvirtTarget as LibvirtSpec
 from benchbed.errors import ConfigError, ProvisionError
-from benchbed.targets.base import owner_alive, owner_label
+from benchbed.owner import owner_alive, owner_label
+
+if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
+    from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
 
 METADATA_NS = "https://benchbed.dev/xmlns/libvirt/1"
 PREFIX = "benchbed-"
 TEMPLATE = Path(__file__).resolve().parent / "vm" / "domain.xml.j2"
 QCOW2_MAGIC = b"QFI\xfb"
 _PCI = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+POLL_S = 0.05  # a refused probe of the guest's sshd is retried this soon: the most the harness adds to the boot
+SILENT_S = 0.25  # a probe silent this long may be stuck (slirp holds it while the guest has no IP): add another
+MAX_PROBES = 4  # in flight at once: each costs the guest an sshd fork, and sshd drops floods (MaxStartups)
+PROBE_LIFE_S = 5.0  # a probe that saw nothing for this long is dropped
 
 
 @dataclass(frozen=True, order=True)
@@ -199,3 +208,55 @@ def render_domain(
         )
     except jinja2.TemplateError as err:
         raise ConfigError(f"target {target!r}: domain template: {err}") from err
+
+
+# ── guest sshd ─────────────────────────────────────────────────────────────────────────────────────────────
+def wait_for_banner(
+    host: str, port: int, deadline: float, alive: Callable[[], bool], poll_s: float = POLL_S
+) -> socket.socket:
+    """A connected socket whose peer has sent an SSH banner (peeked, not consumed: paramiko reads it).
+
+    Through QEMU's user-mode forward the TCP connect succeeds at once whatever the guest does, so connect alone
+    proves nothing: a guest without sshd yet shows as a connection closed at once (retried after poll_s), and a
+    probe opened before the guest had an IP may hang until slirp retries. So while the newest probe has been
+    silent for SILENT_S another one starts beside it (at most MAX_PROBES), and the first to show `SSH-` wins.
+    """
+    probes: dict[socket.socket, float] = {}
+    next_probe = newest = 0.0
+    try:
+        while True:
+            now = time.perf_counter()
+            if now >= deadline:
+                raise TimeoutError
+            if now >= next_probe:
+                if not alive():
+                    raise ConnectionAbortedError
+                next_probe = now + poll_s
+                if not probes or (now - newest >= SILENT_S and len(probes) < MAX_PROBES):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.setblocking(False)
+                    s.connect_ex((host, port))
+                    probes[s] = newest = now
+            ready, _, _ = select.select(list(probes), [], [], max(0.0, min(next_probe, deadline) - now))
+            for s in ready:
+                try:
+                    head = s.recv(4, socket.MSG_PEEK)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    head = b""
+                if head.startswith(b"SSH-"):
+                    del probes[s]
+                    s.setblocking(True)
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return s
+                if not head or not b"SSH-".startswith(head):
+                    del probes[s]
+                    s.close()
+            for s, t in list(probes.items()):
+                if time.perf_counter() - t > PROBE_LIFE_S:
+                    del probes[s]
+                    s.close()
+    finally:
+        for s in probes:
+            s.close()

@@ -1,4 +1,4 @@
-"""Workload registry and sample type. Stdlib-only: this module runs inside every target.
+"""Workload registry (the sample type is `benchbed.protocol.Sample`). Stdlib-only: this module runs inside every target.
 
 A workload is a plain generator function plus a dataclass of parameters. It measures itself *inside* the
 target so transport latency never leaks into its numbers, and says `Skipped(reason)` when it cannot run.
@@ -11,43 +11,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Better = Literal["higher", "lower"]
-Phase = Literal["cold", "warmup", "measure"]
+from benchbed.protocol import Phase
+from benchbed.protocol import Sample as Sample  # re-exported: what a workload yields
 
 
 class Skipped(Exception):
     """Raised by a workload that cannot run in this target; the reason reaches the report verbatim."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One measured value. `better` makes every comparison direction-aware."""
-
-    metric: str
-    value: float
-    unit: str
-    better: Better
-    phase: Phase = "measure"
-    repetition: int = 0
-    valid: bool = True
-    reason: str | None = None
-    labels: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        # hot path (one call per sample): a flat dict, not dataclasses.asdict's recursive deep copy
-        return {
-            "metric": self.metric,
-            "value": self.value,
-            "unit": self.unit,
-            "better": self.better,
-            "phase": self.phase,
-            "repetition": self.repetition,
-            "valid": self.valid,
-            "reason": self.reason,
-            "labels": dict(self.labels),
-        }
 
 
 @dataclass(frozen=True)

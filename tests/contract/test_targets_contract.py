@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from benchbed.config import TargetsFile
 from benchbed.results import SAMPLE_COLUMNS, load_run
-from benchbed.targets.base import kinds, make_target
+from benchbed.schema import TargetsFile
+from benchbed.targets.registry import kinds, make_target
 from tests.conftest import need
 from tests.integration import sshd as S
 

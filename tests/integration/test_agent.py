@@ -172,13 +172,13 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def leftover_workdirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("benchbed-*")}
+def leftover_workdirs(run_id: str) -> set[str]:
+    """The run's own: other runs on this machine (another suite, another checkout) may have theirs meanwhile."""
+    return {p.name for p in Path(tempfile.gettempdir()).glob(f"benchbed-{run_id}-*")}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_harness_keeps_samples_and_marks_incomplete(tmp_path: Path, sig: signal.Signals) -> None:
-    before = leftover_workdirs()
     (tmp_path / "s.yaml").write_text(
         "name: long\nbaseline: local\ndefaults: {instances: 50, repetitions: 20, warmup: 0}\n"
         "workloads:\n  - name: util.noop\n    params: {duration_ms: 5}\n"
@@ -218,7 +218,7 @@ def test_interrupted_harness_keeps_samples_and_marks_incomplete(tmp_path: Path, 
         assert proc.returncode == 130
         assert "interrupted" in err
         assert "Traceback" not in err
-        assert leftover_workdirs() <= before  # the workdir of the instance in flight was removed
+        assert not leftover_workdirs(samples.parent.name)  # the workdir of the instance in flight was removed
         assert not processes_mentioning(f"benchbed-{samples.parent.name}")  # and no agent is left behind
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from benchbed.config import LibvirtTarget as LibvirtSpec
 from benchbed.errors import ProvisionError
 from benchbed.targets import vmspec
+from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
 from tests.conftest import need
 
 pytestmark = pytest.mark.libvirt
@@ -56,7 +56,7 @@ def make(base: Path, tmp_path: Path, **extra: Any) -> LibvirtSpec:
 
 @pytest.fixture
 def target_of(lv: Any) -> Iterator[Any]:
-    from benchbed.targets.libvirt import LibvirtTarget
+    from benchbed.targets.libvirtvm import LibvirtProvisioner as LibvirtTarget
 
     made: list[LibvirtTarget] = []
 
@@ -70,7 +70,7 @@ def target_of(lv: Any) -> Iterator[Any]:
 
 
 def test_gpu_and_its_iommu_siblings_become_hostdevs(lv: Any, target_of: Any, base: Path, tmp_path: Path) -> None:
-    from benchbed.targets.libvirt import check_devices
+    from benchbed.targets.libvirtvm import check_devices
 
     spec = make(base, tmp_path, gpus=["0000:17:00.0"], mdevs=["3f5b2c4e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"])
     t = target_of(spec)
@@ -144,7 +144,7 @@ def test_boot_timeout_destroys_the_domain_and_removes_the_overlay(
 
 def _without_qemu_namespace(create: Any) -> Any:
     """The test driver keeps no <qemu:commandline>: drop it, as QEMU would consume it."""
-    from benchbed.targets import libvirt as L
+    from benchbed.targets import libvirtvm as L
 
     def wrapped(name: str, overlay: Path, pci: Any, console: Path) -> Any:
         real = vmspec.render_domain
@@ -164,7 +164,7 @@ def _without_qemu_namespace(create: Any) -> Any:
 
 
 def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path, tmp_path: Path) -> None:
-    from benchbed.targets import libvirt as L
+    from benchbed.targets import libvirtvm as L
 
     spec = make(base, tmp_path)
     t = target_of(spec)
@@ -209,7 +209,7 @@ def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path
 
 
 def _sweep_on(conn: Any, overlays: Path, everything: bool = False) -> list[str]:
-    from benchbed.targets import libvirt as L
+    from benchbed.targets import libvirtvm as L
 
     real_open = L.libvirt.open
     L.libvirt.open = lambda uri: conn  # type: ignore[assignment]
@@ -224,7 +224,7 @@ def _sweep_on(conn: Any, overlays: Path, everything: bool = False) -> list[str]:
 def test_device_not_back_on_its_host_driver_fails_loudly(
     lv: Any, target_of: Any, base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from benchbed.targets import libvirt as L
+    from benchbed.targets import libvirtvm as L
 
     t = target_of(make(base, tmp_path))
     monkeypatch.setattr(L, "host_driver", lambda conn, pci: "vfio-pci")
@@ -250,7 +250,7 @@ def test_banner_probe_survives_refusals_and_a_silent_forward(lv: Any) -> None:
     import threading
     import time
 
-    from benchbed.targets.libvirt import wait_for_banner
+    from benchbed.targets.vmspec import wait_for_banner
 
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]

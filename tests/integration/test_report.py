@@ -14,10 +14,15 @@ import pandas as pd
 import pytest
 
 from benchbed.errors import ResultsFormatError
-from benchbed.report.render import fmt_num, write_report
-from benchbed.results import SAMPLE_COLUMNS, load_run
+from benchbed.report.render import fmt_num, render, write_text
+from benchbed.results import SCALAR_COLUMNS, load_run
 from benchbed.stats import summarize
 from tests.conftest import REPO
+
+
+def write_report(run: Any, dest: Path, *, plotly: str = "inline") -> Path:
+    return write_text(render(run, "html", plotly=plotly), dest)
+
 
 EVIL = "<script>alert(1)</script>"
 
@@ -345,7 +350,7 @@ def test_hostile_text_cannot_leave_its_place(tmp_path: Path) -> None:
     # the CSV block gives back every sample, hostile text intact
     csv = embedded_csv(html)
     raw = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert list(csv.columns) == SAMPLE_COLUMNS
+    assert list(csv.columns) == SCALAR_COLUMNS
     assert list(csv["target"]) == [s["target"] for s in raw]
     assert list(csv["reason"]) == [s["reason"] for s in raw]
     assert [float(v) for v in csv["value"]] == [s["value"] for s in raw]

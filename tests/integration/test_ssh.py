@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from benchbed.config import SshTarget as SshSpec
 from benchbed.errors import ProvisionError
 from benchbed.results import load_run
+from benchbed.targets.ssh import SshTarget as SshSpec
 from tests.conftest import REPO, interruptible
 from tests.integration import sshd as S
 
@@ -72,7 +72,7 @@ def lone_server(server: S.Sshd, tmp_path: Path) -> Iterator[S.Sshd]:
 
 
 def target(spec: dict[str, Any], name: str = "box", run_id: str = "t") -> Any:
-    from benchbed.targets.ssh import SshTarget
+    from benchbed.targets.sshhost import SshProvisioner as SshTarget
 
     return SshTarget(name, SshSpec.model_validate(spec), run_id)
 
@@ -318,7 +318,7 @@ def test_sshd_killed_mid_case_fails_that_case_and_the_run_goes_on(
 
 def interrupt_when(monkeypatch: pytest.MonkeyPatch, on_target: str) -> None:
     """KeyboardInterrupt out of the line handler, right after the first sample of `on_target`."""
-    from benchbed import runner as runner_mod
+    from benchbed import casestate as runner_mod
 
     original = runner_mod.CaseState.on_line
 
@@ -418,6 +418,9 @@ class _Lanes:
 
     def case_finished(self, case: Any, record: dict[str, Any]) -> None:
         self.spans.setdefault(case.target, []).append((self.open.pop(case.index), time.monotonic(), case.index))
+
+    def replanned(self, plan: Any) -> None:
+        pass
 
 
 def test_parallel_fleet_with_a_dead_host(server: S.Sshd, lone_server: S.Sshd, tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchbed.config import Suite
 from benchbed.errors import ConfigError
 from benchbed.pilot import assess, choose_instances, upper_sd
 from benchbed.plan import case_key, make_plan
+from benchbed.schema import Suite
 from benchbed.verdict import min_mwu_p
 
 NOOP = case_key("util.noop", {"duration_ms": 5})

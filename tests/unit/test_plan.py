@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchbed.config import Suite
 from benchbed.errors import ConfigError
 from benchbed.plan import make_plan
+from benchbed.schema import Suite
 
 
 def suite(**kw: object) -> Suite:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchbed.fmt import md
 from benchbed.report.csvtext import to_csv
-from benchbed.report.formats import md
-from benchbed.results import SAMPLE_COLUMNS
+from benchbed.results import SCALAR_COLUMNS
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</script>", "a,b", 'say "hi"', "x\ny", "\r"]
 
@@ -36,14 +36,14 @@ def frame(texts: list[str] = HOSTILE) -> pd.DataFrame:
                 "case": i,
             }
         )
-    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+    return pd.DataFrame(rows, columns=SCALAR_COLUMNS)
 
 
 def test_csv_is_what_pandas_writes() -> None:
     # A lone CR: Python's csv writer (under pandas) leaves it unquoted on some versions, which breaks readers;
     # to_csv always quotes it (see the round trip below).
     df = frame([t for t in HOSTILE if t != "\r"])
-    assert to_csv(df, SAMPLE_COLUMNS) == df.to_csv(index=False, lineterminator="\n")
+    assert to_csv(df, SCALAR_COLUMNS) == df.to_csv(index=False, lineterminator="\n")
 
 
 def test_csv_keeps_types_apart_and_handles_missing_columns() -> None:
@@ -55,13 +55,13 @@ def test_csv_keeps_types_apart_and_handles_missing_columns() -> None:
 
 
 def test_csv_of_no_rows_is_the_header() -> None:
-    empty = pd.DataFrame(columns=SAMPLE_COLUMNS)
-    assert to_csv(empty, SAMPLE_COLUMNS) == empty.to_csv(index=False, lineterminator="\n")
+    empty = pd.DataFrame(columns=SCALAR_COLUMNS)
+    assert to_csv(empty, SCALAR_COLUMNS) == empty.to_csv(index=False, lineterminator="\n")
 
 
 def test_csv_round_trips_values_exactly() -> None:
     df = frame()
-    back = pd.read_csv(io.StringIO(to_csv(df, SAMPLE_COLUMNS)), keep_default_na=False, dtype=str)
+    back = pd.read_csv(io.StringIO(to_csv(df, SCALAR_COLUMNS)), keep_default_na=False, dtype=str)
     assert list(back["target"]) == list(df["target"])
     assert [float(v) if v else math.nan for v in back["value"]] == pytest.approx(list(df["value"]), nan_ok=True)
 

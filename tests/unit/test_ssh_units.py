@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from benchbed.config import TargetsFile, load_targets
+from benchbed.config import load_targets
 from benchbed.errors import ConfigError
-from benchbed.runner import CONTROLLER, lane_of
+from benchbed.schema import TargetsFile
+from benchbed.targets.base import CONTROLLER
+from benchbed.targets.registry import lane_of
 from tests.conftest import REPO
 
-ssh = pytest.importorskip("benchbed.targets.ssh", reason="paramiko not installed")
+ssh = pytest.importorskip("benchbed.targets.sshlink", reason="paramiko not installed")
 
 
 def test_lab_example_expands_groups_with_their_template() -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from benchbed.config import LibvirtTarget, TargetsFile
+from benchbed.schema import TargetsFile
 from benchbed.targets import vmspec
+from benchbed.targets.libvirt import LibvirtTarget
 from benchbed.targets.vmspec import Pci
 
 

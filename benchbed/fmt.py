@@ -1,4 +1,4 @@
-"""Plain-text formatting shared by the report, `benchbed compare` and the Markdown/JSON outputs.
+"""Plain-text formatting shared by the report, `benchbed compare` and the Markdown/JSON outputs (below both).
 
 Numbers are shown with the digits their CI supports; a missing value is always "—", never a made-up number.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import yaml
 
@@ -14,6 +15,14 @@ from benchbed.stats import canonical_params
 
 LONG_VALUE = 120  # env values longer than this (or multi-line) fold into a <details>
 MAX_EXTRA_DIGITS = 4
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md(text: object) -> str:
+    """Markdown-inert text, the one escaper of every Markdown benchbed writes (report, `compare --markdown`):
+    HTML metacharacters as entities, Markdown punctuation backslash-escaped, one line."""
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", s.replace("\r", " ").replace("\n", " "))
 
 
 # ── formatting (Jinja filters) ─────────────────────────────────────────────────────────────────────────────

@@ -1,0 +1,64 @@
+"""The one atomic writer: results, reports, interop files and `compare` outputs all go through it.
+
+A temp file in the destination's directory, fsync, then rename: a reader (or a Ctrl-C, or a crash) sees the old file
+or the new one, never half of one, and a failure leaves no temp file behind. Errors are one line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchbed.errors import ResultsFormatError
+
+
+def write_atomic(dest: Path, data: bytes | str, *, make_parents: bool = False, append: bool = False) -> Path:
+    """Replace `dest` with `data` all at once. `make_parents`: create missing directories (reports) instead of
+    refusing (an export's destination is named by the user: a typo'd directory is an error). `append`: the new
+    content is the old file's plus `data` (a Markdown summary file collecting several steps), still all at once."""
+    payload = data.encode() if isinstance(data, str) else data
+    parent = dest.parent
+    if make_parents:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ResultsFormatError(f"{dest}: cannot create {parent} ({err.strerror or err})") from err
+    elif not parent.is_dir():
+        raise ResultsFormatError(f"{dest}: directory {parent} does not exist", hint="create it or pick another path")
+    if append:
+        try:
+            payload = dest.read_bytes() + payload
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise ResultsFormatError(f"{dest}: cannot read it to append ({err.strerror or err})") from err
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+    except OSError as err:
+        raise ResultsFormatError(f"{dest}: cannot write here ({err.strerror or err})") from err
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        mode = dest.stat().st_mode & 0o7777 if dest.exists() else 0o644  # mkstemp makes 0600; keep it shareable
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(dest)
+    except OSError as err:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise ResultsFormatError(f"{dest}: cannot write ({err.strerror or err})") from err
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise
+    return dest
+
+
+def write_json(dest: Path, data: Any) -> Path:
+    """JSON the way every benchbed file is written: indented, sorted keys, one trailing newline."""
+    return write_atomic(dest, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,138 @@
+"""Suite and targets files as frozen pydantic models: the schema only (`benchbed.config` loads and checks files).
+
+The targets file's union of kinds is built from the kind registry (`benchbed.targets.registry`): a new kind's
+model appears here, and in `benchbed schema`, without an edit to this module.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from benchbed.targets.local import LocalTarget
+from benchbed.targets.registry import kinds, spec_models
+from benchbed.targets.spec import NAME_PATTERN, Strict, TargetBase
+from benchbed.targets.ssh import SshFields, SshTarget
+
+__all__ = ["NAME_PATTERN", "AnyTarget", "Suite", "TargetsFile", "json_schemas", "kinds"]
+
+
+# ── targets ────────────────────────────────────────────────────────────────────────────────────────────────
+AnyTarget = TargetBase  # what code may rely on; the file's union below is built from the kind registry
+if TYPE_CHECKING:
+    TargetSpec = TargetBase
+else:
+    TargetSpec = Annotated[Union[tuple(spec_models())], Field(discriminator="kind")]  # noqa: UP007
+
+
+class SshTemplate(SshFields):
+    """An SSH target whose host the group fills in (a `host:` written here is a placeholder, replaced)."""
+
+    kind: Literal["ssh"] = "ssh"
+    host: str | None = None
+
+
+class TargetGroup(Strict):
+    """Many hosts that share one definition: `hosts: [gpu01, gpu02]` expands to one target per host, named
+    after it (so host names must be valid target names)."""
+
+    hosts: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1)
+    template: SshTemplate = Field(default_factory=lambda: SshTemplate.model_validate({}))
+
+
+class TargetsFile(Strict):
+    targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetSpec]
+    groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetGroup] = Field(default_factory=dict)
+
+    def expanded(self) -> dict[str, AnyTarget]:
+        out: dict[str, AnyTarget] = dict(self.targets)
+        for group in self.groups.values():
+            for host in group.hosts:
+                if host in out:
+                    raise ValueError(f"group host {host!r} clashes with a target of the same name")
+                out[host] = SshTarget(**{**group.template.model_dump(), "host": host})
+        return out
+
+
+# ── suites ─────────────────────────────────────────────────────────────────────────────────────────────────
+Scalar = int | float | str | bool
+
+
+Instances = Annotated[int, Field(ge=1, le=1000)] | Literal["auto"]
+# With N + N instances an exact two-sided MWU cannot go below 2/C(2N, N): 0.10 at 3 + 3, 0.029 at 4 + 4 (one metric
+# only), 0.0079 at 5 + 5 (Holm over up to 6 metrics). 5 is the least that lets a multi-metric case reach a verdict.
+MIN_INSTANCES = 5
+
+
+class Repeats(Strict):
+    instances: Instances = Field(
+        "auto",
+        union_mode="left_to_right",
+        description="Fresh processes/containers/VMs per target and case; `auto`: chosen per case from a pilot's noise",
+    )
+    pilot_instances: int = Field(4, ge=2, le=100, description="`auto`: baseline instances in the pilot (they count)")
+    min_instances: int = Field(MIN_INSTANCES, ge=2, le=1000, description="`auto`: fewest instances per target")
+    max_instances: int = Field(20, ge=2, le=1000, description="`auto`: most instances per target (then MDE is shown)")
+    repetitions: int = Field(5, ge=1, le=100000, description="Measured samples per instance")
+    warmup: int = Field(1, ge=0, le=10000, description="Unreported-in-stats warm-up samples per instance")
+    timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit for one instance")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Repeats:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances {self.min_instances} > max_instances {self.max_instances}")
+        return self
+
+
+class WorkloadEntry(Strict):
+    name: str
+    params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    instances: Instances | None = Field(None, union_mode="left_to_right")
+    repetitions: int | None = Field(None, ge=1, le=100000)
+    warmup: int | None = Field(None, ge=0, le=10000)
+    timeout_s: float | None = Field(None, gt=0)
+
+    def grid(self) -> list[dict[str, Scalar]]:
+        """Lists expand to a cartesian grid, in file order."""
+        keys = list(self.params)
+        values = [v if isinstance(v, list) else [v] for v in self.params.values()]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+class Suite(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    baseline: str = "local"
+    targets: list[str] | None = Field(None, description="Target names to run on; all in the targets file if absent")
+    seed: int | None = Field(None, description="Seed for the interleaving order; random and recorded if absent")
+    defaults: Repeats = Field(default_factory=lambda: Repeats())
+    modules: list[str] = Field(default_factory=list, description="Custom workload modules, relative to this file")
+    blocks: list[list[str]] = Field(
+        default_factory=list,
+        description="Targets that cannot run alongside the others (a VM taking the GPU by passthrough): each list "
+        "is a block; every round runs one block's cases, then the next's, in seeded order. Unlisted targets form "
+        "one more block.",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Smallest relative change that matters, by glob on workload or workload:metric "
+        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); used by `benchbed compare`",
+    )
+    workloads: list[WorkloadEntry] = Field(min_length=1)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        for pattern, fraction in value.items():
+            if not 0 < fraction < 1:
+                raise ValueError(f"threshold {pattern!r}: {fraction} is not a fraction in (0, 1)")
+        return value
+
+
+DEFAULT_TARGETS = TargetsFile(targets={"local": LocalTarget.model_validate({})})
+
+
+def json_schemas() -> dict[str, Any]:
+    return {"suite": Suite.model_json_schema(), "targets": TargetsFile.model_json_schema()}

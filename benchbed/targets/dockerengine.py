@@ -1,0 +1,381 @@
+"""`docker`: a fresh container per instance through the Docker SDK — the container boundary under test.
+
+create → start → first exec (makes the workdir and proves python is there) → put the agent (put_archive) →
+exec the agent, streaming → remove. Every container carries `benchbed.*` labels so a crashed harness's leftovers
+can be found and removed (`benchbed cleanup`, and the sweep at the start of every run).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+import docker.types
+
+from benchbed.errors import ProvisionError, TransportError
+from benchbed.interrupts import held_signals
+from benchbed.owner import owner_alive, owner_label
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.streams import iter_lines, pumped
+
+if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
+    from benchbed.targets.docker import DockerTarget as DockerSpec
+
+log = logging.getLogger(__name__)
+
+LABEL_RUN = "benchbed.run"
+LABEL_TARGET = "benchbed.target"
+LABEL_OWNER = "benchbed.controller"  # host:pid of the harness, so a sweep can tell a live run from a dead one
+SLEEPER = "import signal, time\nsignal.signal(signal.SIGTERM, lambda *_: exit(0))\nwhile True: time.sleep(3600)"
+MKDIR = "import os, sys\nos.makedirs(sys.argv[1], mode=0o700, exist_ok=True)"
+_MISSING_EXE = ("executable file not found", "no such file or directory")
+
+
+def client_for(url: str | None, where: str) -> docker.DockerClient:
+    """Connect and ping; an unreachable engine is one clear line naming what was tried."""
+    tried = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    client: docker.DockerClient | None = None
+    try:
+        client = docker.DockerClient(base_url=url) if url else docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as err:
+        if client is not None:
+            client.close()
+        raise ProvisionError(
+            f"{where}: Docker engine not reachable at {tried}", hint="is dockerd running? set docker_host to its URL"
+        ) from err
+    return client
+
+
+def _size(text: str | None) -> int | str | None:
+    return text.lower() if text else None
+
+
+class DockerSession(SessionImpl):
+    def __init__(self, target: DockerProvisioner, container: Any) -> None:
+        self.target = target
+        self.container = container
+        self.workdir = target.spec.workdir
+        self.api = target.client.api
+        self.ready = False  # the workdir exists only after the first exec made it
+
+    def put(self, local: Path, remote: str) -> None:
+        dest = PurePosixPath(remote)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tar.gettarinfo(str(local), arcname=dest.name)
+            info.uid = info.gid = 0
+            info.mode = 0o644
+            with local.open("rb") as f:
+                tar.addfile(info, f)
+        try:
+            ok = self.container.put_archive(str(dest.parent), buf.getvalue())
+        except docker.errors.APIError as err:
+            raise self.target.error(TransportError, f"cannot copy the agent into the container: {err}") from err
+        if not ok:
+            raise self.target.error(TransportError, f"put_archive to {dest.parent} refused")
+
+    def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
+        t0 = time.perf_counter()
+        err_tail = Tail()
+        spec = self.target.spec
+        try:
+            exec_id = self.api.exec_create(
+                self.container.id,
+                list(argv),
+                stdout=True,
+                stderr=True,
+                user=spec.user or "",
+                environment=spec.env or None,
+                workdir=self.workdir if self.ready else None,
+            )["Id"]
+            chunks = self.api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.APIError as err:
+            raise self.target.error(TransportError, f"exec failed: {err.explanation or err}") from err
+        timed_out = threading.Event()
+
+        def kill() -> None:  # the container is this instance's alone: killing it ends the exec and its children
+            timed_out.set()
+            with suppress(docker.errors.DockerException):
+                self.container.kill()
+
+        def kill_quietly() -> None:  # interrupted: end the exec so the reader thread returns
+            with suppress(docker.errors.DockerException):
+                self.container.kill()
+
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.start()
+
+        def stdout_only() -> Iterator[bytes]:
+            for out, err in chunks:
+                if err:
+                    err_tail.add(err.decode("utf-8", "replace"))
+                if out:
+                    yield out
+
+        try:
+            rest = iter_lines(pumped(stdout_only(), kill_quietly), on_line)
+            if rest:
+                on_line(rest)
+        except docker.errors.DockerException as err:
+            raise self.target.error(TransportError, f"lost the exec stream: {err}") from err
+        finally:
+            if timer:
+                timer.cancel()
+            with suppress(Exception):  # the SDK leaves the exec's socket open once its stream is exhausted
+                chunks.close()
+        rc, reason = self._exit(exec_id)
+        return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set(), reason)
+
+    def _exit(self, exec_id: str) -> tuple[int, str | None]:
+        """Exit code of the exec, and why it died when the container knows better (OOM, container killed)."""
+        try:
+            info = self.api.exec_inspect(exec_id)
+            rc = -1 if info.get("ExitCode") is None else int(info["ExitCode"])
+            state = self._settled_state(rc)
+        except docker.errors.DockerException as err:
+            return -1, f"container vanished mid-case ({err.__class__.__name__})"
+        if state.get("OOMKilled") or (rc == 137 and self._oom_kills() > 0):
+            limit = self.target.spec.memory or "the host's memory"
+            return rc, f"OOM-killed in the container (memory limit {limit})"
+        if not state.get("Running", False):
+            return rc, f"container stopped mid-case ({state.get('Status')}, exit {state.get('ExitCode')})"
+        return rc, None
+
+    def _settled_state(self, rc: int) -> dict[str, Any]:
+        """After a SIGKILL (rc 137) the exec's stream ends before dockerd records the container's death: give
+        the state up to 2 s to catch up, so a killed container is not reported as a bare exit code."""
+        deadline = time.monotonic() + (2.0 if rc in (137, -1) else 0.0)
+        while True:
+            self.container.reload()
+            state: dict[str, Any] = self.container.attrs.get("State", {})
+            if not state.get("Running", False) or state.get("OOMKilled") or time.monotonic() >= deadline:
+                return state
+            time.sleep(0.05)
+
+    def _oom_kills(self) -> int:
+        """OOM kills of any process in the container, not only its init (cgroup v2 memory.events, v1 oom_control)."""
+        files = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
+        try:
+            res = self.container.exec_run(["cat", *files])
+        except docker.errors.DockerException:
+            return 0
+        for line in res.output.decode(errors="replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+
+class DockerProvisioner(TargetImpl):
+    def __init__(self, name: str, spec: DockerSpec, run_id: str) -> None:
+        super().__init__(name, spec, run_id)
+        self.spec: DockerSpec = spec
+        self._client: docker.DockerClient | None = None
+        self._described: dict[str, Any] = {}
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = client_for(self.spec.docker_host, f"target {self.name!r}")
+        return self._client
+
+    def close(self) -> None:
+        """Release the engine connection at the end of a run (the runner calls this)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def describe(self) -> dict[str, Any]:
+        """Controller-side facts for the fingerprint: image, engine, runtime and the limits applied."""
+        return dict(self._described)
+
+    def _image(self) -> Any:
+        spec, name = self.spec, self.spec.image
+        if spec.pull == "always":
+            return self._pull(name)
+        try:
+            return self.client.images.get(name)
+        except docker.errors.ImageNotFound as err:
+            if spec.pull == "never":
+                raise self.error(
+                    ProvisionError,
+                    f"image {name!r} is not present and pull is 'never'",
+                    hint="build or load the image first (scripts/build-test-image), or set pull: missing",
+                ) from err
+            return self._pull(name)
+
+    def _pull(self, name: str) -> Any:
+        repo, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "latest")
+        try:
+            return self.client.images.pull(repo, tag=tag or "latest")
+        except docker.errors.APIError as err:
+            raise self.error(ProvisionError, f"cannot pull image {name!r}: {err.explanation or err}") from err
+
+    def _create_args(self) -> dict[str, Any]:
+        spec = self.spec
+        args: dict[str, Any] = {
+            "entrypoint": [spec.python, "-c", SLEEPER],
+            "command": [],
+            "labels": {LABEL_RUN: self.run_id, LABEL_TARGET: self.name, LABEL_OWNER: owner_label()},
+            "network_mode": spec.network,
+            "privileged": spec.privileged,
+            "environment": spec.env,
+            "detach": True,
+        }
+        if spec.cpus:
+            args["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.memory:
+            args["mem_limit"] = _size(spec.memory)
+        if spec.shm_size:
+            args["shm_size"] = _size(spec.shm_size)
+        if spec.runtime:
+            args["runtime"] = spec.runtime
+        if spec.user:
+            args["user"] = spec.user
+        if spec.volumes:
+            args["volumes"] = list(spec.volumes)
+        if spec.gpus is not None:
+            gpus = spec.gpus
+            if gpus == "all":
+                req = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            elif isinstance(gpus, int):
+                req = docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])
+            else:
+                req = docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
+            args["device_requests"] = [req]
+        return args
+
+    def _start_error(self, err: docker.errors.APIError) -> ProvisionError:
+        text = str(err.explanation or err)
+        if "could not select device driver" in text:
+            return self.error(
+                ProvisionError,
+                f"GPUs requested but this Docker engine has no NVIDIA runtime ({text})",
+                hint="install nvidia-container-toolkit and restart dockerd, or drop `gpus:`",
+            )
+        if "unknown or invalid runtime" in text or "unknown runtime" in text:
+            return self.error(
+                ProvisionError,
+                f"runtime {self.spec.runtime!r} is unknown to the engine",
+                hint="see `docker info` for the runtimes it has",
+            )
+        if any(m in text for m in _MISSING_EXE):
+            return self.error(
+                ProvisionError,
+                f"{self.spec.python!r} not found in image {self.spec.image!r}",
+                hint="use an image with python3, or set `python:` to its interpreter",
+            )
+        return self.error(ProvisionError, f"container failed to start: {text}")
+
+    def _not_ready(self, container: Any, ready: CommandResult) -> ProvisionError:
+        """Tell a missing interpreter apart from a container that died while starting."""
+        text = ready.stderr.strip()[-200:] or "no output"
+        if ready.rc in (126, 127) or any(m in text for m in _MISSING_EXE):
+            return self.error(
+                ProvisionError,
+                f"{self.spec.python!r} does not run in image {self.spec.image!r} (rc {ready.rc}: {text})",
+                hint="use an image with python3, or set `python:` to its interpreter",
+            )
+        if ready.reason:
+            return self.error(ProvisionError, f"during start-up: {ready.reason}")
+        return self.error(ProvisionError, f"cannot create {self.spec.workdir} (rc {ready.rc}: {text})")
+
+    @contextmanager
+    def provision(self) -> Iterator[DockerSession]:
+        self._clock = PhaseClock()
+        clock = self._clock
+        t = time.perf_counter()
+        image = self._image()
+        clock.add("image", time.perf_counter() - t)
+        t = time.perf_counter()
+        container = None
+        try:
+            with held_signals():  # Ctrl-C mid-request would leave a created container unnamed here (until a sweep)
+                try:
+                    container = self.client.containers.create(image.id, **self._create_args())
+                except docker.errors.APIError as err:
+                    raise self._start_error(err) from err
+            clock.add("create", time.perf_counter() - t)
+            t = time.perf_counter()
+            try:
+                container.start()
+            except docker.errors.APIError as err:
+                raise self._start_error(err) from err
+            clock.add("start", time.perf_counter() - t)
+            session = DockerSession(self, container)
+            t = time.perf_counter()
+            ready = session.run([self.spec.python, "-c", MKDIR, self.spec.workdir], timeout=self.spec.start_timeout_s)
+            if ready.rc != 0:
+                raise self._not_ready(container, ready)
+            session.ready = True
+            clock.add("exec_ready", time.perf_counter() - t)
+            if not self._described:
+                t = time.perf_counter()
+                self._remember(image, container)
+                clock.add("inspect", time.perf_counter() - t)
+            yield session
+        finally:
+            if container is not None:
+                with held_signals(), suppress(docker.errors.DockerException):  # a second Ctrl-C waits for this
+                    container.remove(force=True)
+
+    def _remember(self, image: Any, container: Any) -> None:
+        host = container.attrs.get("HostConfig", {})
+        try:
+            version = self.client.version()
+        except docker.errors.DockerException:
+            version = {}
+        self._described = {
+            "docker": {
+                "image": self.spec.image,
+                "image_id": image.id,
+                "image_digests": image.attrs.get("RepoDigests") or [],
+                "runtime": host.get("Runtime"),
+                "engine_version": version.get("Version"),
+                "engine_api": version.get("ApiVersion"),
+                "engine_os": f"{version.get('Os')}/{version.get('Arch')}",
+                "limits": {
+                    "nano_cpus": host.get("NanoCpus") or None,
+                    "memory_bytes": host.get("Memory") or None,
+                    "shm_size_bytes": host.get("ShmSize"),
+                    "network_mode": host.get("NetworkMode"),
+                    "privileged": host.get("Privileged"),
+                    "device_requests": host.get("DeviceRequests"),
+                },
+            }
+        }
+
+
+# ── leftovers of dead runs ─────────────────────────────────────────────────────────────────────────────────
+def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
+    """Remove benchbed-labelled containers whose harness is gone (or all of them). Returns what was removed."""
+    client = client_for(url, "cleanup")
+    try:
+        return _sweep(client, everything)
+    finally:
+        client.close()
+
+
+def _sweep(client: docker.DockerClient, everything: bool) -> list[str]:
+    removed = []
+    # the low-level list carries the labels already: no per-container inspect that races with a teardown
+    for row in client.api.containers(all=True, filters={"label": LABEL_RUN}):
+        labels = row.get("Labels") or {}
+        if everything or not owner_alive(labels.get(LABEL_OWNER, "")):
+            name = (row.get("Names") or [row["Id"][:12]])[0].lstrip("/")
+            with suppress(docker.errors.NotFound):
+                client.api.remove_container(row["Id"], force=True)
+                removed.append(f"container {name} (run {labels.get(LABEL_RUN)}, target {labels.get(LABEL_TARGET)})")
+    return removed
