@@ -34,6 +34,8 @@ class CaseState:
     skipped: str | None = None
     error: str | None = None
     done: bool = False
+    stack: dict[str, Any] | None = None  # the userland the workload ran on (agent/stack.py)
+    stack_s: float = 0.0  # what taking that digest cost, inside the agent's wall time
     noise: list[str] = field(default_factory=list)
 
     def on_line(self, line: str) -> None:
@@ -69,6 +71,9 @@ class CaseState:
             self.error = f"{rec.get('error')}: {rec.get('message')}"
             if rec.get("traceback"):
                 self.noise.append(str(rec["traceback"]))
+        elif kind is Line.STACK:
+            self.stack = dict(rec.get("data") or {})
+            self.stack_s = float(rec.get("seconds") or 0.0)
         elif kind is Line.DONE:
             self.done = True
 

@@ -93,6 +93,7 @@ class HashCache:
             return
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(self.entries), encoding="utf-8")
             tmp.replace(self.path)
         except OSError:

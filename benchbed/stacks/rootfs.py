@@ -34,6 +34,7 @@ class Rootfs:
     image_id: str  # sha256:…
     path: Path
     unpack_s: float  # 0.0 when the cache already had it
+    env: tuple[str, ...] = ()  # the image's configured environment (PATH, LANG, ...), as `docker run` applies it
 
 
 def cache_dir(image_id: str, root: Path = CACHE_ROOT) -> Path:
@@ -71,11 +72,12 @@ def ensure_rootfs(image: str, root: Path = CACHE_ROOT) -> Rootfs:
                 f"stack: image {image!r} not found in the Docker engine", hint="build or pull it first"
             ) from err
         final = cache_dir(found.id, root)
+        env = tuple((found.attrs.get("Config") or {}).get("Env") or ())
         if (final / "rootfs").is_dir():
-            return Rootfs(image, found.id, final / "rootfs", 0.0)
+            return Rootfs(image, found.id, final / "rootfs", 0.0, env)
         t0 = time.perf_counter()
         _unpack(client, found.id, final)
-        return Rootfs(image, found.id, final / "rootfs", time.perf_counter() - t0)
+        return Rootfs(image, found.id, final / "rootfs", time.perf_counter() - t0, env)
     finally:
         client.close()
 

@@ -49,6 +49,7 @@ class Session(Protocol):
     """A live, provisioned target."""
 
     workdir: str
+    stack_cache: str | None  # a file the agent may keep stack-digest hashes in, or None
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult: ...
 
@@ -145,6 +146,9 @@ class TargetImpl:
 
 class SessionImpl:
     """Base of every session: `run` is `stream` with stdout kept; `abort` does nothing unless a kind can."""
+
+    # where the agent may keep file hashes for its stack digest between instances (agent/stack.py); None: none
+    stack_cache: str | None = None
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         raise NotImplementedError

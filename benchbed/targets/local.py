@@ -14,10 +14,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
+from benchbed.stacks import chroot
+from benchbed.stacks.rootfs import Rootfs, ensure_rootfs
 from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.spec import TargetBase
 from benchbed.targets.streams import TICK_S, iter_lines
@@ -31,6 +35,11 @@ class LocalTarget(TargetBase):
     """This host, as a plain process: the bare-metal baseline."""
 
     kind: Literal["local"] = "local"
+    stack: str | None = Field(
+        None,
+        description="An image (name or id in the Docker engine) whose userland the agent runs on: chrooted into "
+        "its rootfs, unpacked once per host, in a private mount namespace (needs root). See docs/stacks.md",
+    )
 
 
 class LocalKind(Kind):
@@ -46,6 +55,13 @@ class LocalSession(SessionImpl):
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
         self.agents: set[subprocess.Popen[bytes]] = set()  # started and not yet reaped
+        self.env: dict[str, str] | None = None  # the environment of started commands (None: this process's)
+        # the host's own files: hashes keyed by file identity stay valid across instances and runs
+        self.stack_cache = str(Path.home() / ".cache" / "benchbed" / "stack-hashes.json")
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """The command line actually started for argv (a stack session wraps it)."""
+        return list(argv)
 
     def put(self, local: Path, remote: str) -> None:
         try:
@@ -66,7 +82,8 @@ class LocalSession(SessionImpl):
             with held_signals():
                 try:
                     proc = subprocess.Popen(
-                        list(argv),
+                        self.command(argv),
+                        env=self.env,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         stdin=subprocess.DEVNULL,
@@ -175,22 +192,74 @@ def _wait_group_gone(pgid: int) -> None:
     log.warning("process group %d outlived SIGKILL by %g s", pgid, KILL_WAIT_S)
 
 
+class StackSession(LocalSession):
+    """A local session whose commands run chrooted into a stack's rootfs (benchbed.stacks.chroot)."""
+
+    def __init__(self, workdir: str, rootfs: Rootfs, binds: Sequence[str], driver_libs: Sequence[str]) -> None:
+        super().__init__(workdir)
+        self.stack_cache = None  # the host's cache is not visible inside the chroot
+        self.rootfs = rootfs
+        self.binds = list(binds)
+        self.driver_libs = list(driver_libs)
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        wrapped, extra = chroot.wrap(
+            argv,
+            rootfs=self.rootfs.path,
+            workdir=self.workdir,
+            binds=self.binds,
+            image_env=self.rootfs.env,
+            driver_libs=self.driver_libs,
+        )
+        self.env = {**os.environ, **extra}
+        return wrapped
+
+
 class LocalProvisioner(TargetImpl):
     def __init__(self, name: str, spec: LocalTarget, run_id: str) -> None:
         super().__init__(name, spec, run_id)
         self._open: list[LocalSession] = []  # provisioned and not yet torn down: close() ends what is left
+        self._rootfs: Rootfs | None = None
+
+    def _stack(self, image: str) -> Rootfs:
+        """The stack's rootfs, unpacked on first use (its cost is the `stack_unpack` phase of that instance)."""
+        if self._rootfs is None:
+            chroot.require_root(f"target {self.name!r}")
+            self._rootfs = ensure_rootfs(image)
+            if self._rootfs.unpack_s:
+                self._clock.add("stack_unpack", self._rootfs.unpack_s)
+        return self._rootfs
+
+    def _session(self, workdir: str) -> LocalSession:
+        spec: LocalTarget = self.spec
+        if not spec.stack:
+            return LocalSession(workdir)
+        binds = [spec.scratch_dir] if spec.scratch_dir else []
+        return StackSession(workdir, self._stack(spec.stack), binds, chroot.host_driver_libraries())
+
+    def describe(self) -> dict[str, Any]:
+        if self._rootfs is None:
+            return {}
+        return {"stack_image": {"name": self._rootfs.image, "id": self._rootfs.image_id, "boundary": "chroot"}}
 
     @contextmanager
     def provision(self) -> Iterator[LocalSession]:
         self._clock = PhaseClock()
+        if self.spec.stack:
+            self._stack(self.spec.stack)  # unpacked once per host, outside the held section: Ctrl-C stops it
         t0 = time.perf_counter()
         session: LocalSession | None = None
         try:
             with held_signals():  # the workdir exists only once it is recorded (Ctrl-C inside mkdtemp leaked it)
                 try:
-                    session = LocalSession(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-"))
+                    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.run_id}-")
                 except OSError as err:
                     raise self.error(ProvisionError, f"cannot create a temp dir: {err.strerror}") from err
+                try:
+                    session = self._session(workdir)
+                except BaseException:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    raise
                 self._open.append(session)
             self._clock.add("workdir", time.perf_counter() - t0)
             yield session

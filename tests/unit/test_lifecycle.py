@@ -164,3 +164,16 @@ def test_interrupt_aborts_the_session_and_writes_no_case(tmp_path: Path) -> None
     assert target.torn_down
     assert sink.cases == []  # an interrupted instance leaves no case record
     assert len(sink.samples) == 1
+
+
+def test_stack_line_gives_the_case_its_digest_and_env_each_distinct_stack(tmp_path: Path) -> None:
+    fp = encode(Line.FINGERPRINT, data={"kernel": "k"})
+    record = {"digest": "d1", "files": {"/usr/bin/python3": "aa"}, "driver": {"/usr/lib/libcuda.so.1": "cc"}}
+    stack = encode(Line.STACK, data=record, seconds=0.25)
+    cases, _, sink = run_one(lines(hello(), fp, sample(0), stack, encode(Line.DONE)), tmp_path)
+    (case,) = sink.cases
+    assert case["stack_digest"] == "d1"
+    assert case["driver_digest"] is not None
+    assert case["phases"]["stack_digest"] == 0.25
+    assert sink.envs["t"]["stacks"] == {"d1": record}
+    assert sink.envs["t"]["kernel"] == "k"
