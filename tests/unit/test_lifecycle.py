@@ -170,7 +170,7 @@ def test_stack_line_gives_the_case_its_digest_and_env_each_distinct_stack(tmp_pa
     fp = encode(Line.FINGERPRINT, data={"kernel": "k"})
     record = {"digest": "d1", "files": {"/usr/bin/python3": "aa"}, "driver": {"/usr/lib/libcuda.so.1": "cc"}}
     stack = encode(Line.STACK, data=record, seconds=0.25)
-    cases, _, sink = run_one(lines(hello(), fp, sample(0), stack, encode(Line.DONE)), tmp_path)
+    _, _, sink = run_one(lines(hello(), fp, sample(0), stack, encode(Line.DONE)), tmp_path)
     (case,) = sink.cases
     assert case["stack_digest"] == "d1"
     assert case["driver_digest"] is not None
