@@ -99,9 +99,8 @@ class RunWriter:
         self.cases.append(record)
 
     def env(self, target: str, data: dict[str, Any]) -> None:
-        path = self.dir / "env" / f"{target}.json"
-        if not path.exists():
-            write_json(path, data)
+        """Written whole each time (atomic): the lifecycle adds each new stack to the target's fingerprint."""
+        write_json(self.dir / "env" / f"{target}.json", data)
 
     def update(self, **fields: Any) -> None:
         self.meta.update(fields)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from benchbed.targets.base import Kind, distinct
 from benchbed.targets.spec import TargetBase
@@ -36,6 +36,21 @@ class DockerTarget(TargetBase):
     docker_host: str | None = Field(None, description="Engine URL; the local socket (or $DOCKER_HOST) if absent")
     workdir: str = Field("/tmp/benchbed", description="Directory inside the container for the agent")
     start_timeout_s: float = Field(60.0, gt=0)
+
+    stack: str | None = Field(
+        None, description="The stack this target runs on: for a container, its image (give `stack` or `image`)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stack_is_the_image(cls, data: Any) -> Any:
+        """A container's userland is its image, so `stack: X` means `image: X`; two different names are a mistake."""
+        if isinstance(data, dict) and data.get("stack"):
+            image = data.get("image")
+            if image and image != data["stack"]:
+                raise ValueError(f"image {image!r} and stack {data['stack']!r} differ: a container runs its image")
+            data = {**data, "image": data["stack"]}
+        return data
 
     @field_validator("volumes")
     @classmethod

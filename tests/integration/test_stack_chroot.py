@@ -121,3 +121,37 @@ def test_missing_image_and_no_root_are_one_line(image: str, tmp_path: Path) -> N
         check=False,
     )
     assert "needs root" in out.stderr
+
+
+STACK_SUITE = """name: stack-parity
+baseline: bare
+defaults: {instances: 2, repetitions: 3, warmup: 1}
+workloads:
+  - {name: cpu.gemm, params: {n: 64}}
+  - {name: util.noop, params: {duration_ms: 2}}
+"""
+
+
+def test_one_stack_through_local_and_docker_gives_one_digest_in_every_case(image: str, tmp_path: Path) -> None:
+    """`stack: IMAGE` on a local target (chroot) and a docker target: every case of both names one stack digest,
+    env/<target>.json holds its file list, and the plain host process (no stack) is a different stack."""
+    from tests.integration.test_docker import run_suite
+
+    targets = {
+        "bare": {"kind": "local", "stack": image},
+        "box": {"kind": "docker", "stack": image},
+        "host": {"kind": "local"},
+    }
+    _, run = run_suite(tmp_path, targets, STACK_SUITE)
+    cases = run.cases
+    assert set(cases.status) == {"ok"}, cases[["target", "status", "reason"]].to_string()
+    # a digest covers what the workload loaded (numpy for gemm, not for noop), so it is compared per workload
+    digests = cases.groupby(["workload", "target"]).stack_digest.unique()
+    for workload in ("cpu.gemm", "util.noop"):
+        assert len(digests[workload, "bare"]) == 1
+        assert list(digests[workload, "bare"]) == list(digests[workload, "box"])
+        assert list(digests[workload, "host"]) != list(digests[workload, "bare"])
+        (digest,) = digests[workload, "bare"]
+        assert run.env["bare"]["stacks"][digest]["files"] == run.env["box"]["stacks"][digest]["files"]
+    assert digests["cpu.gemm", "bare"][0] != digests["util.noop", "bare"][0]
+    assert run.env["bare"]["stack_image"]["boundary"] == "chroot"
