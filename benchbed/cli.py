@@ -173,13 +173,13 @@ def cleanup(
         bool, typer.Option("--all", help="Also remove objects of runs that still look alive")
     ] = False,
 ) -> None:
-    """Remove containers, VMs and overlays left behind by runs whose harness is gone."""
+    """Remove containers, VMs, overlays and namespace workdirs left behind by runs whose harness is gone."""
     from benchbed.cleanup import sweep
-    from benchbed.config import DockerTarget, LibvirtTarget, load_targets
+    from benchbed.config import DockerTarget, LibvirtTarget, NsTarget, load_targets
     from benchbed.targets.vmspec import default_overlay_dir
 
     try:
-        specs = list(load_targets(targets).values()) if targets else []
+        specs = list(load_targets(targets).values()) if targets else [NsTarget(kind="ns")]
         if not targets or docker_host:
             specs.append(DockerTarget(kind="docker", image="-", docker_host=docker_host))
         if libvirt_uri or (not targets and default_overlay_dir().is_dir()):  # the libvirt target was used here
