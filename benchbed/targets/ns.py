@@ -117,6 +117,7 @@ class Holder:
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
         self.proc: subprocess.Popen[bytes] | None = None
+        self.inner: int | None = None
         self._buf = b""
 
     def start(self) -> None:
@@ -167,11 +168,13 @@ class Holder:
         assert self.proc is not None
         pid = self.proc.pid
         with suppress(OSError, ValueError, IndexError):
-            return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+            self.inner = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+            return self.inner
         for stat in Path("/proc").glob("[0-9]*/stat"):  # kernels without CONFIG_PROC_CHILDREN
             with suppress(OSError, ValueError, IndexError):
                 if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                    return int(stat.parent.name)
+                    self.inner = int(stat.parent.name)
+                    return self.inner
         raise HolderFailed("the holder's child process is gone")
 
     def stop(self) -> None:
@@ -182,9 +185,30 @@ class Holder:
             if pipe is not None:
                 with suppress(OSError):
                     pipe.close()
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if self.inner is not None:  # pid 1 inside first: the kernel empties the namespace, the tool reaps it
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(self.inner, signal.SIGKILL)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        if proc.poll() is None:  # never got that far, or the tool hangs: the whole group
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self.inner is not None:
+            _wait_gone(self.inner)
+
+
+def _wait_gone(pid: int, limit_s: float = 5.0) -> None:
+    """Until `pid` has exited (gone, or a zombie its new parent has yet to reap), for at most limit_s."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.005)
 
 
 def namespaces_of(pid: int | str) -> dict[str, str]:
