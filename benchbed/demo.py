@@ -8,6 +8,8 @@ run time and said in one line; nothing here prints (the CLI does).
 
 from __future__ import annotations
 
+import gc
+import warnings
 from dataclasses import dataclass, field
 
 from benchbed.config import AnyTarget, DockerTarget, LocalTarget, NsTarget
@@ -15,7 +17,6 @@ from benchbed.errors import BenchbedError
 
 SUITE = "demo"
 IMAGE = "benchbed/test-python:latest"
-PROBE_TIMEOUT_S = 5
 
 
 @dataclass
@@ -65,21 +66,29 @@ def probe_ns(spec: NsTarget) -> tuple[str | None, str]:
 def probe_docker(image: str) -> str | None:
     """None when the engine answers and has `image`; otherwise why not, in a few words."""
     try:
-        import docker
         import docker.errors
+
+        from benchbed.targets.docker import client_for
     except ImportError:
         return "the docker package is not installed (pip install 'benchbed[docker]')"
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of a failed version check to the garbage collector: drop it here, quietly
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = client_for(None, "container")
+        except BenchbedError as err:
+            why: str | None = str(err.args[0])
+        else:
+            why = None
+        gc.collect()
+    if why is not None:
+        return why.removeprefix("container: ")
     try:
-        client = docker.from_env(timeout=PROBE_TIMEOUT_S)
-    except (docker.errors.DockerException, OSError) as err:  # requests' errors are OSErrors
-        return f"no Docker engine answers ({_first_line(err)})"
-    try:
-        client.ping()
         client.images.get(image)
     except docker.errors.ImageNotFound:
         return f"image {image} is not built (scripts/build-test-image builds it)"
-    except (docker.errors.DockerException, OSError) as err:
-        return f"no Docker engine answers ({_first_line(err)})"
+    except (docker.errors.DockerException, OSError) as err:  # requests' errors are OSErrors
+        return f"the Docker engine failed to answer ({_first_line(err)})"
     finally:
         client.close()
     return None

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from benchbed.config import ALL_NAMESPACES, NsTarget, load_targets
+from benchbed.config import ALL_NAMESPACES, DATA_DIR, MIN_INSTANCES, NsTarget, load_suite, load_targets
 from benchbed.errors import ConfigError
 from benchbed.report.model import group_skips
 from benchbed.targets import ns
+from tests.conftest import REPO
 
 
 def spec(**kw: Any) -> NsTarget:
@@ -159,3 +160,13 @@ def test_one_workload_skipped_with_several_params_says_how_many_cases() -> None:
     assert group_skips(probs)[0]["params"] == "2 cases"
     probs = [problem(t, "gpu.gemm", "skipped", "no GPU", params="n=256") for t in ("local", "ns")]
     assert group_skips(probs)[0]["params"] == "n=256"
+
+
+def test_the_demo_suite_runs_enough_instances_for_a_verdict_and_is_linked_from_workloads() -> None:
+    suite = load_suite(DATA_DIR / "demo.yaml").suite
+    assert suite.baseline == "local"
+    assert suite.defaults.instances == MIN_INSTANCES  # the fewest with which a multi-metric case can be judged
+    names = {w.name for w in suite.workloads}
+    assert {"cpu.gemm", "cpu.stream", "startup.process", "util.noop", "model.load"} <= names
+    assert any(n.startswith("io.") for n in names)
+    assert (REPO / "workloads" / "demo.yaml").resolve() == (DATA_DIR / "demo.yaml").resolve()
