@@ -57,7 +57,6 @@ class LocalSession:
                 err_tail.add(chunk.decode("utf-8", "replace"))
 
         drain = threading.Thread(target=pump, daemon=True)
-        drain.start()
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -65,9 +64,11 @@ class LocalSession:
             _kill_group(proc)
 
         timer = threading.Timer(timeout, kill) if timeout else None
-        if timer:
-            timer.start()
-        try:
+        try:  # Thread.start() waits for the thread, so Ctrl-C may land in it: start both inside the try
+            drain.start()
+            if timer:
+                timer.daemon = True  # never a reason for the interpreter to wait at exit
+                timer.start()
             rest = iter_lines(_ticking_read(proc.stdout.fileno()), on_line)
             if rest:
                 on_line(rest)
@@ -78,7 +79,8 @@ class LocalSession:
             if proc.poll() is None:  # interrupted (Ctrl-C) or on_line raised: never leave the agent behind
                 _kill_group(proc)
                 proc.wait()
-            drain.join(timeout=5)
+            if drain.ident is not None:
+                drain.join(timeout=5)
             proc.stdout.close()
             proc.stderr.close()
         return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set())

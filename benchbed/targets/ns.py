@@ -5,10 +5,11 @@ brings the loopback up as a runtime does, says `ready` and waits on its stdin. E
 namespaces with `nsenter`, as `docker exec` joins a container's: the same python3 from PATH as `local`, so a
 local-vs-ns ratio is the boundary's alone. There are no cgroup limits, no seccomp filter and no image here.
 
-Teardown kills the holder's process group; pid 1 of the pid namespace dying makes the kernel kill everything
-inside. Should the harness die instead, the holder reads EOF on its stdin and exits (bwrap also gets
---die-with-parent). Workdirs are named benchbed-ns-<harness pid>-<run id>-*, and every process of an instance has
-its workdir on its command line, so `sweep` can tell a dead run's leftovers from a live one's.
+Teardown kills pid 1 of the namespaces (the kernel kills everything else inside, the tool reaps it), with Ctrl-C
+held until it is done (nsproc.held_interrupts). Should the harness die instead, the holder reads EOF on its stdin
+and exits (bwrap also gets --die-with-parent). Workdirs are named benchbed-ns-<harness pid>-<run id>-*, and every
+process of an instance has its workdir on its command line, so `sweep` can tell a dead run's leftovers from a live
+one's.
 
 Phases: workdir · namespaces (spawn → the holder runs inside all of them) · loopback (`ip link set lo up`).
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -32,12 +32,12 @@ from typing import Any
 from benchbed.config import ALL_NAMESPACES
 from benchbed.config import NsTarget as NsSpec
 from benchbed.errors import ProvisionError
-from benchbed.targets.base import TICK_S, CommandResult, LineHandler, PhaseClock, owner_alive
+from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, owner_alive
 from benchbed.targets.local import LocalSession, _remove_tree
+from benchbed.targets.nsproc import READY_TIMEOUT_S, Holder, HolderFailed, held_interrupts, namespaces_of
 
 NS_PREFIX = "benchbed-ns-"
 LABEL = "benchbed-ns"  # the holder shell's $0: `ps` shows what it is
-READY_TIMEOUT_S = 30.0
 PROC_NAME = {"user": "user", "mount": "mnt", "pid": "pid", "net": "net", "ipc": "ipc", "uts": "uts"}
 UNSHARE_FLAGS = {
     "user": ("--user", "--map-root-user"),
@@ -107,116 +107,6 @@ class NsSession(LocalSession):
         return super().stream([*self.enter, "--", *argv], on_line, timeout=timeout)
 
 
-class HolderFailed(Exception):
-    """The holder ended (or never answered) before it ran inside its namespaces."""
-
-
-class Holder:
-    """The process whose namespaces every command of one instance joins; it lives as long as the instance."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.inner: int | None = None
-        self._buf = b""
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE,  # its EOF is the holder's signal to exit, even when the harness is SIGKILLed
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C in a terminal reaches the harness, which tears down in order
-        )
-
-    def expect(self, word: str, deadline: float) -> str:
-        """Wait for the next stdout line; it must start with `word`. Returns the rest of the line."""
-        assert self.proc is not None
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HolderFailed(f"no {word!r} from the holder within {READY_TIMEOUT_S:g} s")
-            ready, _, _ = select.select([fd], [], [], min(TICK_S, left))
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise HolderFailed(self._stderr())
-                self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        text = line.decode("utf-8", "replace")
-        if not text.startswith(word):
-            raise HolderFailed(f"unexpected holder output {text[:200]!r}")
-        return text[len(word) :].strip()
-
-    def _stderr(self) -> str:
-        """The tool's last error line. Read with a deadline: a child that outlived the tool may hold the pipe."""
-        assert self.proc is not None
-        assert self.proc.stderr is not None
-        fd, text, end = self.proc.stderr.fileno(), b"", time.monotonic() + 2.0
-        while time.monotonic() < end and select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            text += chunk
-        lines = text.decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else "the holder ended without a word"
-
-    def inner_pid(self) -> int:
-        """The tool's child: it (and all it started) runs inside every new namespace."""
-        assert self.proc is not None
-        pid = self.proc.pid
-        with suppress(OSError, ValueError, IndexError):
-            self.inner = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
-            return self.inner
-        for stat in Path("/proc").glob("[0-9]*/stat"):  # kernels without CONFIG_PROC_CHILDREN
-            with suppress(OSError, ValueError, IndexError):
-                if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                    self.inner = int(stat.parent.name)
-                    return self.inner
-        raise HolderFailed("the holder's child process is gone")
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                with suppress(OSError):
-                    pipe.close()
-        if self.inner is not None:  # pid 1 inside first: the kernel empties the namespace, the tool reaps it
-            with suppress(ProcessLookupError, PermissionError):
-                os.kill(self.inner, signal.SIGKILL)
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        if proc.poll() is None:  # never got that far, or the tool hangs: the whole group
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if self.inner is not None:
-            _wait_gone(self.inner)
-
-
-def _wait_gone(pid: int, limit_s: float = 5.0) -> None:
-    """Until `pid` has exited (gone, or a zombie its new parent has yet to reap), for at most limit_s."""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            return
-        if state in ("Z", "X"):
-            return
-        time.sleep(0.005)
-
-
-def namespaces_of(pid: int | str) -> dict[str, str]:
-    """{name: "net:[4026532255]"} for every namespace type the kernel shows (the *_for_children links left out)."""
-    base = Path(f"/proc/{pid}/ns")
-    return {p.name: str(p.readlink()) for p in base.iterdir() if not p.name.endswith("_for_children")}
-
-
 def _sysctl(name: str) -> str | None:
     try:
         return Path("/proc/sys", name).read_text().strip()
@@ -268,7 +158,8 @@ class NsTarget:
         try:
             t = time.perf_counter()
             try:
-                workdir = tempfile.mkdtemp(prefix=f"{NS_PREFIX}{os.getpid()}-{self.run_id}-")
+                with held_interrupts():  # a Ctrl-C between mkdir and this assignment would leak the directory
+                    workdir = tempfile.mkdtemp(prefix=f"{NS_PREFIX}{os.getpid()}-{self.run_id}-")
             except OSError as err:
                 raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
             clock.add("workdir", time.perf_counter() - t)
@@ -279,10 +170,11 @@ class NsTarget:
             self._described = self._fingerprint(pid, tool, namespaces, loopback)
             yield NsSession(workdir, enter_argv(pid, namespaces, workdir))
         finally:
-            if holder is not None:
-                holder.stop()
-            if workdir is not None:
-                _remove_tree(workdir)
+            with held_interrupts():  # teardown runs to its end; a Ctrl-C landing in it is raised afterwards
+                if holder is not None:
+                    holder.stop()
+                if workdir is not None:
+                    _remove_tree(workdir)
 
     def _start(self, holder: Holder, tool: str, namespaces: Sequence[str]) -> tuple[int, str]:
         """Start the holder and wait until it runs inside; returns its inner pid and the loopback's state."""
