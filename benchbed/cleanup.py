@@ -1,4 +1,4 @@
-"""Finding and removing what dead runs left behind (containers, VMs and their overlays).
+"""Finding and removing what dead runs left behind (containers, VMs and their overlays, namespace workdirs).
 
 Every object benchbed creates carries the run id and its harness's host:pid. A sweep removes those whose harness
 is gone — at the start of every run, and on demand with `benchbed cleanup`. A live run's objects are left alone.
@@ -27,6 +27,7 @@ def docker_engines(specs: Iterable[AnyTarget]) -> list[str | None]:
 
 def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool = False) -> list[str]:
     """Remove leftovers on every engine the targets use. Unreachable engines are skipped unless strict."""
+    specs = list(specs)  # walked once per kind: a generator would reach only the first
     removed: list[str] = []
     for url in docker_engines(specs):
         try:
@@ -55,6 +56,10 @@ def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool 
             if strict:
                 raise
             log.info("sweep skipped: %s", err)
+    if any(spec.kind == "ns" for spec in specs):
+        from benchbed.targets.ns import sweep as ns_sweep
+
+        removed += ns_sweep(everything=everything)
     return removed
 
 

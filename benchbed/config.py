@@ -36,6 +36,38 @@ class LocalTarget(TargetBase):
     kind: Literal["local"] = "local"
 
 
+Namespace = Literal["user", "mount", "pid", "net", "ipc", "uts"]
+ALL_NAMESPACES: tuple[Namespace, ...] = ("user", "mount", "pid", "net", "ipc", "uts")
+
+
+class NsTarget(TargetBase):
+    """This host's process in fresh Linux namespaces: a container runtime's isolation without an engine or an
+    image, on the same userland as `local`, so the ratio to `local` is the boundary's alone."""
+
+    kind: Literal["ns"]
+    namespaces: list[Namespace] = Field(
+        default_factory=lambda: list(ALL_NAMESPACES),
+        min_length=1,
+        description="Namespaces created per instance; `user` is added when not root (needed to create the others)",
+    )
+    tool: Literal["auto", "unshare", "bwrap"] = Field(
+        "auto", description="unshare (util-linux) or bubblewrap; auto: bwrap when installed, else unshare"
+    )
+
+    @field_validator("namespaces")
+    @classmethod
+    def _unique(cls, value: list[Namespace]) -> list[Namespace]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"namespaces {value} lists one twice")
+        return value
+
+    @model_validator(mode="after")
+    def _bwrap_mounts(self) -> NsTarget:
+        if self.tool == "bwrap" and "mount" not in self.namespaces:
+            raise ValueError("bwrap always creates a mount namespace: list `mount`, or use tool: unshare")
+        return self
+
+
 class SshFields(TargetBase):
     """Everything an SSH target says except which host: shared by targets and group templates."""
 
@@ -152,7 +184,7 @@ class LibvirtTarget(TargetBase):
     boot_timeout_s: float = Field(300.0, gt=0, description="From start until the guest's sshd answers")
 
 
-AnyTarget = LocalTarget | SshTarget | DockerTarget | LibvirtTarget
+AnyTarget = LocalTarget | SshTarget | DockerTarget | LibvirtTarget | NsTarget
 TargetSpec = Annotated[AnyTarget, Field(discriminator="kind")]
 
 
@@ -271,7 +303,7 @@ def _fmt_loc(loc: Loc) -> str:
     return out or "(top level)"
 
 
-KINDS = ("local", "ssh", "docker", "libvirt")
+KINDS = ("local", "ssh", "docker", "libvirt", "ns")
 UNION_TAGS = ("constrained-int", "literal['auto']")  # `instances: int | auto`
 
 

@@ -130,6 +130,7 @@ register_kind("local", "benchbed.targets.local:LocalTarget")
 register_kind("ssh", "benchbed.targets.ssh:SshTarget", extra="ssh")
 register_kind("docker", "benchbed.targets.docker:DockerTarget", extra="docker")
 register_kind("libvirt", "benchbed.targets.libvirt:LibvirtTarget", extra="libvirt")
+register_kind("ns", "benchbed.targets.ns:NsTarget")
 
 
 def kinds() -> list[str]:
