@@ -6,7 +6,7 @@ namespaces with `nsenter`, as `docker exec` joins a container's: the same python
 local-vs-ns ratio is the boundary's alone. There are no cgroup limits, no seccomp filter and no image here.
 
 Teardown kills pid 1 of the namespaces (the kernel kills everything else inside, the tool reaps it), with Ctrl-C
-held until it is done (nsproc.held_interrupts). Should the harness die instead, the holder reads EOF on its stdin
+held until it is done (nsproc.held_signals). Should the harness die instead, the holder reads EOF on its stdin
 and exits (bwrap also gets --die-with-parent). Workdirs are named benchbed-ns-<harness pid>-<run id>-*, and every
 process of an instance has its workdir on its command line, so `sweep` can tell a dead run's leftovers from a live
 one's.
@@ -32,9 +32,10 @@ from typing import Any
 from benchbed.config import ALL_NAMESPACES
 from benchbed.config import NsTarget as NsSpec
 from benchbed.errors import ProvisionError
+from benchbed.interrupts import held_signals
 from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, owner_alive
-from benchbed.targets.local import LocalSession, _remove_tree
-from benchbed.targets.nsproc import READY_TIMEOUT_S, Holder, HolderFailed, held_interrupts, namespaces_of
+from benchbed.targets.local import LocalSession
+from benchbed.targets.nsproc import READY_TIMEOUT_S, Holder, HolderFailed, namespaces_of
 
 NS_PREFIX = "benchbed-ns-"
 LABEL = "benchbed-ns"  # the holder shell's $0: `ps` shows what it is
@@ -158,7 +159,7 @@ class NsTarget:
         try:
             t = time.perf_counter()
             try:
-                with held_interrupts():  # a Ctrl-C between mkdir and this assignment would leak the directory
+                with held_signals():  # a Ctrl-C between mkdir and this assignment would leak the directory
                     workdir = tempfile.mkdtemp(prefix=f"{NS_PREFIX}{os.getpid()}-{self.run_id}-")
             except OSError as err:
                 raise ProvisionError(f"target {self.name!r}: cannot create a temp dir: {err.strerror}") from err
@@ -170,11 +171,11 @@ class NsTarget:
             self._described = self._fingerprint(pid, tool, namespaces, loopback)
             yield NsSession(workdir, enter_argv(pid, namespaces, workdir))
         finally:
-            with held_interrupts():  # teardown runs to its end; a Ctrl-C landing in it is raised afterwards
+            with held_signals():  # teardown runs to its end; a Ctrl-C landing in it is raised afterwards
                 if holder is not None:
                     holder.stop()
                 if workdir is not None:
-                    _remove_tree(workdir)
+                    shutil.rmtree(workdir, ignore_errors=True)
 
     def _start(self, holder: Holder, tool: str, namespaces: Sequence[str]) -> tuple[int, str]:
         """Start the holder and wait until it runs inside; returns its inner pid and the loopback's state."""
@@ -271,6 +272,6 @@ def sweep(*, everything: bool = False, tmp: str | None = None) -> list[str]:
         for pid in pids:
             with suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        _remove_tree(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
         removed.append(f"ns workdir {workdir}" + (f" and {len(pids)} process(es)" if pids else ""))
     return removed

@@ -10,16 +10,14 @@ import os
 import select
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
+from benchbed.interrupts import held_signals
 from benchbed.targets.base import TICK_S
 
 READY_TIMEOUT_S = 30.0
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class HolderFailed(Exception):
@@ -36,7 +34,7 @@ class Holder:
         self._buf = b""
 
     def start(self) -> None:
-        with held_interrupts():  # never a started holder that stop() does not know about
+        with held_signals():  # never a started holder that stop() does not know about
             self._spawn()
 
     def _spawn(self) -> None:
@@ -128,25 +126,6 @@ def _wait_gone(pid: int, limit_s: float = 5.0) -> None:
         if state in ("Z", "X"):
             return
         time.sleep(0.005)
-
-
-@contextmanager
-def held_interrupts() -> Iterator[None]:
-    """SIGINT/SIGTERM arriving inside are held and raised as KeyboardInterrupt on the way out, so a short critical
-    step (create-and-remember, teardown) is never cut in half. Signal handlers belong to the main thread: elsewhere
-    this does nothing (the main thread gets the signal anyway)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in HELD_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        if held:
-            raise KeyboardInterrupt
 
 
 def namespaces_of(pid: int | str) -> dict[str, str]:
