@@ -268,6 +268,40 @@ def problems(cases: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def group_skips(probs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failures one row each (each has its own stderr); skips that share a reason folded into one row that names
+    the targets and workloads, so 12 instances skipped for want of a GPU read as one line. Failures come first."""
+    failed = [{**p, "count": 1} for p in probs if p["status"] != "skipped"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for p in probs:
+        if p["status"] == "skipped":
+            groups.setdefault(p["reason"], []).append(p)
+    skipped = []
+    for reason, rows in groups.items():
+        if len(rows) == 1:
+            skipped.append({**rows[0], "count": 1})
+            continue
+        cases = list(dict.fromkeys((r["workload"], r["params"]) for r in rows))
+        workloads = list(dict.fromkeys(w for w, _ in cases))
+        skipped.append(
+            {
+                "target": ", ".join(dict.fromkeys(r["target"] for r in rows)),
+                "workload": ", ".join(workloads),
+                "params": cases[0][1]
+                if len(cases) == 1
+                else f"{len(cases)} cases"
+                if len(cases) > len(workloads)
+                else "",
+                "instance": f"{len(rows)} instances",
+                "status": "skipped",
+                "reason": reason,
+                "stderr_tail": None,
+                "count": len(rows),
+            }
+        )
+    return failed + skipped
+
+
 def design(meta: dict[str, Any], run: str) -> list[dict[str, Any]]:
     """Instances / repetitions / warm-up per workload × params, from the recorded plan."""
     plan = meta.get("plan")
