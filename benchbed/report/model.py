@@ -2,7 +2,7 @@
 
 Nothing here re-implements a statistic: medians and CIs come from `stats.summarize`, verdicts from
 `verdict.compare_pairs` (one Holm family over the whole page, exactly as `benchbed compare RUN` judges), and the
-environment's comparability from `compare.env_diff`.
+environment's comparability from the run's recorded rules (`benchbed.rules`, as `benchbed compare` reads them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-from benchbed.compare import HARDWARE, UNDER_TEST_RUNS, env_diff
 from benchbed.errors import ResultsFormatError
 from benchbed.fmt import finite, flatten, fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
@@ -76,7 +75,8 @@ def analyse(inp: ReportInput) -> Analysis:
         pairs = [(base, inst[inst["target"] == t]) for t in others]
         if pairs:
             info = inp.samples.drop_duplicates(["workload", "params", "metric"])
-            verdicts = compare_pairs(pairs, thresholds=inp.thresholds(), info=info)
+            rules = inp.rules()
+            verdicts = compare_pairs(pairs, thresholds=rules.threshold_table(rules.thresholds), info=info)
     return Analysis(summary, verdicts, inst, _targets(inp, summary))
 
 
@@ -221,15 +221,14 @@ def env_warnings(inp: ReportInput, targets: list[str]) -> list[dict[str, Any]]:
     base = inp.baseline
     if base not in inp.env:
         return []
+    rules = inp.rules()
     out = []
     for t in targets:
         if t == base or t not in inp.env:
             continue
         (run_b, name_b), (run_t, name_t) = inp.origin.get(base, (0, base)), inp.origin.get(t, (0, t))
         across_runs = run_b != run_t and name_b == name_t
-        _, warned = env_diff(
-            inp.env[base], inp.env[t], under_test=UNDER_TEST_RUNS if across_runs else None, hardware=HARDWARE
-        )
+        _, warned = rules.env_diff(inp.env[base], inp.env[t], under_test=rules.under_test_runs if across_runs else None)
         for change in warned:
             out.append({"target": t, "key": change.key, "base": change.base, "new": change.new,
                         "why": "differs across runs" if across_runs else "hardware differs"})  # fmt: skip

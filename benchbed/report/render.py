@@ -38,7 +38,6 @@ from benchbed.fmt import (  # re-exported: the report's formatting API
     fmt_pct,
     params_label,
     suite_doc,
-    thresholds_from_text,
 )
 from benchbed.report import charts, model
 from benchbed.report.csvtext import to_csv
@@ -65,7 +64,6 @@ __all__ = [
     "params_label",
     "render",
     "render_html",
-    "thresholds_from_text",
     "write_text",
 ]
 
