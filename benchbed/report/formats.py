@@ -12,7 +12,8 @@ from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report.merge import ReportInput
-from benchbed.report.model import SYMBOL, Analysis, group_skips, headline, problems
+from benchbed.report.model import SYMBOL, Analysis, headline
+from benchbed.report.runinfo import group_skips, problems
 
 JSON_SCHEMA = 1
 

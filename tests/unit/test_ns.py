@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from benchbed.config import DATA_DIR, load_suite, load_targets
 from benchbed.errors import ConfigError
-from benchbed.report.model import group_skips
+from benchbed.report.runinfo import group_skips
 from benchbed.schema import MIN_INSTANCES
 from benchbed.targets import ns
 from benchbed.targets.ns import ALL_NAMESPACES, NsTarget
