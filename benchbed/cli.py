@@ -87,26 +87,73 @@ class _Progress:
             self.bar.stop()
 
 
+Parallel = Annotated[
+    int,
+    typer.Option(
+        "--parallel",
+        "-j",
+        min=1,
+        help="Run up to N machines at once (SSH hosts; controller-hosted targets count as one machine)",
+    ),
+]
+OutDir = Annotated[Path, typer.Option("--out", help="Results store")]
+Repeat = Annotated[int | None, typer.Option("--repeat", min=1, help="Instances per target and case")]
+Only = Annotated[str | None, typer.Option("--only", help="Glob on workload names, e.g. 'cpu.*'")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Interleaving seed")]
+ReportFlag = Annotated[bool, typer.Option("--report/--no-report", help="Render the HTML report at the end")]
+
+
 @app.command()
 def run(
     suite: Annotated[str | None, typer.Argument(help="Suite file or shipped suite name (default: quick)")] = None,
     targets: Annotated[Path | None, typer.Option("--targets", "-t", help="Targets file")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Results store")] = Path("results"),
-    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Instances per target and case")] = None,
-    only: Annotated[str | None, typer.Option("--only", help="Glob on workload names, e.g. 'cpu.*'")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Interleaving seed")] = None,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Render the HTML report at the end")] = True,
-    parallel: Annotated[
-        int,
-        typer.Option(
-            "--parallel",
-            "-j",
-            min=1,
-            help="Run up to N machines at once (SSH hosts; controller-hosted targets count as one machine)",
-        ),
-    ] = 1,
+    out_dir: OutDir = Path("results"),
+    repeat: Repeat = None,
+    only: Only = None,
+    seed: Seed = None,
+    report: ReportFlag = True,
+    parallel: Parallel = 1,
 ) -> None:
     """Run a suite on its targets and write results/<run-id>/."""
+    _execute(
+        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
+    )
+
+
+@app.command()
+def demo(
+    out_dir: OutDir = Path("results"),
+    repeat: Repeat = None,
+    only: Only = None,
+    seed: Seed = None,
+    report: ReportFlag = True,
+    container: Annotated[
+        bool, typer.Option("--container/--no-container", help="Add a container when Docker and the test image are up")
+    ] = True,
+) -> None:
+    """The shipped `demo` suite on this host: the plain process (baseline) against the same process in fresh Linux
+    namespaces, plus a container when a Docker engine and the test image are there. Ends with the report path."""
+    from benchbed.demo import SUITE, demo_targets
+
+    found = demo_targets(container=container)
+    for note in found.notes:
+        out.print(f"demo: {note}", markup=False, soft_wrap=True)
+    _execute(SUITE, None, found.specs, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report)
+
+
+def _execute(
+    suite: str | None,
+    targets: Path | None,
+    given: dict[str, Any] | None,
+    *,
+    out_dir: Path,
+    repeat: int | None,
+    only: str | None,
+    seed: int | None,
+    report: bool,
+    parallel: int = 1,
+) -> None:
+    """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
     from benchbed.results import new_run_id
@@ -116,7 +163,7 @@ def run(
     progress = _Progress()
     try:
         loaded = load_suite(resolve_suite_path(suite))
-        specs = load_targets(targets) if targets else DEFAULT_TARGETS.expanded()
+        specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
         plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
         from benchbed.cleanup import sweep
 
@@ -170,7 +217,7 @@ def cleanup(
         bool, typer.Option("--all", help="Also remove objects of runs that still look alive")
     ] = False,
 ) -> None:
-    """Remove containers, VMs and overlays left behind by runs whose harness is gone."""
+    """Remove containers, VMs, overlays and namespace workdirs left behind by runs whose harness is gone."""
     from benchbed.cleanup import cleanup_specs, sweep
     from benchbed.config import load_targets
 

@@ -7,7 +7,6 @@ Renderers here return strings / dicts; only the CLI prints or writes.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -21,47 +20,11 @@ import pandas as pd
 
 from benchbed.errors import ConfigError
 from benchbed.fileio import write_atomic
-from benchbed.fmt import flatten, fmt_num, md, params_label, thresholds_from_text
+from benchbed.fmt import fmt_num, md, params_label
 from benchbed.results import RunData, load_run
+from benchbed.rules import EnvChange, merged_thresholds, rules_of
 from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
 from benchbed.verdict import ALPHA, compare_pairs
-
-# Fields that change between any two runs and say nothing about comparability.
-VOLATILE = (
-    "hostname",
-    "memory.MemAvailable",
-    "python.executable",
-    "*pid*",
-    "*time*",
-    "*started*",
-    "*finished*",
-    "gpus.*.sm_clock_mhz",
-    "gpus.*.mem_clock_mhz",
-    "*container_id*",
-    "*container_name*",
-)
-# Run vs run: what a software upgrade is expected to change. Anything else that differs is a warning.
-UNDER_TEST_RUNS = (
-    "gpus.*.driver*",
-    "gpus.*.cuda_driver",
-    "kernel",
-    "libraries.*",
-    "os.*",
-    "python.version",
-    "*image*",
-    "*runtime*",
-)
-# Target vs target: the hardware must be the same; everything else is the boundary under test.
-HARDWARE = (
-    "cpu.model",
-    "cpu.machine",
-    "cpu.logical_cpus",
-    "memory.MemTotal",
-    "gpus.*.name",
-    "gpus.*.uuid",
-    "gpus.*.memory_total_bytes",
-    "gpus.*.pcie_*_max",
-)
 
 
 @dataclass(frozen=True)
@@ -72,13 +35,6 @@ class Side:
     @property
     def label(self) -> str:
         return f"{self.run.dir.name}:{self.target}"
-
-
-@dataclass(frozen=True)
-class EnvChange:
-    key: str
-    base: str | None
-    new: str | None
 
 
 @dataclass(frozen=True)
@@ -100,35 +56,6 @@ class Comparison:
 
     def counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.verdicts["verdict"].value_counts().items()}
-
-
-def _match(key: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
-
-
-def env_diff(
-    base: Mapping[str, Any], new: Mapping[str, Any], *, under_test: Sequence[str] | None, hardware: Sequence[str]
-) -> tuple[list[EnvChange], list[EnvChange]]:
-    """(changes under test, warnings) between two fingerprints; volatile fields are ignored.
-
-    With `under_test` given, a differing field is under test iff it matches it; otherwise (target vs target)
-    it is under test unless it matches `hardware`.
-    """
-    fa, fb = flatten(dict(base)), flatten(dict(new))
-    tested: list[EnvChange] = []
-    warned: list[EnvChange] = []
-    for key in sorted(set(fa) | set(fb)):
-        a, b = fa.get(key), fb.get(key)
-        if a == b or _match(key, VOLATILE):
-            continue
-        is_tested = _match(key, under_test) if under_test is not None else not _match(key, hardware)
-        (tested if is_tested else warned).append(EnvChange(key, a, b))
-    return tested, warned
-
-
-def suite_thresholds(run: RunData) -> dict[str, float]:
-    """`thresholds:` from the suite text recorded in run.json (older runs and suites have none)."""
-    return thresholds_from_text((run.meta.get("suite") or {}).get("text"))
 
 
 def _targets(run: RunData) -> list[str]:
@@ -184,7 +111,8 @@ def compare(
     if new_dir is not None and new is None and not (base_target or target):
         raise ConfigError(f"{base_dir} given twice", hint="compare two targets of one run with --base-target/--target")
     pairs = pair_sides(base, new, base_target, target)
-    merged = {**suite_thresholds(base), **suite_thresholds(new or base), **(thresholds or {})}
+    rules = rules_of(base.meta)  # the baseline's rules decide; thresholds: the new run's suite wins, then --threshold
+    merged = {**merged_thresholds([rules, rules_of((new or base).meta)]), **(thresholds or {})}
     inst_cache: dict[Path, pd.DataFrame] = {}
 
     def inst(side: Side) -> pd.DataFrame:
@@ -196,7 +124,9 @@ def compare(
     frames = [(inst(a), inst(b)) for a, b in pairs]
     info = pd.concat([a.run.samples for a, _ in pairs] + [b.run.samples for _, b in pairs], ignore_index=True)
     info["params"] = info["params"].map(canonical_params)
-    verdicts = compare_pairs(frames, thresholds=merged, alpha=alpha, n_resamples=n_resamples, seed=seed, info=info)
+    verdicts = compare_pairs(
+        frames, thresholds=rules.threshold_table(merged), alpha=alpha, n_resamples=n_resamples, seed=seed, info=info
+    )
     if verdicts.empty:
         raise ConfigError("no (workload, params, metric) was measured on both sides", hint="same suite on both?")
     verdicts = _with_new_ci(verdicts, frames, seed)
@@ -204,9 +134,9 @@ def compare(
     warned: dict[str, list[EnvChange]] = {}
     for a, b in pairs:
         label = f"{a.label} → {b.label}"
-        patterns = (under_test or UNDER_TEST_RUNS) if new is not None else under_test
-        tested[label], warned[label] = env_diff(
-            a.run.env.get(a.target, {}), b.run.env.get(b.target, {}), under_test=patterns, hardware=HARDWARE
+        patterns = (under_test or rules.under_test_runs) if new is not None else under_test
+        tested[label], warned[label] = rules.env_diff(
+            a.run.env.get(a.target, {}), b.run.env.get(b.target, {}), under_test=patterns
         )
     notes = []
     for side in {id(s.run): s.run for p in pairs for s in p}.values():

@@ -89,11 +89,6 @@ def assess(pilot_samples: pd.DataFrame, suite: Suite, keys: list[str] | None = N
     return out
 
 
-def choose_instances(pilot_samples: pd.DataFrame, suite: Suite, keys: list[str] | None = None) -> dict[str, int]:
-    """Instances per target for each case key of the pilot (see module doc)."""
-    return {key: case.instances for key, case in assess(pilot_samples, suite, keys).items()}
-
-
 def _needed(sd: float, threshold: float) -> int:
     return instances_needed(sd, threshold, cap=10**6)  # uncapped: the caller clamps and reports the overshoot
 

@@ -64,7 +64,7 @@ def make_plan(
 
     Cases on `instances: auto` (not in `instances_per_key`) need a pilot first: the plan is then only the pilot —
     `pilot_instances` of each such case on the baseline, listed in `Plan.pilot` — and the runner plans the rest
-    with `instances_per_key` (from `benchbed.pilot.choose_instances`) and `done` (baseline instances the pilot
+    with `instances_per_key` (from `benchbed.pilot.assess`) and `done` (baseline instances the pilot
     already ran per case key: they count, so the baseline skips those rounds). `first_index` continues the case
     numbering of the pilot.
     """

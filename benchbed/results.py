@@ -9,7 +9,8 @@ Layout of results/<run-id>/:
 
 Schema history:
   1 — first version (benchbed 0.1). Sample `labels` were always written; `load_run` keeps them since 0.2
-      (a reader-side change: no new schema).
+      (a reader-side change: no new schema). run.json has `rules` since 0.2 (thresholds and comparability as
+      resolved at run time, `benchbed.rules`); readers of a run.json without it fall back to the suite text.
 """
 
 from __future__ import annotations

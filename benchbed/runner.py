@@ -23,6 +23,7 @@ from benchbed.lifecycle import Cases, Observer, SerialSink
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, load_run
+from benchbed.rules import resolve
 from benchbed.schema import AnyTarget
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Runner:
                 "bundles": {name: str(path) for name, path in sorted(self.loaded.bundles.items())},
             },
             "controller": {"host": platform.node(), "python": sys.version.split()[0], "argv": sys.argv},
+            "rules": resolve(self.loaded.suite.thresholds).to_json(),
         }
 
     def execute(self) -> RunWriter:

@@ -264,26 +264,6 @@ def decide(j: Judgement, p_adjusted: float, better: str, *, alpha: float = ALPHA
     return "inconclusive", f"MDE {j.mde_pct:.1f}% vs threshold {j.threshold:.0%}"
 
 
-def compare_instances(
-    base: pd.DataFrame,
-    new: pd.DataFrame,
-    *,
-    thresholds: Mapping[str, float] | None = None,
-    alpha: float = ALPHA,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-    info: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """One verdict row per (workload, params, metric) present on both sides; columns `VERDICT_COLUMNS`.
-
-    `base` / `new` are `stats.instance_medians` frames, each of one target (their target names may differ).
-    `info` (optional) gives unit and better per KEYS (e.g. the first sample of each); absent ⇒ better unknown.
-    """
-    return compare_pairs(
-        [(base, new)], thresholds=thresholds, alpha=alpha, n_resamples=n_resamples, seed=seed, info=info
-    )
-
-
 def compare_pairs(
     pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
     *,
@@ -293,8 +273,13 @@ def compare_pairs(
     seed: int = DEFAULT_SEED,
     info: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """`compare_instances` over several (base, new) target pairs with ONE Holm family over all their rows:
-    one call = one comparison = one gate, so P(any false regression) ≤ alpha holds for the whole gate."""
+    """One verdict row per (workload, params, metric) present on both sides of each (base, new) pair, with ONE
+    Holm family over all their rows: one call = one comparison = one gate, so P(any false regression) ≤ alpha
+    holds for the whole gate. Columns `VERDICT_COLUMNS`.
+
+    `base` / `new` are `stats.instance_medians` frames, each of one target (their target names may differ).
+    `info` (optional) gives unit and better per KEYS (e.g. the first sample of each); absent ⇒ better unknown.
+    """
     units: dict[tuple[str, ...], tuple[str, str]] = {}
     if info is not None and not info.empty:
         for rec in info[[*KEYS, "unit", "better"]].drop_duplicates(KEYS).itertuples(index=False):

@@ -12,7 +12,8 @@ from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report.merge import ReportInput
-from benchbed.report.model import SYMBOL, Analysis, headline, problems
+from benchbed.report.model import SYMBOL, Analysis, headline
+from benchbed.report.runinfo import group_skips, problems
 
 JSON_SCHEMA = 1
 
@@ -91,7 +92,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     lines += ["", "## Failures and skips", ""]
     if probs:
         lines += ["| target | workload | params | instance | status | reason |", "|---|---|---|---:|---|---|"]
-        for p in probs:
+        for p in group_skips(probs):
             cells = [md(p[k]) for k in ("target", "workload", "params", "instance", "status", "reason")]
             lines.append("| " + " | ".join(cells) + " |")
     else:

@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 
 from benchbed.errors import ConfigError, ResultsFormatError
-from benchbed.fmt import thresholds_from_text
 from benchbed.results import RunData, load_run
+from benchbed.rules import Rules, merged_thresholds, rules_of
 from benchbed.stats import canonical_params
 
 
@@ -44,13 +44,10 @@ class ReportInput:
     def merged(self) -> bool:
         return len(self.runs) > 1
 
-    def thresholds(self) -> dict[str, float]:
-        """Suite `thresholds:` of every run; where two runs disagree, the first run's value wins."""
-        merged: dict[str, float] = {}
-        for run in reversed(self.runs):
-            suite = run.meta.get("suite")
-            merged.update(thresholds_from_text(suite.get("text") if isinstance(suite, dict) else None))
-        return merged
+    def rules(self) -> Rules:
+        """The first run's rules, with the suite `thresholds:` of every run (where two disagree, the first wins)."""
+        first = rules_of(self.runs[0].meta) if self.runs else Rules()
+        return replace(first, thresholds=merged_thresholds(rules_of(r.meta) for r in reversed(self.runs)))
 
 
 def load_runs(paths: Sequence[Path]) -> list[RunData]:

@@ -2,23 +2,21 @@
 
 Nothing here re-implements a statistic: medians and CIs come from `stats.summarize`, verdicts from
 `verdict.compare_pairs` (one Holm family over the whole page, exactly as `benchbed compare RUN` judges), and the
-environment's comparability from `compare.env_diff`.
+environment's comparability from the run's recorded rules (`benchbed.rules`, as `benchbed compare` reads them).
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from benchbed.compare import HARDWARE, UNDER_TEST_RUNS, env_diff
 from benchbed.errors import ResultsFormatError
 from benchbed.fmt import finite, flatten, fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
-from benchbed.stats import canonical_params, instance_medians, summarize
+from benchbed.stats import instance_medians, summarize
 from benchbed.verdict import compare_pairs
 
 LONG_VALUE = 120  # env values longer than this (or multi-line) fold into a <details>
@@ -76,7 +74,8 @@ def analyse(inp: ReportInput) -> Analysis:
         pairs = [(base, inst[inst["target"] == t]) for t in others]
         if pairs:
             info = inp.samples.drop_duplicates(["workload", "params", "metric"])
-            verdicts = compare_pairs(pairs, thresholds=inp.thresholds(), info=info)
+            rules = inp.rules()
+            verdicts = compare_pairs(pairs, thresholds=rules.threshold_table(rules.thresholds), info=info)
     return Analysis(summary, verdicts, inst, _targets(inp, summary))
 
 
@@ -221,150 +220,15 @@ def env_warnings(inp: ReportInput, targets: list[str]) -> list[dict[str, Any]]:
     base = inp.baseline
     if base not in inp.env:
         return []
+    rules = inp.rules()
     out = []
     for t in targets:
         if t == base or t not in inp.env:
             continue
         (run_b, name_b), (run_t, name_t) = inp.origin.get(base, (0, base)), inp.origin.get(t, (0, t))
         across_runs = run_b != run_t and name_b == name_t
-        _, warned = env_diff(
-            inp.env[base], inp.env[t], under_test=UNDER_TEST_RUNS if across_runs else None, hardware=HARDWARE
-        )
+        _, warned = rules.env_diff(inp.env[base], inp.env[t], under_test=rules.under_test_runs if across_runs else None)
         for change in warned:
             out.append({"target": t, "key": change.key, "base": change.base, "new": change.new,
                         "why": "differs across runs" if across_runs else "hardware differs"})  # fmt: skip
     return out
-
-
-# ── instances, failures, design ───────────────────────────────────────────────────────────────────────────
-def text(value: object, missing: str = "") -> str:
-    """A cell of a ragged cases table: None and pandas' NaN padding both mean 'not recorded'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return missing
-    if isinstance(value, float) and value.is_integer():  # an int column padded with NaN turned float
-        return str(int(value))
-    return str(value)
-
-
-def problems(cases: pd.DataFrame) -> list[dict[str, Any]]:
-    if cases.empty or "status" not in cases.columns:
-        return []
-    out = []
-    for rec in cases.to_dict("records"):
-        if rec.get("status") == "ok":
-            continue
-        tail = rec.get("stderr_tail")
-        out.append(
-            {
-                "target": text(rec.get("target"), "?"),
-                "workload": text(rec.get("workload"), "?"),
-                "params": params_label(rec.get("params")),
-                "instance": text(rec.get("instance"), "?"),
-                "status": text(rec.get("status"), "?"),
-                "reason": text(rec.get("reason")),
-                "stderr_tail": tail if isinstance(tail, str) and tail.strip() else None,
-            }
-        )
-    return out
-
-
-def design(meta: dict[str, Any], run: str) -> list[dict[str, Any]]:
-    """Instances / repetitions / warm-up per workload × params, from the recorded plan."""
-    plan = meta.get("plan")
-    if not isinstance(plan, list):
-        return []
-    per: dict[tuple[str, str], dict[str, Any]] = {}
-    count: Counter[tuple[str, str, str]] = Counter()
-    for case in plan:
-        if not isinstance(case, dict):
-            continue
-        key = (str(case.get("workload")), canonical_params(case.get("params")))
-        count[(*key, str(case.get("target")))] += 1
-        per.setdefault(
-            key,
-            {
-                "run": run,
-                "workload": key[0],
-                "params": params_label(key[1]),
-                "repetitions": case.get("repetitions"),
-                "warmup": case.get("warmup"),
-            },
-        )
-    for key, row in per.items():
-        row["instances"] = max(n for (w, p, _), n in count.items() if (w, p) == key)
-    return list(per.values())
-
-
-def plan_order(meta: dict[str, Any], run: str) -> dict[str, Any]:
-    """The recorded order of the first rounds (instance < PLAN_ROUNDS), at most PLAN_ROWS instances."""
-    plan = meta.get("plan")
-    cases = [c for c in plan if isinstance(c, dict)] if isinstance(plan, list) else []
-    first = [c for c in cases if isinstance(c.get("instance"), int) and c["instance"] < PLAN_ROUNDS][:PLAN_ROWS]
-    rows = [
-        {"index": text(c.get("index"), "?"), "target": text(c.get("target"), "?"),
-         "workload": text(c.get("workload"), "?"), "params": params_label(c.get("params")),
-         "instance": text(c.get("instance"), "?")}
-        for c in first
-    ]  # fmt: skip
-    return {"run": run, "total": len(cases), "rows": rows}
-
-
-def pilot(meta: dict[str, Any], run: str) -> list[dict[str, Any]]:
-    """`instances: auto`: what the pilot saw per case and the N it chose; capped cases say what MDE remains."""
-    raw = meta.get("pilot")
-    if not isinstance(raw, dict):
-        return []
-    rows = []
-    for key, case in raw.items():
-        if not isinstance(case, dict):
-            continue
-        workload, _, params = str(key).partition(" ")
-        metrics = case.get("metrics")
-        if not isinstance(metrics, dict):
-            metrics = {}
-        rows.append(
-            {
-                "run": run,
-                "workload": workload,
-                "params": params_label(params),
-                "pilot_instances": case.get("pilot_instances"),
-                "instances": case.get("instances"),
-                "capped": bool(case.get("capped")),
-                "note": str(case.get("note") or ""),
-                "metrics": [
-                    {"metric": m, "cv": fmt_num(v.get("cv_pct")), "mde": fmt_num(v.get("mde_pct")),
-                     "threshold": f"±{(finite(v.get('threshold')) or 0) * 100:g}%"}
-                    for m, v in metrics.items() if isinstance(v, dict)
-                ],
-            }
-        )  # fmt: skip
-    return rows
-
-
-# What a GPU job does after its boundary is up, measured by workloads inside the target: (workload, metrics in order
-# of preference, label). The first metric a run has wins, e.g. a cold-cache load onto the GPU before one onto the CPU.
-WORKLOAD_STEPS = (
-    ("gpu.context_init", ("cuda_init",), "context init"),
-    ("model.load", ("cuda_cold", "cpu_cold", "cuda_warm", "cpu_warm"), "model load"),
-)
-
-
-def workload_steps(inst: pd.DataFrame) -> pd.DataFrame:
-    """Start-up steps that workloads measure (CUDA context init, model load), as extra phase rows for the stacked
-    start-up chart: median of instance medians in seconds per target, so a bar reads create → boot → ssh → agent →
-    context init → model load. The first params case in run order stands for the workload; the label names it."""
-    rows: list[dict[str, Any]] = []
-    for workload, metrics, label in WORKLOAD_STEPS:
-        sub = inst[inst["workload"] == workload] if not inst.empty else inst
-        if sub.empty:
-            continue
-        metric = next((m for m in metrics if (sub["metric"] == m).any()), None)
-        if metric is None:
-            continue
-        sub = sub[(sub["metric"] == metric) & (sub["params"] == sub["params"].iloc[0])]
-        params = params_label(sub["params"].iloc[0])
-        name = f"{label} ({workload} {metric}{'' if params == '(default params)' else ', ' + params})"
-        for target, g in sub.groupby("target", sort=False):  # both workloads report milliseconds
-            rows.append({"target": str(target), "phase": name, "median_s": float(g["median"].median()) / 1e3,
-                         "n": len(g)})  # fmt: skip
-    return pd.DataFrame(rows, columns=["target", "phase", "median_s", "n"])

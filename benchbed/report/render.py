@@ -38,9 +38,8 @@ from benchbed.fmt import (  # re-exported: the report's formatting API
     fmt_pct,
     params_label,
     suite_doc,
-    thresholds_from_text,
 )
-from benchbed.report import charts, model
+from benchbed.report import charts, model, runinfo
 from benchbed.report.csvtext import to_csv
 from benchbed.report.formats import to_json, to_markdown
 from benchbed.report.merge import ReportInput, combine
@@ -65,7 +64,6 @@ __all__ = [
     "params_label",
     "render",
     "render_html",
-    "thresholds_from_text",
     "write_text",
 ]
 
@@ -150,7 +148,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
     summary = a.summary
     targets = a.targets
     kinds = _kinds(inp)
-    problems = model.problems(inp.cases)
+    problems = runinfo.problems(inp.cases)
     counts = Counter(p["status"] for p in problems)
 
     dist = charts.distribution_charts(measured(inp.samples), a.inst, targets, inp.baseline)
@@ -159,7 +157,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         g = groups.setdefault((workload, params), {"workload": workload, "params": params_label(params), "charts": []})
         g["charts"].append(chart)
     phases = startup_phases(inp.cases)
-    steps = model.workload_steps(a.inst)
+    steps = runinfo.workload_steps(a.inst)
     chart_phases = pd.concat([phases, steps], ignore_index=True) if not steps.empty else phases
     phase_chart = charts.phase_chart(chart_phases, targets, len(dist))
     all_charts = [c for _, c in dist] + ([phase_chart] if phase_chart else [])
@@ -192,15 +190,17 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "env_targets": env_targets,
         "env_rows": model.env_rows(inp.env, env_targets, {w["key"] for w in warnings}),
         "env_warnings": warnings,
-        "problems": problems,
+        "problems": runinfo.group_skips(problems),
         "n_failed": counts.get("failed", 0),
         "n_skipped": counts.get("skipped", 0),
         "n_cases": len(inp.cases),
         "design": [
-            row for label, run in zip(inp.labels, inp.runs, strict=True) for row in model.design(run.meta, label)
+            row for label, run in zip(inp.labels, inp.runs, strict=True) for row in runinfo.design(run.meta, label)
         ],
-        "plan_orders": [model.plan_order(run.meta, label) for label, run in zip(inp.labels, inp.runs, strict=True)],
-        "pilot": [row for label, run in zip(inp.labels, inp.runs, strict=True) for row in model.pilot(run.meta, label)],
+        "plan_orders": [runinfo.plan_order(run.meta, label) for label, run in zip(inp.labels, inp.runs, strict=True)],
+        "pilot": [
+            row for label, run in zip(inp.labels, inp.runs, strict=True) for row in runinfo.pilot(run.meta, label)
+        ],
         "mde_rows": model.mde_rows(a),
         "confidence": DEFAULT_CONFIDENCE,
         "n_resamples": DEFAULT_RESAMPLES,

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
-import docker.types
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
-from benchbed.owner import owner_alive, owner_label
+from benchbed.owner import owner_alive
 from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.dockerargs import LABEL_OWNER, LABEL_RUN, LABEL_TARGET, create_args, not_ready, start_error
 from benchbed.targets.streams import iter_lines, pumped
 
 if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
@@ -33,12 +33,7 @@ if TYPE_CHECKING:  # the kind module imports this one on use; only the type come
 
 log = logging.getLogger(__name__)
 
-LABEL_RUN = "benchbed.run"
-LABEL_TARGET = "benchbed.target"
-LABEL_OWNER = "benchbed.controller"  # host:pid of the harness, so a sweep can tell a live run from a dead one
-SLEEPER = "import signal, time\nsignal.signal(signal.SIGTERM, lambda *_: exit(0))\nwhile True: time.sleep(3600)"
 MKDIR = "import os, sys\nos.makedirs(sys.argv[1], mode=0o700, exist_ok=True)"
-_MISSING_EXE = ("executable file not found", "no such file or directory")
 
 
 def client_for(url: str | None, where: str) -> docker.DockerClient:
@@ -55,10 +50,6 @@ def client_for(url: str | None, where: str) -> docker.DockerClient:
             f"{where}: Docker engine not reachable at {tried}", hint="is dockerd running? set docker_host to its URL"
         ) from err
     return client
-
-
-def _size(text: str | None) -> int | str | None:
-    return text.lower() if text else None
 
 
 class DockerSession(SessionImpl):
@@ -223,75 +214,6 @@ class DockerProvisioner(TargetImpl):
         except docker.errors.APIError as err:
             raise self.error(ProvisionError, f"cannot pull image {name!r}: {err.explanation or err}") from err
 
-    def _create_args(self) -> dict[str, Any]:
-        spec = self.spec
-        args: dict[str, Any] = {
-            "entrypoint": [spec.python, "-c", SLEEPER],
-            "command": [],
-            "labels": {LABEL_RUN: self.run_id, LABEL_TARGET: self.name, LABEL_OWNER: owner_label()},
-            "network_mode": spec.network,
-            "privileged": spec.privileged,
-            "environment": spec.env,
-            "detach": True,
-        }
-        if spec.cpus:
-            args["nano_cpus"] = int(spec.cpus * 1e9)
-        if spec.memory:
-            args["mem_limit"] = _size(spec.memory)
-        if spec.shm_size:
-            args["shm_size"] = _size(spec.shm_size)
-        if spec.runtime:
-            args["runtime"] = spec.runtime
-        if spec.user:
-            args["user"] = spec.user
-        if spec.volumes:
-            args["volumes"] = list(spec.volumes)
-        if spec.gpus is not None:
-            gpus = spec.gpus
-            if gpus == "all":
-                req = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-            elif isinstance(gpus, int):
-                req = docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])
-            else:
-                req = docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
-            args["device_requests"] = [req]
-        return args
-
-    def _start_error(self, err: docker.errors.APIError) -> ProvisionError:
-        text = str(err.explanation or err)
-        if "could not select device driver" in text:
-            return self.error(
-                ProvisionError,
-                f"GPUs requested but this Docker engine has no NVIDIA runtime ({text})",
-                hint="install nvidia-container-toolkit and restart dockerd, or drop `gpus:`",
-            )
-        if "unknown or invalid runtime" in text or "unknown runtime" in text:
-            return self.error(
-                ProvisionError,
-                f"runtime {self.spec.runtime!r} is unknown to the engine",
-                hint="see `docker info` for the runtimes it has",
-            )
-        if any(m in text for m in _MISSING_EXE):
-            return self.error(
-                ProvisionError,
-                f"{self.spec.python!r} not found in image {self.spec.image!r}",
-                hint="use an image with python3, or set `python:` to its interpreter",
-            )
-        return self.error(ProvisionError, f"container failed to start: {text}")
-
-    def _not_ready(self, container: Any, ready: CommandResult) -> ProvisionError:
-        """Tell a missing interpreter apart from a container that died while starting."""
-        text = ready.stderr.strip()[-200:] or "no output"
-        if ready.rc in (126, 127) or any(m in text for m in _MISSING_EXE):
-            return self.error(
-                ProvisionError,
-                f"{self.spec.python!r} does not run in image {self.spec.image!r} (rc {ready.rc}: {text})",
-                hint="use an image with python3, or set `python:` to its interpreter",
-            )
-        if ready.reason:
-            return self.error(ProvisionError, f"during start-up: {ready.reason}")
-        return self.error(ProvisionError, f"cannot create {self.spec.workdir} (rc {ready.rc}: {text})")
-
     @contextmanager
     def provision(self) -> Iterator[DockerSession]:
         self._clock = PhaseClock()
@@ -304,21 +226,23 @@ class DockerProvisioner(TargetImpl):
         try:
             with held_signals():  # Ctrl-C mid-request would leave a created container unnamed here (until a sweep)
                 try:
-                    container = self.client.containers.create(image.id, **self._create_args())
+                    container = self.client.containers.create(
+                        image.id, **create_args(self.spec, self.name, self.run_id)
+                    )
                 except docker.errors.APIError as err:
-                    raise self._start_error(err) from err
+                    raise start_error(self, self.spec, err) from err
             clock.add("create", time.perf_counter() - t)
             t = time.perf_counter()
             try:
                 container.start()
             except docker.errors.APIError as err:
-                raise self._start_error(err) from err
+                raise start_error(self, self.spec, err) from err
             clock.add("start", time.perf_counter() - t)
             session = DockerSession(self, container)
             t = time.perf_counter()
             ready = session.run([self.spec.python, "-c", MKDIR, self.spec.workdir], timeout=self.spec.start_timeout_s)
             if ready.rc != 0:
-                raise self._not_ready(container, ready)
+                raise not_ready(self, self.spec, ready)
             session.ready = True
             clock.add("exec_ready", time.perf_counter() - t)
             if not self._described:

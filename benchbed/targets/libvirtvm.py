@@ -24,9 +24,8 @@ import libvirt
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
-from benchbed.targets import vmspec
+from benchbed.targets import libvirtdev, vmspec
 from benchbed.targets.base import PhaseClock, TargetImpl
-from benchbed.targets.ssh import SshTarget as SshSpec
 from benchbed.targets.sshhost import SshProvisioner
 from benchbed.targets.sshlink import SshSession
 from benchbed.targets.vmspec import METADATA_NS, POLL_S, PREFIX, Pci, wait_for_banner
@@ -72,75 +71,6 @@ def _state(dom: libvirt.virDomain) -> str:
         return _STATES.get(dom.state()[0], "unknown")
     except libvirt.libvirtError:
         return "gone"
-
-
-# ── passthrough devices ────────────────────────────────────────────────────────────────────────────────────
-def _nodedev(conn: libvirt.virConnect, pci: Pci) -> ET.Element | None:
-    try:
-        return ET.fromstring(conn.nodeDeviceLookupByName(pci.nodedev).XMLDesc(0))
-    except libvirt.libvirtError:
-        return None
-
-
-def host_driver(conn: libvirt.virConnect, pci: Pci) -> str | None:
-    node = _nodedev(conn, pci)
-    return None if node is None else node.findtext("driver/name")
-
-
-def _in_use(conn: libvirt.virConnect) -> dict[Pci, str]:
-    """PCI functions already handed to a running domain → that domain's name."""
-    used: dict[Pci, str] = {}
-    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        with suppress(libvirt.libvirtError, ET.ParseError, KeyError, ValueError):
-            for addr in ET.fromstring(dom.XMLDesc(0)).iterfind("devices/hostdev[@type='pci']/source/address"):
-                used[Pci.from_xml(dict(addr.attrib))] = dom.name()
-    return used
-
-
-def check_devices(conn: libvirt.virConnect, spec: LibvirtSpec, name: str) -> tuple[list[Pci], dict[str, str | None]]:
-    """Every requested GPU function plus its siblings in the IOMMU group (its audio function, say), and the host
-    driver each is bound to now. Raises before anything starts when a device is unknown, has no IOMMU group
-    (IOMMU off), shares its group with another device, or is in use by a running domain."""
-    n = f"target {name!r}"
-    wanted: list[Pci] = []
-    drivers: dict[str, str | None] = {}
-    used = _in_use(conn) if spec.gpus else {}
-    for text in spec.gpus:
-        pci = Pci.parse(text)
-        node = _nodedev(conn, pci)
-        if node is None:
-            raise ProvisionError(
-                f"{n}: no PCI device {pci} on this host (libvirt node device {pci.nodedev} not found)",
-                hint="list them with `virsh nodedev-list --cap pci` or `lspci -D`",
-            )
-        group = node.find("capability[@type='pci']/iommuGroup")
-        if group is None:
-            raise ProvisionError(
-                f"{n}: PCI device {pci} is in no IOMMU group: the IOMMU is off or not supported",
-                hint="enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on (or amd_iommu=on) iommu=pt",
-            )
-        members = [Pci.from_xml(dict(a.attrib)) for a in group.iterfind("address")] or [pci]
-        strangers = [m for m in members if not m.same_device(pci)]
-        if strangers:
-            raise ProvisionError(
-                f"{n}: PCI device {pci} shares IOMMU group {group.get('number')} with other devices "
-                f"({', '.join(map(str, strangers))}); they cannot be passed through separately",
-                hint="move the card to another slot, or pass the whole group",
-            )
-        for member in sorted(members):
-            if member in used:
-                raise ProvisionError(f"{n}: PCI device {member} is in use by running domain {used[member]!r}")
-            if member not in wanted:
-                wanted.append(member)
-                drivers[str(member)] = host_driver(conn, member)
-    for uuid in spec.mdevs:
-        try:
-            conn.nodeDeviceLookupByName(f"mdev_{uuid.lower().replace('-', '_')}")
-        except libvirt.libvirtError as err:
-            raise ProvisionError(
-                f"{n}: mediated device {uuid} not found", hint="create the vGPU slice first (mdevctl start)"
-            ) from err
-    return wanted, drivers
 
 
 def _lease_address(dom: libvirt.virDomain) -> str | None:
@@ -194,7 +124,7 @@ class LibvirtProvisioner(TargetImpl):
         spec, n = self.spec, f"target {self.name!r}"
         t = time.perf_counter()
         self._files_exist()
-        pci, drivers = check_devices(self.conn, spec, self.name)  # before anything exists that needs undoing
+        pci, drivers = libvirtdev.check_devices(self.conn, spec, self.name)  # before anything exists that needs undoing
         name = f"{PREFIX}{self.run_id}-{next(_SEQ)}"
         overlay = self.dir / f"{name}.qcow2"
         dom: libvirt.virDomain | None = None
@@ -214,16 +144,17 @@ class LibvirtProvisioner(TargetImpl):
             except TimeoutError:
                 raise ProvisionError(
                     f"{n}: guest {name} did not answer SSH on {host}:{port} within {spec.boot_timeout_s:g} s "
-                    f"(domain destroyed){self._console_tail(console)}",
+                    f"(domain destroyed){vmspec.console_tail(console)}",
                     hint="raise boot_timeout_s (software emulation boots slowly) or check the console log above",
                 ) from None
             except ConnectionAbortedError:
                 raise ProvisionError(
-                    f"{n}: guest {name} stopped while booting ({_state(dom)}){self._console_tail(console)}"
+                    f"{n}: guest {name} stopped while booting ({_state(dom)}){vmspec.console_tail(console)}"
                 ) from None
             clock.add("boot", time.perf_counter() - t)
-            self._remember(dom, xml, pci, drivers)
-            ssh = SshProvisioner(self.name, self._ssh_spec(host, port, name), self.run_id)
+            if not self._described:
+                self._described = describe_domain(self.conn, spec, dom, xml, pci, drivers)
+            ssh = SshProvisioner(self.name, vmspec.guest_ssh_spec(self.spec, self.dir, host, port, name), self.run_id)
             ssh.remove_workdir = False  # the VM is destroyed right after
             try:
                 with ssh.provision(sock) as session:
@@ -264,19 +195,8 @@ class LibvirtProvisioner(TargetImpl):
                 msg = err.get_error_message() or str(err)
                 if "host forwarding" in msg and attempt < 2 and not self.spec.ssh.host_port:
                     continue
-                raise self._create_error(msg) from err
+                raise create_error(f"target {self.name!r}", msg) from err
         raise AssertionError("unreachable")
-
-    def _create_error(self, msg: str) -> ProvisionError:
-        n = f"target {self.name!r}"
-        if "/dev/kvm" in msg or "KVM is not available" in msg or ("kvm" in msg.lower() and "support" in msg.lower()):
-            return ProvisionError(
-                f"{n}: KVM is not available to libvirt: {msg}",
-                hint="check /dev/kvm (chgrp kvm /dev/kvm; chmod 660 /dev/kvm) or set virt_type: qemu (emulation)",
-            )
-        if "vfio" in msg.lower() or "iommu" in msg.lower():
-            return ProvisionError(f"{n}: device passthrough failed: {msg}", hint="is vfio-pci loaded and the IOMMU on?")
-        return ProvisionError(f"{n}: domain did not start: {msg}")
 
     def _reach(self, dom: libvirt.virDomain, port: int | None) -> tuple[str, int]:
         if port is not None:
@@ -293,44 +213,9 @@ class LibvirtProvisioner(TargetImpl):
             f"within {self.spec.boot_timeout_s:g} s (no DHCP lease, no guest agent answer)",
         )
 
-    def _ssh_spec(self, host: str, port: int, name: str) -> SshSpec:
-        s = self.spec.ssh
-        fields: dict[str, Any] = {
-            "kind": "ssh",
-            "host": host,
-            "port": port,
-            "user": s.user,
-            "key": s.key,
-            "python": self.spec.python,
-            "workdir": s.workdir,
-            "sudo": s.sudo,
-            "connect_timeout_s": s.connect_timeout_s,
-            "command_timeout_s": s.command_timeout_s,
-        }
-        if s.host_key or s.accept_new_host_key:  # a private known_hosts per instance: never the user's file
-            known = self.dir / f"{name}.known_hosts"
-            text = ""
-            if s.host_key:
-                kind, b64 = Path(s.host_key).expanduser().read_text().split()[:2]
-                text = f"{host if port == 22 else f'[{host}]:{port}'} {kind} {b64}\n"
-            known.write_text(text)
-            fields.update(known_hosts=str(known), accept_new_host_key=not s.host_key)
-        return SshSpec(**fields)
-
-    def _console_tail(self, console: Path, lines: int = 8) -> str:
-        try:
-            tail = console.read_text(errors="replace").strip().splitlines()[-lines:]
-        except OSError:
-            return ""
-        return ("; guest console ends with:\n  " + "\n  ".join(tail)) if tail else "; the guest console is empty"
-
     def _devices_home(self, drivers: dict[str, str | None]) -> None:
         """After destroy, managed passthrough devices must be back on their host driver (nvidia, say)."""
-        wrong = []
-        for addr, before in drivers.items():
-            now = host_driver(self.conn, Pci.parse(addr))
-            if before and now != before:
-                wrong.append(f"{addr} is on {now or 'no driver'}, was {before}")
+        wrong = libvirtdev.devices_not_home(self.conn, drivers)
         if wrong:
             msg = f"target {self.name!r}: after the VM, passthrough devices did not return to the host: " + "; ".join(
                 wrong
@@ -339,32 +224,50 @@ class LibvirtProvisioner(TargetImpl):
             self.warnings.append(msg)
             raise ProvisionError(msg, hint="virsh nodedev-reattach <device>, or reload the driver")
 
-    def _remember(self, dom: libvirt.virDomain, xml: str, pci: list[Pci], drivers: dict[str, str | None]) -> None:
-        if self._described:
-            return
-        conn = self.conn
-        try:
-            live_xml = dom.XMLDesc(0)
-        except libvirt.libvirtError:
-            live_xml = xml
-        info: dict[str, Any] = {
-            "uri": self.spec.uri,
-            "virt_type": self.spec.virt_type,
-            "representative": self.spec.virt_type == "kvm",
-            "cpu_mode": vmspec.effective_cpu_mode(self.spec),
-            "libvirt_version": _version(conn.getLibVersion()),
-            "domain_xml": live_xml,
-            "passthrough": {
-                "pci": [{"address": str(p), "host_driver": drivers.get(str(p))} for p in pci],
-                "mdevs": list(self.spec.mdevs),
-            },
-        }
-        with suppress(libvirt.libvirtError):
-            info["hypervisor"] = conn.getType()
-            info["qemu_version"] = _version(conn.getVersion())
-        if self.spec.virt_type == "qemu":
-            info["warning"] = "software emulation (TCG): timings are not representative of a KVM guest"
-        self._described = {"libvirt": info}
+
+def create_error(n: str, msg: str) -> ProvisionError:
+    """What a failed createXML means: no KVM, passthrough refused, or anything else."""
+    if "/dev/kvm" in msg or "KVM is not available" in msg or ("kvm" in msg.lower() and "support" in msg.lower()):
+        return ProvisionError(
+            f"{n}: KVM is not available to libvirt: {msg}",
+            hint="check /dev/kvm (chgrp kvm /dev/kvm; chmod 660 /dev/kvm) or set virt_type: qemu (emulation)",
+        )
+    if "vfio" in msg.lower() or "iommu" in msg.lower():
+        return ProvisionError(f"{n}: device passthrough failed: {msg}", hint="is vfio-pci loaded and the IOMMU on?")
+    return ProvisionError(f"{n}: domain did not start: {msg}")
+
+
+def describe_domain(
+    conn: libvirt.virConnect,
+    spec: LibvirtSpec,
+    dom: libvirt.virDomain,
+    xml: str,
+    pci: list[Pci],
+    drivers: dict[str, str | None],
+) -> dict[str, Any]:
+    """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices."""
+    try:
+        live_xml = dom.XMLDesc(0)
+    except libvirt.libvirtError:
+        live_xml = xml
+    info: dict[str, Any] = {
+        "uri": spec.uri,
+        "virt_type": spec.virt_type,
+        "representative": spec.virt_type == "kvm",
+        "cpu_mode": vmspec.effective_cpu_mode(spec),
+        "libvirt_version": _version(conn.getLibVersion()),
+        "domain_xml": live_xml,
+        "passthrough": {
+            "pci": [{"address": str(p), "host_driver": drivers.get(str(p))} for p in pci],
+            "mdevs": list(spec.mdevs),
+        },
+    }
+    with suppress(libvirt.libvirtError):
+        info["hypervisor"] = conn.getType()
+        info["qemu_version"] = _version(conn.getVersion())
+    if spec.virt_type == "qemu":
+        info["warning"] = "software emulation (TCG): timings are not representative of a KVM guest"
+    return {"libvirt": info}
 
 
 # ── leftovers of dead runs ─────────────────────────────────────────────────────────────────────────────────

@@ -168,6 +168,7 @@ def _helpers(
     drain.start()
     timer = threading.Timer(timeout, kill) if timeout else None
     if timer is not None:
+        timer.daemon = True  # never a reason for the interpreter to wait at exit
         timer.start()
     return drain, timer
 

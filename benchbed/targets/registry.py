@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "ssh": "benchbed.targets.ssh:SshKind",
     "docker": "benchbed.targets.docker:DockerKind",
     "libvirt": "benchbed.targets.libvirt:LibvirtKind",
+    "ns": "benchbed.targets.ns:NsKind",
 }
 
 

@@ -3,37 +3,18 @@ private workdir, and teardown that removes it even over a fresh connection when 
 
 from __future__ import annotations
 
-import errno
-import getpass
 import logging
 import shlex
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-
-import paramiko
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.targets.base import PhaseClock
 from benchbed.targets.ssh import SshTarget as SshSpec
-from benchbed.targets.sshlink import (
-    _NO_PYTHON,
-    _NO_SUDO,
-    _NO_WORKDIR,
-    WORKDIR_PREFIX,
-    Host,
-    SshSession,
-    UnknownHostKey,
-    _AcceptNew,
-    _jump,
-    _RejectUnknown,
-    _tcp,
-    fingerprint,
-    kill_script,
-    known_hosts_name,
-)
+from benchbed.targets.sshconnect import SshDialer
+from benchbed.targets.sshlink import _NO_PYTHON, _NO_SUDO, _NO_WORKDIR, WORKDIR_PREFIX, Host, SshSession, kill_script
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +26,9 @@ class SshProvisioner(Host):
     def __init__(self, name: str, spec: SshSpec, run_id: str) -> None:
         super().__init__(name, spec, run_id)
         self.spec: SshSpec = spec
-        self.user = spec.user or getpass.getuser()
+        self.dialer = SshDialer(spec, f"target {name!r}")
+        self.user = self.dialer.user
         self.where = f"{self.user}@{spec.host}:{spec.port}"
-        self.known_hosts = Path(spec.known_hosts).expanduser()
-        self.key = Path(spec.key).expanduser() if spec.key else None
         self.remove_workdir = True  # off for a machine that is destroyed right after (a VM): saves a round trip
 
     @contextmanager
@@ -56,7 +36,7 @@ class SshProvisioner(Host):
         """`sock`: an already connected socket to use instead of dialing (a VM's port, polled until sshd spoke)."""
         self._clock = clock = PhaseClock()
         t0 = time.perf_counter()
-        client, jump = self.connect(sock)
+        client, jump = self.dialer.connect(sock)
         clock.add("connect", time.perf_counter() - t0)
         session: SshSession | None = None
         try:
@@ -75,120 +55,6 @@ class SshProvisioner(Host):
                 client.close()
                 if jump is not None:
                     jump.close()
-
-    # -- connection --
-    def connect(self, sock: socket.socket | None = None) -> tuple[paramiko.SSHClient, paramiko.SSHClient | None]:
-        """An authenticated client (and the jump host's client, to be closed after it), or one clear error."""
-        spec = self.spec
-        if self.key is not None and not self.key.is_file():
-            raise self.error(ProvisionError, f"key file {self.key} not found")
-        if sock is not None or not spec.proxy_jump:
-            return self._client(spec.host, spec.port, self.user, sock), None
-        try:
-            juser, jhost, jport = _jump(spec.proxy_jump, self.user)
-        except ValueError as err:
-            raise self.error(ProvisionError, f"proxy_jump {spec.proxy_jump!r} is not [user@]host[:port]") from err
-        jump = self._client(jhost, jport, juser, None, via="jump host ")
-        try:
-            transport = jump.get_transport()
-            assert transport is not None
-            try:
-                chan = transport.open_channel(
-                    "direct-tcpip", (spec.host, spec.port), ("127.0.0.1", 0), timeout=spec.connect_timeout_s
-                )
-            except (paramiko.SSHException, OSError, EOFError) as err:
-                raise self.error(
-                    ProvisionError, f"jump host {jhost}:{jport} cannot reach {spec.host}:{spec.port}: {err}"
-                ) from err
-            return self._client(spec.host, spec.port, self.user, chan), jump
-        except BaseException:
-            jump.close()
-            raise
-
-    def _client(
-        self, host: str, port: int, user: str, sock: paramiko.Channel | socket.socket | None, via: str = ""
-    ) -> paramiko.SSHClient:
-        spec = self.spec
-        where = f"{via}{user}@{host}:{port}"
-        client = paramiko.SSHClient()
-        try:
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except FileNotFoundError:
-                pass  # nothing known yet: every key is unknown
-            except (OSError, paramiko.SSHException) as err:
-                raise self.error(ProvisionError, f"cannot read known_hosts {self.known_hosts}: {err}") from err
-            client.set_missing_host_key_policy(
-                _AcceptNew(self.known_hosts) if spec.accept_new_host_key else _RejectUnknown()
-            )
-            t = spec.connect_timeout_s
-            try:
-                if sock is None:
-                    sock = _tcp(host, port, t)
-                client.connect(
-                    host,
-                    port=port,
-                    username=user,
-                    key_filename=str(self.key) if self.key else None,
-                    allow_agent=self.key is None,
-                    look_for_keys=self.key is None,
-                    timeout=t,
-                    banner_timeout=t,
-                    auth_timeout=t,
-                    channel_timeout=t,
-                    sock=sock,
-                )
-            except Exception as err:
-                if isinstance(sock, socket.socket):
-                    sock.close()
-                raise self._connect_error(err, host, port, where) from err
-            transport = client.get_transport()
-            if transport is not None:
-                transport.set_keepalive(30)
-            return client
-        except BaseException:
-            client.close()
-            raise
-
-    def _connect_error(self, err: Exception, host: str, port: int, where: str) -> ProvisionError:
-        n = f"target {self.name!r}"
-        hn = known_hosts_name(host, port)
-        if isinstance(err, UnknownHostKey):
-            return ProvisionError(
-                f"{n}: host key of {hn} is unknown ({fingerprint(err.key)}, not in {self.known_hosts}); refusing",
-                hint="check the fingerprint out of band, then add it to known_hosts or set accept_new_host_key: true",
-            )
-        if isinstance(err, paramiko.BadHostKeyException):
-            return ProvisionError(
-                f"{n}: host key of {hn} has CHANGED: server offers {fingerprint(err.key)}, {self.known_hosts} has "
-                f"{fingerprint(err.expected_key)}; refusing (possible man-in-the-middle)",
-                hint=f"if the host was reinstalled, remove the old key: ssh-keygen -f {self.known_hosts} -R '{hn}'",
-            )
-        if isinstance(err, paramiko.PasswordRequiredException):
-            return ProvisionError(
-                f"{n}: key {self.key} is passphrase-protected", hint="load it into ssh-agent and omit `key:`"
-            )
-        if isinstance(err, paramiko.AuthenticationException):
-            how = f"key {self.key}" if self.key else "the SSH agent and default keys"
-            return ProvisionError(
-                f"{n}: authentication failed for {where} with {how}",
-                hint="check `user:` and `key:`, and that the public key is in the host's authorized_keys",
-            )
-        if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
-            refused = all(getattr(e, "errno", None) == errno.ECONNREFUSED for e in err.errors.values())
-            why = "connection refused" if refused else str(err)
-            return ProvisionError(f"{n}: cannot connect to {where}: {why}", hint="is sshd running there?")
-        if isinstance(err, ConnectionRefusedError):
-            return ProvisionError(f"{n}: cannot connect to {where}: connection refused", hint="is sshd running there?")
-        if isinstance(err, socket.gaierror):
-            return ProvisionError(f"{n}: cannot resolve host {host!r}: {err.strerror}")
-        if isinstance(err, TimeoutError):
-            return ProvisionError(f"{n}: no answer from {where} within {self.spec.connect_timeout_s:g} s")
-        if isinstance(err, (paramiko.SSHException, EOFError)):
-            return ProvisionError(f"{n}: SSH handshake with {where} failed: {err or type(err).__name__}")
-        if isinstance(err, OSError):
-            return ProvisionError(f"{n}: cannot connect to {where}: {err.strerror or err}")
-        return ProvisionError(f"{n}: cannot connect to {where}: {type(err).__name__}: {err}")
 
     # -- remote workdir --
     def _probe(self, session: SshSession) -> str:
@@ -231,7 +97,7 @@ class SshProvisioner(Host):
         except TransportError:
             pass
         try:  # the link dropped: one fresh attempt, so nothing is left behind on a host that is still up
-            client, jump = self.connect()
+            client, jump = self.dialer.connect()
         except ProvisionError as err:
             log.warning("target %r: could not remove %s on %s: %s", self.name, session.workdir, self.where, err)
             return

@@ -12,15 +12,11 @@ Teardown removes the workdir in every case it can reach the host.
 
 from __future__ import annotations
 
-import base64
 import codecs
-import hashlib
 import logging
-import os
 import re
 import select
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -51,59 +47,6 @@ SIGNAL_MARK = "__benchbed_signal__ "
 _SIGNAL_RE = re.compile(r"\n?" + re.escape(SIGNAL_MARK) + r"(\d+)\n?$")
 # exit codes of the probe script (and of the command wrapper, for a workdir gone)
 _NO_PYTHON, _NO_WORKDIR, _NO_SUDO = 90, 91, 92
-_KNOWN_HOSTS_LOCK = threading.Lock()
-
-
-# ── host keys ──────────────────────────────────────────────────────────────────────────────────────────────
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's notation (`ssh-ed25519 SHA256:…`), so users can compare it with `ssh-keygen -lf`."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """The name OpenSSH and paramiko file a host under: plain for port 22, `[host]:port` otherwise."""
-    return host if port == 22 else f"[{host}]:{port}"
-
-
-class UnknownHostKey(paramiko.SSHException):
-    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
-        super().__init__(f"unknown host key for {hostname}: {fingerprint(key)}")
-        self.hostname = hostname
-        self.key = key
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    """The default: a host we have never seen is refused (paramiko refuses changed keys before any policy)."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise UnknownHostKey(hostname, key)
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """`accept_new_host_key: true`: trust a never-seen key once and append it to known_hosts (like OpenSSH's
-    StrictHostKeyChecking=accept-new). Appends, never rewrites, so comments and hashed entries survive."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with _KNOWN_HOSTS_LOCK:
-            try:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-                try:
-                    size = os.fstat(fd).st_size
-                    if size and os.pread(fd, 1, size - 1) != b"\n":
-                        line = "\n" + line
-                    os.write(fd, line.encode())
-                finally:
-                    os.close(fd)
-            except OSError as err:
-                raise paramiko.SSHException(f"cannot record the new host key in {self.path}: {err.strerror}") from err
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        log.warning("accepted new host key for %s (%s) and saved it to %s", hostname, fingerprint(key), self.path)
 
 
 # ── session ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -128,6 +71,65 @@ class _Err:
     def text(self) -> str:
         self.tail.add(self._dec.decode(b"", final=True))
         return str(self.tail)
+
+
+# ── one channel ──────────────────────────────────────────────────────────────────────────────────────────
+def wrap_command(argv: Sequence[str], workdir: str, pidfile: str, *, sudo: bool) -> str:
+    """cd to the workdir, record the session's pid (= its process group, sshd made it a session leader),
+    run argv and turn a death by signal into a marker line the controller maps back to rc = -signal."""
+    cmd = shlex.join(argv)
+    if sudo:
+        cmd = "sudo -n -- " + cmd
+    q = shlex.quote
+    # fd 3 carries the command's stderr; the shell's own (bash's "Killed" notices) goes to /dev/null
+    return (
+        f"cd {q(workdir)} || exit {_NO_WORKDIR}; echo $$ > {q(pidfile)}; exec 3>&2 2>/dev/null; "
+        f"{cmd} 2>&3 3>&-; rc=$?; "
+        f'if [ $rc -gt 128 ] && [ $rc -lt 193 ]; then echo "{SIGNAL_MARK}$((rc - 128))" >&3; fi; '
+        f"rm -f {q(pidfile)}; exit $rc"
+    )
+
+
+def close_channel(chan: paramiko.Channel) -> None:
+    with suppress(Exception):
+        chan.close()
+
+
+def drain(
+    chan: paramiko.Channel, err: _Err, deadline: float, aborted: threading.Event | None = None
+) -> Iterator[bytes]:
+    """stdout chunks until the remote side closes its output, draining stderr on the way."""
+    fd = chan.fileno()  # a pipe paramiko sets when either stream has data, or at EOF / close
+    while True:
+        if chan.recv_stderr_ready():
+            err.add(chan.recv_stderr(CHUNK))
+        if chan.recv_ready():
+            data = chan.recv(CHUNK)
+            if data:
+                yield data
+                continue
+        if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
+            return
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise _Deadline
+        if aborted is not None and aborted.is_set():
+            raise _Aborted
+        select.select([fd], [], [], min(left, POLL_S))
+
+
+def exit_status(chan: paramiko.Channel, deadline: float, aborted: threading.Event | None = None) -> int | None:
+    """The exit status once it arrives; None if the channel closed without one (the link dropped)."""
+    while not chan.status_event.wait(min(POLL_S, max(deadline - time.perf_counter(), 0.0))):
+        if time.perf_counter() >= deadline:
+            raise _Deadline
+        if aborted is not None and aborted.is_set():
+            raise _Aborted
+    rc: int = chan.exit_status
+    if rc == -1:  # paramiko's "no exit-status message": closed under us, or exit-signal from a killed shell
+        transport = chan.get_transport()
+        return None if chan.closed and not (transport and transport.is_active()) else NO_STATUS
+    return rc
 
 
 class SshSession(SessionImpl):
@@ -178,15 +180,15 @@ class SshSession(SessionImpl):
         pidfile = f"{self.workdir}/.pid-{self._count}"
         if self.aborted.is_set():
             raise self.target.error(TransportError, "command aborted")
-        chan = self._open(self._wrap(argv, pidfile))
+        chan = self._open(wrap_command(argv, self.workdir, pidfile, sudo=self.target.spec.sudo))
         err = _Err()
         finished = timed_out = False
         try:
             try:
-                rest = iter_lines(self._drain(chan, err, deadline, abortable=True), on_line)
+                rest = iter_lines(drain(chan, err, deadline, self.aborted), on_line)
                 if rest:
                     on_line(rest)
-                rc = self._exit_status(chan, deadline, abortable=True)
+                rc = exit_status(chan, deadline, self.aborted)
             except _Deadline:
                 timed_out, rc = True, -9
             except _Aborted:
@@ -199,7 +201,7 @@ class SshSession(SessionImpl):
         finally:
             if not finished:
                 self._kill(pidfile)
-            self._close(chan)
+            close_channel(chan)
         stderr = err.text()
         m = _SIGNAL_RE.search(stderr)
         if m and rc > 128:
@@ -215,15 +217,15 @@ class SshSession(SessionImpl):
         t0 = time.perf_counter()
         try:
             try:
-                for chunk in self._drain(chan, err, t0 + timeout):
+                for chunk in drain(chan, err, t0 + timeout):
                     out += chunk
-                rc = self._exit_status(chan, t0 + timeout)
+                rc = exit_status(chan, t0 + timeout)
             except _Deadline:
                 raise self.target.error(
                     TransportError, f"a plumbing command timed out after {timeout:g} s on {self.target.where}"
                 ) from None
         finally:
-            self._close(chan)
+            close_channel(chan)
         if rc is None:
             raise self.target.error(TransportError, f"connection to {self.target.where} dropped")
         return CommandResult(
@@ -236,21 +238,6 @@ class SshSession(SessionImpl):
         another thread would close the pipe fd its owner is select()ing on."""
         self.aborted.set()
 
-    def _wrap(self, argv: Sequence[str], pidfile: str) -> str:
-        """cd to the workdir, record the session's pid (= its process group, sshd made it a session leader),
-        run argv and turn a death by signal into a marker line the controller maps back to rc = -signal."""
-        cmd = shlex.join(argv)
-        if self.target.spec.sudo:
-            cmd = "sudo -n -- " + cmd
-        q = shlex.quote
-        # fd 3 carries the command's stderr; the shell's own (bash's "Killed" notices) goes to /dev/null
-        return (
-            f"cd {q(self.workdir)} || exit {_NO_WORKDIR}; echo $$ > {q(pidfile)}; exec 3>&2 2>/dev/null; "
-            f"{cmd} 2>&3 3>&-; rc=$?; "
-            f'if [ $rc -gt 128 ] && [ $rc -lt 193 ]; then echo "{SIGNAL_MARK}$((rc - 128))" >&3; fi; '
-            f"rm -f {q(pidfile)}; exit $rc"
-        )
-
     def _open(self, command: str) -> paramiko.Channel:
         spec = self.target.spec
         try:
@@ -262,47 +249,9 @@ class SshSession(SessionImpl):
             chan.exec_command(command)
             chan.shutdown_write()  # stdin: EOF at once, nothing ever reads it
         except (paramiko.SSHException, OSError, EOFError) as err:
-            self._close(chan)
+            close_channel(chan)
             raise self.target.error(TransportError, f"cannot start a command on {self.target.where}: {err}") from err
         return chan
-
-    @staticmethod
-    def _close(chan: paramiko.Channel) -> None:
-        with suppress(Exception):
-            chan.close()
-
-    def _drain(self, chan: paramiko.Channel, err: _Err, deadline: float, *, abortable: bool = False) -> Iterator[bytes]:
-        """stdout chunks until the remote side closes its output, draining stderr on the way."""
-        fd = chan.fileno()  # a pipe paramiko sets when either stream has data, or at EOF / close
-        while True:
-            if chan.recv_stderr_ready():
-                err.add(chan.recv_stderr(CHUNK))
-            if chan.recv_ready():
-                data = chan.recv(CHUNK)
-                if data:
-                    yield data
-                    continue
-            if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
-                return
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise _Deadline
-            if abortable and self.aborted.is_set():
-                raise _Aborted
-            select.select([fd], [], [], min(left, POLL_S))
-
-    def _exit_status(self, chan: paramiko.Channel, deadline: float, *, abortable: bool = False) -> int | None:
-        """The exit status once it arrives; None if the channel closed without one (the link dropped)."""
-        while not chan.status_event.wait(min(POLL_S, max(deadline - time.perf_counter(), 0.0))):
-            if time.perf_counter() >= deadline:
-                raise _Deadline
-            if abortable and self.aborted.is_set():
-                raise _Aborted
-        rc: int = chan.exit_status
-        if rc == -1:  # paramiko's "no exit-status message": closed under us, or exit-signal from a killed shell
-            transport = chan.get_transport()
-            return None if chan.closed and not (transport and transport.is_active()) else NO_STATUS
-        return rc
 
     def _kill(self, pidfile: str) -> None:
         """Best effort: kill the process group recorded in pidfile. Waits briefly for the wrapper to write it,
@@ -331,25 +280,3 @@ def kill_script(pidfiles: Sequence[str], sudo: bool, *, wait: bool) -> str:
         poll = f"i=0; while [ ! -s {q(f)} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done; " if wait else ""
         parts.append(f"{poll}if [ -s {q(f)} ]; then {priv}kill -s KILL -- -$(cat {q(f)}) 2>/dev/null; rm -f {q(f)}; fi")
     return "; ".join([*parts, "true"])
-
-
-# ── target ─────────────────────────────────────────────────────────────────────────────────────────────────
-def _jump(spec: str, default_user: str) -> tuple[str, str, int]:
-    """`[user@]host[:port]` → (user, host, port)."""
-    user, _, hostport = spec.rpartition("@")
-    host, port = hostport, 22
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 22
-    elif hostport.count(":") == 1:
-        host, _, p = hostport.partition(":")
-        port = int(p)
-    return user or default_user, host, port
-
-
-def _tcp(host: str, port: int, timeout: float) -> socket.socket:
-    """TCP_NODELAY matters: with Nagle on, every SSH request/reply pair waits out a 40 ms delayed ACK."""
-    sock = socket.create_connection((host, port), timeout=timeout)
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock

@@ -23,6 +23,7 @@ import jinja2
 
 from benchbed.errors import ConfigError, ProvisionError
 from benchbed.owner import owner_alive, owner_label
+from benchbed.targets.ssh import SshTarget
 
 if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
     from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
@@ -260,3 +261,38 @@ def wait_for_banner(
     finally:
         for s in probes:
             s.close()
+
+
+def guest_ssh_spec(spec: LibvirtSpec, known_dir: Path, host: str, port: int, name: str) -> SshTarget:
+    """How the ssh kind reaches the guest: the VM's `ssh:` settings, with a private known_hosts per instance."""
+    s = spec.ssh
+    fields: dict[str, Any] = {
+        "kind": "ssh",
+        "host": host,
+        "port": port,
+        "user": s.user,
+        "key": s.key,
+        "python": spec.python,
+        "workdir": s.workdir,
+        "sudo": s.sudo,
+        "connect_timeout_s": s.connect_timeout_s,
+        "command_timeout_s": s.command_timeout_s,
+    }
+    if s.host_key or s.accept_new_host_key:  # a private known_hosts per instance: never the user's file
+        known = known_dir / f"{name}.known_hosts"
+        text = ""
+        if s.host_key:
+            kind, b64 = Path(s.host_key).expanduser().read_text().split()[:2]
+            text = f"{host if port == 22 else f'[{host}]:{port}'} {kind} {b64}\n"
+        known.write_text(text)
+        fields.update(known_hosts=str(known), accept_new_host_key=not s.host_key)
+    return SshTarget(**fields)
+
+
+def console_tail(console: Path, lines: int = 8) -> str:
+    """The end of the guest's serial console, for an error that says why it never answered."""
+    try:
+        tail = console.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return ("; guest console ends with:\n  " + "\n  ".join(tail)) if tail else "; the guest console is empty"

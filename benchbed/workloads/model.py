@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.workloads.base import Context, Sample, Skipped, require_module, workload
-from benchbed.workloads.gpu import torch_cuda_problem
+from benchbed.workloads.gpudevice import torch_cuda_problem
 
 MiB = 1 << 20
 STILL_CACHED = 0.05  # a "dropped" cache that still holds more than this share of the file did not drop

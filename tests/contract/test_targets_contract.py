@@ -80,8 +80,19 @@ def _libvirt(request: pytest.FixtureRequest) -> dict[str, Any]:
     return libvirtd.guest_spec(request.getfixturevalue("vm_overlays"))  # software emulation: boots are slow
 
 
+def _ns(request: pytest.FixtureRequest) -> dict[str, Any]:
+    from benchbed.demo import probe_ns
+    from benchbed.targets.ns import NsTarget
+
+    why, _ = probe_ns(NsTarget(kind="ns"))
+    if why:
+        need("ns", why)
+    return {"kind": "ns", "python": sys.executable}  # the same interpreter as `local`, in fresh namespaces
+
+
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "local": _local,
+    "ns": _ns,
     "ssh": _ssh,
     "docker": _docker,
     "libvirt": _libvirt,

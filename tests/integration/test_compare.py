@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from benchbed.report.merge import combine, load_runs
 from tests.conftest import REPO
 
 SPIN = '''
@@ -164,3 +166,45 @@ def test_bad_input_is_exit_2_with_one_line(runs: dict[str, Path], tmp_path: Path
     assert "nope" in res.stderr
     res = cli("compare", str(runs["a1"]), str(runs["a2"]), "--threshold", "io.*")
     assert res.returncode == 2
+
+
+def _copy_with(run: Path, dest: Path, *, rules_thresholds: dict[str, float] | None, suite_extra: str) -> Path:
+    """A copy of `run` whose run.json records `rules_thresholds` in `rules` (None: no `rules`, as before 0.2) and
+    whose recorded suite text ends with `suite_extra`."""
+    shutil.copytree(run, dest)
+    meta = json.loads((dest / "run.json").read_text(encoding="utf-8"))
+    if rules_thresholds is None:
+        del meta["rules"]
+    else:
+        meta["rules"]["thresholds"] = rules_thresholds
+    meta["suite"]["text"] += suite_extra
+    (dest / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    return dest
+
+
+@pytest.mark.local
+def test_thresholds_come_from_the_recorded_rules_and_old_runs_fall_back_to_the_suite_text(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    recorded = json.loads((runs["a1"] / "run.json").read_text(encoding="utf-8"))["rules"]
+    assert recorded["version"] == 1
+    assert recorded["thresholds"] == {}
+    assert "cpu.model" in recorded["hardware"]
+    strict = {"test.*": 0.02}
+    # the rules decide, whatever the suite text says now
+    base = _copy_with(runs["a1"], tmp_path / "a", rules_thresholds=strict, suite_extra="")
+    new = _copy_with(runs["slow"], tmp_path / "s", rules_thresholds=strict, suite_extra="thresholds: {'test.*': 0.5}\n")
+    res = cli("compare", str(base), str(new), "--markdown", str(tmp_path / "new.md"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "±2%" in (tmp_path / "new.md").read_text(encoding="utf-8")
+    # a run.json without `rules`: thresholds from the recorded suite text, as before
+    suite_text = "thresholds: {'test.*': 0.02}\n"
+    old_base = _copy_with(runs["a1"], tmp_path / "oa", rules_thresholds=None, suite_extra=suite_text)
+    old_new = _copy_with(runs["slow"], tmp_path / "os", rules_thresholds=None, suite_extra=suite_text)
+    res = cli("compare", str(old_base), str(old_new), "--markdown", str(tmp_path / "old.md"))
+    assert res.returncode in (0, 1), res.stdout + res.stderr  # 5 % against 2 %: the verdict itself is not the point
+    assert "±2%" in (tmp_path / "old.md").read_text(encoding="utf-8")
+    # and the report reads the same rules: its verdicts use the suite text's 2 %
+    rules = combine(load_runs([old_base, old_new])).rules()
+    assert rules.thresholds == strict
+    assert rules.threshold_table(rules.thresholds)["test.*"] == 0.02

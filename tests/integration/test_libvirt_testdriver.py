@@ -70,7 +70,7 @@ def target_of(lv: Any) -> Iterator[Any]:
 
 
 def test_gpu_and_its_iommu_siblings_become_hostdevs(lv: Any, target_of: Any, base: Path, tmp_path: Path) -> None:
-    from benchbed.targets.libvirtvm import check_devices
+    from benchbed.targets.libvirtdev import check_devices
 
     spec = make(base, tmp_path, gpus=["0000:17:00.0"], mdevs=["3f5b2c4e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"])
     t = target_of(spec)
@@ -224,10 +224,10 @@ def _sweep_on(conn: Any, overlays: Path, everything: bool = False) -> list[str]:
 def test_device_not_back_on_its_host_driver_fails_loudly(
     lv: Any, target_of: Any, base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from benchbed.targets import libvirtvm as L
+    from benchbed.targets import libvirtdev
 
     t = target_of(make(base, tmp_path))
-    monkeypatch.setattr(L, "host_driver", lambda conn, pci: "vfio-pci")
+    monkeypatch.setattr(libvirtdev, "host_driver", lambda conn, pci: "vfio-pci")
     with pytest.raises(ProvisionError, match=r"0000:17:00\.0 is on vfio-pci, was nvidia"):
         t._devices_home({"0000:17:00.0": "nvidia"})
     assert t.warnings

@@ -265,7 +265,7 @@ def _torch_cuda() -> Any:
     except ImportError:
         need("gpu", "torch is not installed")
     if not torch.cuda.is_available():
-        from benchbed.workloads.gpu import torch_cuda_problem
+        from benchbed.workloads.gpudevice import torch_cuda_problem
 
         need("gpu", torch_cuda_problem(torch) or "torch.cuda.is_available() is False")
     return torch

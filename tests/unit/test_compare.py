@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchbed.compare import HARDWARE, UNDER_TEST_RUNS, Comparison, env_diff, to_gab, to_junit, to_markdown
+from benchbed.compare import Comparison, to_gab, to_junit, to_markdown
+from benchbed.rules import UNDER_TEST_RUNS, Rules
 from benchbed.verdict import compare_pairs
 
 ENV = {
@@ -28,14 +29,14 @@ def test_env_diff_runs_splits_under_test_from_warnings_and_ignores_volatile() ->
     new["memory"]["MemAvailable"] = "2 kB"
     new["gpus"][0].update(driver="560.28", sm_clock_mhz=1410)
     new["cpu"]["model"] = "Xeon"
-    tested, warned = env_diff(ENV, new, under_test=UNDER_TEST_RUNS, hardware=HARDWARE)
+    tested, warned = Rules().env_diff(ENV, new, under_test=UNDER_TEST_RUNS)
     assert [(e.key, e.base, e.new) for e in tested] == [("gpus.0.driver", "550.54", "560.28"), ("kernel", "6.1", "6.8")]
     assert [e.key for e in warned] == ["cpu.model"]
 
 
 def test_env_diff_targets_treats_everything_but_hardware_as_under_test() -> None:
     new = {**ENV, "kind": "docker", "image": "sha256:abc", "cpu": {"model": "Xeon", "logical_cpus": 2}}
-    tested, warned = env_diff(ENV, new, under_test=None, hardware=HARDWARE)
+    tested, warned = Rules().env_diff(ENV, new, under_test=None)
     assert [e.key for e in tested] == ["image", "kind"]
     assert [(e.key, e.base) for e in warned] == [("cpu.model", "EPYC")]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchbed.workloads import Context, Skipped, gpu, load_builtins, peaks
+from benchbed.workloads import Context, Skipped, gpu, gpudevice, load_builtins, peaks
 from benchbed.workloads.base import Sample
 
 load_builtins()
@@ -169,7 +169,8 @@ def ctx() -> Context:
 def _install(monkeypatch: pytest.MonkeyPatch, fake: FakeTorch) -> None:
     monkeypatch.setitem(sys.modules, "torch", fake)
     monkeypatch.setitem(sys.modules, "cupy", None)  # an installed cupy must not mix real launches into the fake
-    monkeypatch.setattr(gpu, "no_device_nodes", lambda: None)  # this host may have no /dev/nvidia*
+    monkeypatch.setattr(gpudevice, "no_device_nodes", lambda: None)  # this host may have no /dev/nvidia*
+    monkeypatch.setattr(gpu, "no_device_nodes", lambda: None)
 
 
 def _run(name: str, ctx: Context, **params: Any) -> list[Sample]:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from benchbed.errors import ConfigError
-from benchbed.pilot import assess, choose_instances, upper_sd
+from benchbed.pilot import assess, upper_sd
 from benchbed.plan import case_key, make_plan
 from benchbed.schema import Suite
 from benchbed.verdict import min_mwu_p
@@ -73,8 +73,8 @@ def test_quiet_case_gets_the_minimum_noisy_case_more_very_noisy_is_capped() -> N
 
 def test_bounds_thresholds_and_missing_pilot_come_from_the_suite() -> None:
     s = suite({"min_instances": 7, "max_instances": 9, "pilot_instances": 3}, thresholds={"util.*": 0.5})
-    got = choose_instances(samples({"noop": 0.02, "gemm": 0.5}, k=3), s, [NOOP, GEMM, "x.y {}"])
-    assert got == {NOOP: 7, GEMM: 9, "x.y {}": 7}
+    got = assess(samples({"noop": 0.02, "gemm": 0.5}, k=3), s, [NOOP, GEMM, "x.y {}"])
+    assert {key: case.instances for key, case in got.items()} == {NOOP: 7, GEMM: 9, "x.y {}": 7}
     assert assess(pd.DataFrame(columns=samples({"a": 0, "b": 0}).columns), s, ["x.y {}"])["x.y {}"].note
 
 

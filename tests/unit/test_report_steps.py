@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from benchbed.report.charts import phase_chart
-from benchbed.report.model import workload_steps
+from benchbed.report.runinfo import workload_steps
 from benchbed.stats import INSTANCE_COLUMNS, canonical_params
 
 

@@ -16,6 +16,7 @@ from benchbed.targets.registry import lane_of
 from tests.conftest import REPO
 
 ssh = pytest.importorskip("benchbed.targets.sshlink", reason="paramiko not installed")
+dial = pytest.importorskip("benchbed.targets.sshconnect", reason="paramiko not installed")
 
 
 def test_lab_example_expands_groups_with_their_template() -> None:
@@ -50,12 +51,12 @@ def test_proxy_jump_syntax_is_checked(tmp_path: Path) -> None:
     ],
 )
 def test_jump_parsing(text: str, want: tuple[str, str, int]) -> None:
-    assert ssh._jump(text, "me") == want
+    assert dial._jump(text, "me") == want
 
 
 def test_known_hosts_names_follow_openssh() -> None:
-    assert ssh.known_hosts_name("gpu01", 22) == "gpu01"
-    assert ssh.known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+    assert dial.known_hosts_name("gpu01", 22) == "gpu01"
+    assert dial.known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
 
 
 def test_lanes_are_machines() -> None:

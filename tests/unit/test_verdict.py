@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from scipy import stats as sps
 from benchbed.stats import DEFAULT_SEED, _median_ratio, bootstrap_ci
 from benchbed.verdict import (
     VERDICT_COLUMNS,
-    compare_instances,
+    compare_pairs,
     holm,
     instances_needed,
     mann_whitney,
@@ -22,6 +23,11 @@ from benchbed.verdict import (
     threshold_for,
     tost,
 )
+
+
+def compare_one(base: pd.DataFrame, new: pd.DataFrame, **kw: Any) -> pd.DataFrame:
+    """One (base, new) pair: its own Holm family."""
+    return compare_pairs([(base, new)], **kw)
 
 
 def lognormal(rng: np.random.Generator, centre: float, cv: float, n: int) -> np.ndarray:
@@ -144,9 +150,7 @@ def test_planted_effects_get_the_right_direction_aware_verdict(better: str, shif
     rng = np.random.default_rng(5)
     a = lognormal(rng, 100.0, 0.01, 8)
     b = lognormal(rng, 100.0 * shift, 0.01, 8)
-    out = compare_instances(
-        frame("base", {"m": a}), frame("new", {"m": b}), info=info({"m": better}), thresholds={"w": 0.03}
-    )
+    out = compare_one(frame("base", {"m": a}), frame("new", {"m": b}), info=info({"m": better}), thresholds={"w": 0.03})
     assert list(out.columns) == VERDICT_COLUMNS
     assert out["verdict"].tolist() == [expected]
     assert out["change_pct"].iloc[0] == pytest.approx((np.median(b) / np.median(a) - 1) * 100)
@@ -160,7 +164,7 @@ def test_planted_verdicts_hold_across_seeds() -> None:
         a = {m: lognormal(rng, 50.0, 0.015, 8) for m in ("up", "down", "same")}
         b = {"up": lognormal(rng, 52.5, 0.015, 8), "down": lognormal(rng, 47.5, 0.015, 8)}
         b["same"] = lognormal(rng, 50.0, 0.015, 8)
-        out = compare_instances(
+        out = compare_one(
             frame("a", a),
             frame("b", b),
             info=info({"up": "higher", "down": "higher", "same": "higher"}),
@@ -180,24 +184,24 @@ def test_holm_is_applied_across_the_metrics_of_one_comparison() -> None:
     a = {f"m{i}": lognormal(rng, 10.0, 0.02, 5) for i in range(10)}
     b = {f"m{i}": lognormal(rng, 10.0, 0.02, 5) for i in range(10)}
     b["m0"] = np.sort(a["m0"]) * 1.04 + 0.5  # completely separated: raw p = 2/252 ≈ 0.008, × 10 metrics > 0.05
-    out = compare_instances(frame("a", a), frame("b", b), info=info(dict.fromkeys(a, "higher")))
+    out = compare_one(frame("a", a), frame("b", b), info=info(dict.fromkeys(a, "higher")))
     assert out["p_mwu_holm"].to_numpy() == pytest.approx(holm(out["p_mwu"].to_numpy()), nan_ok=True)
     first = out[out["metric"] == "m0"].iloc[0]
     assert first["p_mwu"] < 0.05 < first["p_mwu_holm"]
     assert first["verdict"] != "improvement"
-    alone = compare_instances(frame("a", {"m0": a["m0"]}), frame("b", {"m0": b["m0"]}), info=info({"m0": "higher"}))
+    alone = compare_one(frame("a", {"m0": a["m0"]}), frame("b", {"m0": b["m0"]}), info=info({"m0": "higher"}))
     assert alone["verdict"].iloc[0] == "improvement"
 
 
 def test_too_few_instances_is_inconclusive_with_a_reason() -> None:
-    out = compare_instances(
+    out = compare_one(
         frame("a", {"m": np.array([1.0, 1.01, 0.99])}),
         frame("b", {"m": np.array([2.0, 2.01, 1.99])}),
         info=info({"m": "lower"}),
     )
     assert out["verdict"].iloc[0] == "inconclusive"
     assert "too few instances" in out["note"].iloc[0]
-    one = compare_instances(frame("a", {"m": np.array([1.0])}), frame("b", {"m": np.array([2.0, 2.1])}))
+    one = compare_one(frame("a", {"m": np.array([1.0])}), frame("b", {"m": np.array([2.0, 2.1])}))
     assert one["verdict"].iloc[0] == "inconclusive"
     assert "≥ 2 instances" in one["note"].iloc[0]
 
@@ -205,5 +209,5 @@ def test_too_few_instances_is_inconclusive_with_a_reason() -> None:
 def test_unknown_direction_never_claims_regression() -> None:
     rng = np.random.default_rng(7)
     a, b = lognormal(rng, 1.0, 0.01, 8), lognormal(rng, 1.2, 0.01, 8)
-    out = compare_instances(frame("a", {"m": a}), frame("b", {"m": b}))
+    out = compare_one(frame("a", {"m": a}), frame("b", {"m": b}))
     assert out["verdict"].iloc[0] == "inconclusive"
