@@ -345,6 +345,8 @@ def compare(
             out.print(f"  [yellow]warning: not comparable: {e.key} differs ({e.base} → {e.new})[/]", soft_wrap=True)
     for note in result.notes:
         out.print(f"[yellow]warning: {note}[/]")
+    for note in result.stack_notes:
+        out.print(f"warning: not a boundary cost alone: {note}", markup=False, style="yellow")
     styles = {"regression": "bold red", "improvement": "green", "equivalent": "dim"}
     table = Table(*HEADERS)
     for verdict, cells in zip(result.verdicts["verdict"], table_rows(result), strict=True):

@@ -23,6 +23,7 @@ from benchbed.fileio import write_atomic
 from benchbed.fmt import fmt_num, md, params_label
 from benchbed.results import RunData, load_run
 from benchbed.rules import EnvChange, merged_thresholds, rules_of
+from benchbed.stacks.parity import DIFFERS, SideStacks, annotate
 from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
 from benchbed.verdict import ALPHA, compare_pairs
 
@@ -56,6 +57,15 @@ class Comparison:
 
     def counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.verdicts["verdict"].value_counts().items()}
+
+    @property
+    def stack_notes(self) -> list[str]:
+        """One line per case whose two sides ran different userland bytes: its ratio is not the boundary's alone."""
+        if "stack" not in self.verdicts.columns:
+            return []
+        rows = self.verdicts[self.verdicts["stack"] == DIFFERS]
+        lines = [f"{r['workload']} {params_label(r['params'])}: {r['stack_note']}" for r in rows.to_dict("records")]
+        return list(dict.fromkeys(lines))
 
 
 def _targets(run: RunData) -> list[str]:
@@ -130,6 +140,14 @@ def compare(
     if verdicts.empty:
         raise ConfigError("no (workload, params, metric) was measured on both sides", hint="same suite on both?")
     verdicts = _with_new_ci(verdicts, frames, seed)
+    stacks = {
+        (a.target, b.target): (
+            SideStacks.of(a.run.cases, a.run.env, a.target),
+            SideStacks.of(b.run.cases, b.run.env, b.target),
+        )
+        for a, b in pairs
+    }
+    verdicts = annotate(verdicts, stacks, accepted="stack" in (under_test or ()))
     tested: dict[str, list[EnvChange]] = {}
     warned: dict[str, list[EnvChange]] = {}
     for a, b in pairs:
@@ -189,7 +207,9 @@ def table_rows(c: Comparison) -> list[list[str]]:
                 "—" if not math.isfinite(r["mde_pct"]) else f"{r['mde_pct']:.1f}%",
                 _p(r["p_mwu_holm"]),
                 _p(r["p_tost"]),
-                SYMBOL.get(str(r["verdict"]), str(r["verdict"])) + (f" ({r['note']})" if r["note"] else ""),
+                SYMBOL.get(str(r["verdict"]), str(r["verdict"]))
+                + (f" ({r['note']})" if r["note"] else "")
+                + (" — stack differs" if r.get("stack") == DIFFERS else ""),
             ]
         )
     return rows
@@ -221,6 +241,10 @@ def to_markdown(c: Comparison) -> str:
             lines.append("No field under test differs.")
         for e in c.warnings[label]:
             lines.append(f"- ⚠ not comparable: `{e.key}` differs ({_md(e.base)} → {_md(e.new)})")
+        lines.append("")
+    for note in c.stack_notes:
+        lines.append(f"- ⚠ not a boundary cost alone: {_md(note)}")
+    if c.stack_notes:
         lines.append("")
     lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in table_rows(c)]

@@ -14,6 +14,7 @@ from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline
 from benchbed.report.runinfo import group_skips, problems
+from benchbed.stacks import parity
 
 JSON_SCHEMA = 1
 
@@ -63,6 +64,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         lines.append("")
         lines.append("> ⚠ **Incomplete run**: the numbers cover only the instances that completed.")
     h = headline(a, inp.baseline)
+    lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]
     if h["rows"] and h["targets"]:
         head = ["case", "metric", f"{md(inp.baseline)} median", *(md(t) for t in h["targets"])]
@@ -74,7 +76,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
                     cells.append("—")
                     continue
                 sym = f"{c['symbol']} " if c["symbol"] else ""
-                text = f"{sym}{c['ratio']} {c['ci']}"
+                text = f"{sym}{c['ratio']} {c['ci']}" + (" (stack differs)" if c["stack_differs"] else "")
                 cells.append(f"**{text}**" if c["verdict"] in ("regression", "improvement") else text)
             case = f"{md(r['workload'])} {md(r['params'])}"
             metric = f"{md(r['metric'])} ({md(r['unit'])} {_direction(r['better'])})"

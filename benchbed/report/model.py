@@ -16,6 +16,7 @@ import pandas as pd
 from benchbed.errors import ResultsFormatError
 from benchbed.fmt import finite, flatten, fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
+from benchbed.stacks.parity import DIFFERS, SideStacks, annotate
 from benchbed.stats import instance_medians, summarize
 from benchbed.verdict import compare_pairs
 
@@ -76,6 +77,9 @@ def analyse(inp: ReportInput) -> Analysis:
             info = inp.samples.drop_duplicates(["workload", "params", "metric"])
             rules = inp.rules()
             verdicts = compare_pairs(pairs, thresholds=rules.threshold_table(rules.thresholds), info=info)
+            base_stacks = SideStacks.of(inp.cases, inp.env, inp.baseline)
+            stacks = {(inp.baseline, t): (base_stacks, SideStacks.of(inp.cases, inp.env, t)) for t in others}
+            verdicts = annotate(verdicts, stacks, accepted=False)
     return Analysis(summary, verdicts, inst, _targets(inp, summary))
 
 
@@ -98,10 +102,14 @@ def _cell(row: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]
     else:
         label = ""
     title = ""
+    stack_differs = verdict is not None and verdict.get("stack") == DIFFERS
     if verdict:
         mde = finite(verdict["mde_pct"])
         title = f"{v}; threshold ±{verdict['threshold'] * 100:g}%; MDE {'—' if mde is None else fmt_num(mde) + '%'}"
         title += f"; {verdict['note']}" if verdict["note"] else ""
+        title += f"; {verdict['stack_note']}" if stack_differs else ""
+    if stack_differs:  # never shown as a plain boundary cost: the two sides ran different userland bytes
+        label = f"{label} · stack differs" if label else "stack differs"
     return {
         "ratio": fmt_num(ratio, width),
         "ci": fmt_ci(low, high),
@@ -109,6 +117,7 @@ def _cell(row: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]
         "symbol": SYMBOL.get(v, ""),
         "label": label,
         "title": title,
+        "stack_differs": stack_differs,
     }
 
 
@@ -198,7 +207,8 @@ def mde_rows(a: Analysis) -> list[dict[str, Any]]:
 
 # ── environment ────────────────────────────────────────────────────────────────────────────────────────────
 def env_rows(env: dict[str, dict[str, Any]], targets: list[str], flagged: set[str]) -> list[dict[str, Any]]:
-    flat = {t: flatten(env.get(t, {})) for t in targets}
+    # per-file stack records are summarised in the header (stacks.parity), not listed here file by file
+    flat = {t: flatten({k: v for k, v in env.get(t, {}).items() if k != "stacks"}) for t in targets}
     keys = sorted({k for f in flat.values() for k in f})
     rows = []
     for key in keys:

@@ -44,6 +44,7 @@ from benchbed.report.csvtext import to_csv
 from benchbed.report.formats import to_json, to_markdown
 from benchbed.report.merge import ReportInput, combine
 from benchbed.results import SCALAR_COLUMNS, RunData
+from benchbed.stacks import parity
 from benchbed.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, measured, startup_phases
 
 Format = Literal["html", "md", "json"]
@@ -181,6 +182,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "baseline_present": inp.baseline in set(summary["target"]),
         "targets": [{"name": t, "kind": kinds.get(t, "?")} for t in targets],
         "headline": model.headline(a, inp.baseline),
+        "stack_line": parity.summary(inp.cases, targets),
         "dist_groups": list(groups.values()),
         "phase_chart": phase_chart,
         "phases": _phase_table(phases, targets),

@@ -155,3 +155,34 @@ def test_one_stack_through_local_and_docker_gives_one_digest_in_every_case(image
         assert run.env["bare"]["stacks"][digest]["files"] == run.env["box"]["stacks"][digest]["files"]
     assert digests["cpu.gemm", "bare"][0] != digests["util.noop", "bare"][0]
     assert run.env["bare"]["stack_image"]["boundary"] == "chroot"
+    _flagged_in_compare_and_report(tmp_path, run.dir)
+
+
+def _flagged_in_compare_and_report(tmp: Path, run_dir: Path) -> None:
+    """Same stack: a plain ratio. Another stack (the host's own userland): marked in compare and in the report,
+    with the files that differ; `--under-test stack` says the difference is intended."""
+    from tests.integration.test_docker import bench
+
+    same = bench(tmp, "compare", str(run_dir), "--base-target", "bare", "--target", "box")
+    assert same.returncode in (0, 1), same.stderr
+    assert "stack differs" not in same.stdout
+    other = bench(tmp, "compare", str(run_dir), "--base-target", "bare", "--target", "host", "--markdown", "c.md")
+    assert other.returncode in (0, 1), other.stderr
+    assert "stack differs" in other.stdout
+    assert "not a boundary cost alone: cpu.gemm" in other.stdout
+    assert "stack differs between bare and host" in (tmp / "c.md").read_text()
+    accepted = bench(tmp, "compare", str(run_dir), "--base-target", "bare", "--target", "host", "--under-test", "stack")
+    assert "stack differs" not in accepted.stdout
+    md = bench(tmp, "report", str(run_dir), "--format", "md")
+    assert md.returncode == 0, md.stderr
+    assert "- Stack: cpu.gemm" in md.stdout
+    headline = md.stdout.split("## Headline", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in headline.splitlines() if line.startswith("| cpu.gemm")]
+    assert rows
+    for row in rows:  # columns: case, metric, bare median, box, host
+        box, host = row.split("|")[4:6]
+        assert "stack differs" not in box
+        assert "stack differs" in host
+    html = bench(tmp, "report", str(run_dir), "-o", str(tmp / "r.html"))
+    assert html.returncode == 0, html.stderr
+    assert "stack differs" in (tmp / "r.html").read_text()
