@@ -29,19 +29,21 @@ KEY := $(shell sha256sum pyproject.toml | cut -c1-12)
 USER_STAMP := $(VENV)/.user-$(KEY)-$(subst $(comma),+,$(USER_EXTRAS))
 DEV_STAMP := $(VENV)/.dev-$(KEY)-$(subst $(comma),+,$(DEV_EXTRAS))
 LIBVIRT_NOTE := libvirt target unavailable: apt-get install $(LIBVIRT_MISSING), then make install
+# setuptools too: `pip wheel --no-build-isolation` (tests/integration/test_wheel.py) builds with the venv's own,
+# which must read pyproject's SPDX license string (setuptools >= 77; a 3.11 venv starts with 65).
 
 .PHONY: install dev demo setup test lint typecheck unit bench clean
 
 $(USER_STAMP): pyproject.toml
 	@sh scripts/make-venv $(PYTHON) $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip setuptools
 	$(BIN)/python -m pip install -q -e '.[$(USER_EXTRAS)]'
 	@$(if $(LIBVIRT_MISSING),echo "$(LIBVIRT_NOTE)",true)
 	@rm -f $(VENV)/.installed-* $(VENV)/.user-* && touch $@
 
 $(DEV_STAMP): pyproject.toml
 	@sh scripts/make-venv $(PYTHON) $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip setuptools
 	$(BIN)/python -m pip install -q -e '.[$(DEV_EXTRAS)]'
 	@$(if $(LIBVIRT_MISSING),echo "$(LIBVIRT_NOTE)",true)
 	@rm -f $(VENV)/.installed-* $(VENV)/.user-* $(VENV)/.dev-* && touch $@ $(USER_STAMP)

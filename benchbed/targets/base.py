@@ -118,6 +118,8 @@ def owner_alive(owner: str) -> bool:
 
 # kind → (module:Class, extra to install)
 _KINDS: dict[str, tuple[str, str | None]] = {}
+# extra → what installing it needs from the system (libvirt-python is an sdist compiled against libvirt)
+_SYSTEM_NEEDS = {"libvirt": "apt-get install libvirt-dev pkg-config gcc python3-dev"}
 
 
 def register_kind(kind: str, ref: str, extra: str | None = None) -> None:
@@ -130,6 +132,13 @@ register_kind("local", "benchbed.targets.local:LocalTarget")
 register_kind("ssh", "benchbed.targets.ssh:SshTarget", extra="ssh")
 register_kind("docker", "benchbed.targets.docker:DockerTarget", extra="docker")
 register_kind("libvirt", "benchbed.targets.libvirt:LibvirtTarget", extra="libvirt")
+
+
+def install_hint(extra: str) -> str:
+    """How to get an extra, system packages first where pip alone cannot build it."""
+    pip = f"pip install 'benchbed[{extra}]'"
+    system = _SYSTEM_NEEDS.get(extra)
+    return f"{system}, then {pip} or, in a checkout, make install" if system else pip
 
 
 def kinds() -> list[str]:
@@ -146,8 +155,8 @@ def make_target(name: str, spec: Any, run_id: str) -> Target:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        hint = f"pip install 'benchbed[{extra}]'" if extra else None
-        raise TargetError(f"target {name!r} (kind {spec.kind}): missing dependency {err.name!r}", hint=hint) from err
+        what = f"target {name!r} (kind {spec.kind}) unavailable: Python module {err.name!r} is not installed"
+        raise TargetError(what, hint=install_hint(extra) if extra else None) from err
     cls = getattr(module, cls_name)
     target: Target = cls(name, spec, run_id)
     return target
