@@ -30,7 +30,7 @@ from benchbed.errors import BenchbedError, ResultsFormatError
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, load_run
-from benchbed.targets.base import CommandResult, Session, Target, make_target
+from benchbed.targets.base import CommandResult, Session, Target, kind_class, make_target
 
 log = logging.getLogger(__name__)
 TargetSpecs = dict[str, AnyTarget]
@@ -196,7 +196,7 @@ class Runner:
         # Every target's implementation (with its optional dependency) loads before the first case: a missing
         # binding is one line and exit 2 up front, not a column of failed instances after the baseline ran.
         for name in plan.targets:
-            self._target(name)
+            kind_class(name, specs[name])
 
     def _meta(self, agent: Agent) -> dict[str, Any]:
         return {

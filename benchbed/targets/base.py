@@ -145,8 +145,8 @@ def kinds() -> list[str]:
     return sorted(_KINDS)
 
 
-def make_target(name: str, spec: Any, run_id: str) -> Target:
-    """Instantiate the implementation for spec.kind, importing its module (and dependencies) only now."""
+def kind_class(name: str, spec: Any) -> Any:
+    """The implementation of spec.kind, importing its module (and optional dependency) only now."""
     try:
         ref, extra = _KINDS[spec.kind]
     except KeyError as err:
@@ -157,8 +157,11 @@ def make_target(name: str, spec: Any, run_id: str) -> Target:
     except ImportError as err:
         what = f"target {name!r} (kind {spec.kind}) unavailable: Python module {err.name!r} is not installed"
         raise TargetError(what, hint=install_hint(extra) if extra else None) from err
-    cls = getattr(module, cls_name)
-    target: Target = cls(name, spec, run_id)
+    return getattr(module, cls_name)
+
+
+def make_target(name: str, spec: Any, run_id: str) -> Target:
+    target: Target = kind_class(name, spec)(name, spec, run_id)
     return target
 
 
