@@ -12,6 +12,7 @@ from pathlib import Path
 
 from benchbed.config import AnyTarget
 from benchbed.errors import BenchbedError
+from benchbed.targets.base import install_hint
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool 
             removed += docker_sweep(url, everything=everything)
         except ImportError as err:
             if strict:
-                raise BenchbedError("cleanup needs the docker package", hint="pip install 'benchbed[docker]'") from err
+                raise BenchbedError("cleanup needs the docker package", hint=install_hint("docker")) from err
         except BenchbedError as err:
             if strict:
                 raise
@@ -51,7 +52,7 @@ def sweep(specs: Iterable[AnyTarget], *, everything: bool = False, strict: bool 
 
             removed += sweep_overlays(overlays, everything=everything)  # the files, at least
             if strict:
-                raise BenchbedError("cleanup needs libvirt-python", hint="pip install 'benchbed[libvirt]'") from err
+                raise BenchbedError("cleanup needs libvirt-python", hint=install_hint("libvirt")) from err
         except BenchbedError as err:
             if strict:
                 raise

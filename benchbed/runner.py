@@ -31,7 +31,7 @@ from benchbed.interrupts import held_signals
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, load_run
-from benchbed.targets.base import CommandResult, Session, Target, make_target
+from benchbed.targets.base import CommandResult, Session, Target, kind_class, make_target
 
 log = logging.getLogger(__name__)
 TargetSpecs = dict[str, AnyTarget]
@@ -194,6 +194,10 @@ class Runner:
         self.live: dict[str, Session] = {}  # the journal: target → session provisioned right now
         self._lock = threading.RLock()  # counts, journal, observer
         self._stop = threading.Event()
+        # Every target's implementation (with its optional dependency) loads before the first case: a missing
+        # binding is one line and exit 2 up front, not a column of failed instances after the baseline ran.
+        for name in plan.targets:
+            kind_class(name, specs[name])
 
     def _meta(self, agent: Agent) -> dict[str, Any]:
         return {

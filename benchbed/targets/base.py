@@ -118,6 +118,8 @@ def owner_alive(owner: str) -> bool:
 
 # kind → (module:Class, extra to install)
 _KINDS: dict[str, tuple[str, str | None]] = {}
+# extra → what installing it needs from the system (libvirt-python is an sdist compiled against libvirt)
+_SYSTEM_NEEDS = {"libvirt": "apt-get install libvirt-dev pkg-config gcc python3-dev"}
 
 
 def register_kind(kind: str, ref: str, extra: str | None = None) -> None:
@@ -133,12 +135,19 @@ register_kind("libvirt", "benchbed.targets.libvirt:LibvirtTarget", extra="libvir
 register_kind("ns", "benchbed.targets.ns:NsTarget")
 
 
+def install_hint(extra: str) -> str:
+    """How to get an extra, system packages first where pip alone cannot build it."""
+    pip = f"pip install 'benchbed[{extra}]'"
+    system = _SYSTEM_NEEDS.get(extra)
+    return f"{system}, then {pip} or, in a checkout, make install" if system else pip
+
+
 def kinds() -> list[str]:
     return sorted(_KINDS)
 
 
-def make_target(name: str, spec: Any, run_id: str) -> Target:
-    """Instantiate the implementation for spec.kind, importing its module (and dependencies) only now."""
+def kind_class(name: str, spec: Any) -> Any:
+    """The implementation of spec.kind, importing its module (and optional dependency) only now."""
     try:
         ref, extra = _KINDS[spec.kind]
     except KeyError as err:
@@ -147,10 +156,13 @@ def make_target(name: str, spec: Any, run_id: str) -> Target:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        hint = f"pip install 'benchbed[{extra}]'" if extra else None
-        raise TargetError(f"target {name!r} (kind {spec.kind}): missing dependency {err.name!r}", hint=hint) from err
-    cls = getattr(module, cls_name)
-    target: Target = cls(name, spec, run_id)
+        what = f"target {name!r} (kind {spec.kind}) unavailable: Python module {err.name!r} is not installed"
+        raise TargetError(what, hint=install_hint(extra) if extra else None) from err
+    return getattr(module, cls_name)
+
+
+def make_target(name: str, spec: Any, run_id: str) -> Target:
+    target: Target = kind_class(name, spec)(name, spec, run_id)
     return target
 
 
