@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# What `make demo` runs after `benchbed run` (a suite, --targets …); empty: the quick suite on this host.
+# Options for `benchbed demo` (e.g. --out DIR); it compares this host with the same process in fresh namespaces
+# (plus a container when a Docker engine and the test image are there).
 DEMO_ARGS ?=
 # More extras on request: `make install EXTRAS=gpu` (NVML + the pinned torch), EXTRAS=gpu,parquet …
 EXTRAS ?=
@@ -53,7 +54,7 @@ install: $(USER_STAMP)
 dev: $(DEV_STAMP)
 
 demo: install
-	$(BIN)/benchbed run $(DEMO_ARGS)
+	$(BIN)/benchbed demo $(DEMO_ARGS)
 
 # sshd, dockerd, libvirtd + QEMU, chromium, the libvirt build deps (scripts/ci-setup) and the registry-free
 # container and VM images: what the integration tests need, idempotent, so `make test` is the whole story.
