@@ -35,17 +35,17 @@ LIBVIRT_NOTE := libvirt target unavailable: apt-get install $(LIBVIRT_MISSING), 
 
 .PHONY: install dev demo setup test lint typecheck unit bench clean
 
-$(USER_STAMP): pyproject.toml
+$(USER_STAMP): pyproject.toml constraints/stack.txt
 	@sh scripts/make-venv $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -e '.[$(USER_EXTRAS)]'
+	$(BIN)/python -m pip install -q -c constraints/stack.txt -e '.[$(USER_EXTRAS)]'
 	@$(if $(LIBVIRT_MISSING),echo "$(LIBVIRT_NOTE)",true)
 	@rm -f $(VENV)/.installed-* $(VENV)/.user-* && touch $@
 
-$(DEV_STAMP): pyproject.toml
+$(DEV_STAMP): pyproject.toml constraints/stack.txt
 	@sh scripts/make-venv $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -e '.[$(DEV_EXTRAS)]'
+	$(BIN)/python -m pip install -q -c constraints/stack.txt -e '.[$(DEV_EXTRAS)]'
 	@$(if $(LIBVIRT_MISSING),echo "$(LIBVIRT_NOTE)",true)
 	@rm -f $(VENV)/.installed-* $(VENV)/.user-* $(VENV)/.dev-* && touch $@ $(USER_STAMP)
 
