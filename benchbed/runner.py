@@ -25,6 +25,7 @@ from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, load_run
 from benchbed.rules import resolve
 from benchbed.schema import AnyTarget
+from benchbed.targets.registry import kind
 
 log = logging.getLogger(__name__)
 TargetSpecs = dict[str, AnyTarget]
@@ -50,6 +51,10 @@ class Runner:
         self.parallel = max(1, parallel)
         self.cases: Cases | None = None
         self._counts = {"ok": 0, "skipped": 0, "failed": 0}
+        # Every target's implementation (with its optional dependency) loads before the first case: a missing
+        # binding is one line and exit 2 up front, not a column of failed instances after the baseline ran.
+        for name in plan.targets:
+            kind(specs[name].kind).implementation(name)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -172,13 +172,20 @@ class Kind:
     extra: ClassVar[str | None] = None  # `pip install 'benchbed[extra]'` brings the dependency
     impl: ClassVar[str]  # "module:Class" of the Target implementation, imported on first use
 
-    def target(self, name: str, spec: Any, run_id: str) -> Target:
+    system_needs: ClassVar[str | None] = None  # what building `extra` needs from the system, if pip alone cannot
+
+    def implementation(self, name: str) -> type[Target]:
+        """The Target class, importing its module (and the optional dependency) now. The runner calls this for
+        every target before the first case, so a missing binding is one line up front, not failed instances."""
         module, _, cls = self.impl.partition(":")
         try:
             found: type[Target] = getattr(importlib.import_module(module), cls)
         except ImportError as err:
             raise self.missing(err, f"target {name!r}") from err
-        return found(name, spec, run_id)  # type: ignore[call-arg]
+        return found
+
+    def target(self, name: str, spec: Any, run_id: str) -> Target:
+        return self.implementation(name)(name, spec, run_id)  # type: ignore[call-arg]
 
     def lane(self, spec: Any) -> str:
         """The machine the target occupies, for `--parallel`: two instances never share one."""
@@ -192,9 +199,18 @@ class Kind:
         """`benchbed cleanup` without this kind in a targets file: a spec naming what to sweep, or None."""
         return None
 
+    def install_hint(self) -> str | None:
+        """How to get the extra: system packages first where pip alone cannot build it."""
+        if not self.extra:
+            return None
+        pip = f"pip install 'benchbed[{self.extra}]'"
+        return f"{self.system_needs}, then {pip} or, in a checkout, make install" if self.system_needs else pip
+
     def missing(self, err: ImportError, what: str) -> MissingExtra:
-        hint = f"pip install 'benchbed[{self.extra}]'" if self.extra else None
-        return MissingExtra(f"{what} (kind {self.name}): missing dependency {err.name!r}", hint=hint)
+        return MissingExtra(
+            f"{what} (kind {self.name}) unavailable: Python module {err.name!r} is not installed",
+            hint=self.install_hint(),
+        )
 
 
 def distinct(values: Iterable[Any]) -> list[Any]:

@@ -72,6 +72,7 @@ class LibvirtKind(Kind):
     name = "libvirt"
     spec = LibvirtTarget
     extra = "libvirt"
+    system_needs = "apt-get install libvirt-dev pkg-config gcc python3-dev"  # libvirt-python is an sdist
     impl = "benchbed.targets.libvirtvm:LibvirtProvisioner"
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:

@@ -82,11 +82,11 @@ def test_torch_reason_when_device_nodes_exist(monkeypatch: pytest.MonkeyPatch) -
     if _cuda_usable():
         pytest.skip("this host has CUDA")
     pytest.importorskip("torch")
-    from benchbed.workloads import gpu
+    from benchbed.workloads import gpudevice
 
-    monkeypatch.setattr(gpu, "no_device_nodes", lambda: None)
+    monkeypatch.setattr(gpudevice, "no_device_nodes", lambda: None)
     with pytest.raises(Skipped, match=r"torch\.cuda\.is_available\(\) is False; torch .*(CPU-only build|no usable)"):
-        gpu.open_gpu(0)
+        gpudevice.open_gpu(0)
 
 
 @pytest.mark.local
