@@ -33,7 +33,7 @@ LIBVIRT_NOTE := libvirt target unavailable: apt-get install $(LIBVIRT_MISSING), 
 # setuptools too: `pip wheel --no-build-isolation` (tests/integration/test_wheel.py) builds with the venv's own,
 # which must read pyproject's SPDX license string (setuptools >= 77; a 3.11 venv starts with 65).
 
-.PHONY: install dev demo setup test lint typecheck unit bench clean
+.PHONY: install dev demo stack-demo setup test lint typecheck unit bench clean
 
 $(USER_STAMP): pyproject.toml constraints/stack.txt
 	@sh scripts/make-venv $(PYTHON) $(VENV)
@@ -55,6 +55,11 @@ dev: $(DEV_STAMP)
 
 demo: install
 	$(BIN)/benchbed demo $(DEMO_ARGS)
+
+# One stack (the default image) as bare metal (chroot) and as a container: ratios of the boundary alone.
+# Root and a Docker engine (scripts/ci-setup starts one); scripts/stack-demo says in one line what is missing.
+stack-demo: install
+	BENCHBED=$(BIN)/benchbed bash scripts/stack-demo $(DEMO_ARGS)
 
 # sshd, dockerd, libvirtd + QEMU, chromium, the libvirt build deps (scripts/ci-setup) and the registry-free
 # container and VM images: what the integration tests need, idempotent, so `make test` is the whole story.
