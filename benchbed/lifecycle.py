@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from benchbed.agent.build import Agent
-from benchbed.agent.stack import combine
 from benchbed.casestate import CaseState, Sink, outcome
+from benchbed.envbook import EnvBook
 from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError
 from benchbed.plan import Case, Plan
 from benchbed.protocol import PROTOCOL
@@ -75,8 +75,7 @@ class Cases:
         self.observer = observer
         self.targets: dict[str, Target] = {}
         self.fingerprinted: set[str] = set()
-        self.envs: dict[str, dict[str, Any]] = {}  # target → the fingerprint written to env/<target>.json
-        self.stacks: dict[str, dict[str, dict[str, Any]]] = {}  # target → stack digest → the agent's record
+        self.book = EnvBook()  # env/<target>.json: fingerprint + stacks
         self.counts = {"ok": 0, "skipped": 0, "failed": 0}
         self.failed_targets: dict[str, str] = {}
         self.live: dict[str, Session] = {}  # the journal: target → session provisioned right now
@@ -185,9 +184,7 @@ class Cases:
         }
 
         def on_fp(data: dict[str, Any]) -> None:
-            with self._lock:
-                self.envs[case.target] = {"kind": spec.kind, **data, **described}
-                self._write_env(case.target, writer)
+            self.book.fingerprint(case.target, {"kind": spec.kind, **data, **described}, writer)
             self.fingerprinted.add(case.target)
 
         st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp)
@@ -209,27 +206,10 @@ class Cases:
         status, reason = outcome(st, res, case.timeout_s)
         extra: dict[str, Any] = {"samples": st.samples, "rc": res.rc}
         if st.stack is not None:
-            extra.update(self._stack_seen(case.target, st.stack, writer))
+            extra.update(self.book.stack(case.target, st.stack, writer))
             phases["stack_digest"] = st.stack_s
             if "workload" in phases:
                 phases["workload"] = max(0.0, phases["workload"] - st.stack_s)
         if status == "failed":
             extra["stderr_tail"] = (res.stderr[-4000:] + "\n".join(st.noise))[-8000:]
         return status, reason, extra
-
-    def _stack_seen(self, target: str, stack: dict[str, Any], writer: Sink) -> dict[str, Any]:
-        """The case's stack fields; the first record of each distinct digest goes into env/<target>.json."""
-        digest = stack.get("digest")
-        driver = stack.get("driver") or {}
-        with self._lock:
-            known = self.stacks.setdefault(target, {})
-            if str(digest) not in known:
-                known[str(digest)] = stack
-                self._write_env(target, writer)
-        return {"stack_digest": digest, "driver_digest": combine(driver) if driver else None}
-
-    def _write_env(self, target: str, writer: Sink) -> None:
-        """env/<target>.json: the fingerprint plus every stack seen so far (called with the lock held)."""
-        if target in self.envs:
-            stacks = self.stacks.get(target)
-            writer.env(target, {**self.envs[target], **({"stacks": stacks} if stacks else {})})
