@@ -92,7 +92,7 @@ def _no_newline(paths: Iterable[str]) -> list[str]:
 def wrap(
     argv: Sequence[str],
     *,
-    rootfs: Path,
+    rootfs: Path | str,
     workdir: str,
     binds: Iterable[str] = (),
     image_env: Iterable[str] = (),

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,37 +61,60 @@ def _client() -> Any:
     return client
 
 
-def ensure_rootfs(image: str, root: Path = CACHE_ROOT) -> Rootfs:
-    """The unpacked rootfs of `image`, unpacking it first if this host has not yet (one clear line on failure)."""
+@dataclass(frozen=True)
+class Image:
+    """What the controller's Docker engine says of a stack image."""
+
+    name: str
+    id: str  # sha256:…
+    env: tuple[str, ...]  # its configured environment (PATH, LANG, ...), as `docker run` applies it
+
+
+def inspect(image: str) -> Image:
     import docker.errors
 
     client = _client()
     try:
-        try:
-            found = client.images.get(image)
-        except docker.errors.ImageNotFound as err:
-            raise ProvisionError(
-                f"stack: image {image!r} not found in the Docker engine", hint="build or pull it first"
-            ) from err
-        final = cache_dir(found.id, root)
-        env = tuple((found.attrs.get("Config") or {}).get("Env") or ())
-        if (final / "rootfs").is_dir():
-            return Rootfs(image, found.id, final / "rootfs", 0.0, env)
-        t0 = time.perf_counter()
-        _unpack(client, found.id, final)
-        return Rootfs(image, found.id, final / "rootfs", time.perf_counter() - t0, env)
+        found = client.images.get(image)
+    except docker.errors.ImageNotFound as err:
+        raise ProvisionError(
+            f"stack: image {image!r} not found in the Docker engine", hint="build or pull it first"
+        ) from err
     finally:
+        client.close()
+    return Image(image, str(found.id), tuple((found.attrs.get("Config") or {}).get("Env") or ()))
+
+
+@contextmanager
+def exported(image_id: str) -> Iterator[Iterator[bytes]]:
+    """The image's flattened filesystem as a tar stream (`docker create` + `export`); the container is removed after."""
+    client = _client()
+    container = client.containers.create(image_id, command=["/bin/true"], labels={LABEL: str(os.getpid())})
+    try:
+        yield container.export(chunk_size=1 << 20)
+    finally:
+        container.remove(force=True)
         client.close()
 
 
-def _unpack(client: Any, image_id: str, final: Path) -> None:
+def ensure_rootfs(image: str, root: Path = CACHE_ROOT) -> Rootfs:
+    """The unpacked rootfs of `image`, unpacking it first if this host has not yet (one clear line on failure)."""
+    info = inspect(image)
+    final = cache_dir(info.id, root)
+    if (final / "rootfs").is_dir():
+        return Rootfs(image, info.id, final / "rootfs", 0.0, info.env)
+    t0 = time.perf_counter()
+    _unpack(info.id, final)
+    return Rootfs(image, info.id, final / "rootfs", time.perf_counter() - t0, info.env)
+
+
+def _unpack(image_id: str, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{os.getpid()}-", dir=final.parent))
-    container = client.containers.create(image_id, command=["/bin/true"], labels={LABEL: str(os.getpid())})
     try:
         (partial / "rootfs").mkdir()
         log.info("stack: unpacking %s into %s", image_id, final)
-        with tempfile.TemporaryFile() as errors:
+        with tempfile.TemporaryFile() as errors, exported(image_id) as chunks:
             tar = subprocess.Popen(
                 ["tar", "-x", "--numeric-owner", "-p", "-C", str(partial / "rootfs")],
                 stdin=subprocess.PIPE,
@@ -97,7 +122,7 @@ def _unpack(client: Any, image_id: str, final: Path) -> None:
             )
             assert tar.stdin is not None
             try:
-                for chunk in container.export(chunk_size=1 << 20):
+                for chunk in chunks:
                     tar.stdin.write(chunk)
             finally:
                 tar.stdin.close()
@@ -112,7 +137,6 @@ def _unpack(client: Any, image_id: str, final: Path) -> None:
             if not (final / "rootfs").is_dir():
                 raise
     finally:
-        container.remove(force=True)
         shutil.rmtree(partial, ignore_errors=True)
 
 

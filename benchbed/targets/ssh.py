@@ -32,6 +32,12 @@ class SshFields(TargetBase):
         None, pattern=r"^([^@\s]+@)?[^@\s:]+(:\d+)?$", description="[user@]host[:port] to tunnel through"
     )
     sudo: bool = Field(False, description="Run the agent with `sudo -n` (workloads that drop page caches)")
+    stack: str | None = Field(
+        None,
+        description="An image in the controller's Docker engine whose userland the agent runs on: unpacked once on "
+        "the host and chrooted into (needs root there: a root login or `sudo: true`). See docs/stacks.md",
+    )
+    stack_cache: str = Field("/var/lib/benchbed/stacks", description="Where the host keeps unpacked stacks")
     connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect, SSH banner, auth, opening a channel")
     command_timeout_s: float = Field(
         120.0, gt=0, description="Limit for benchbed's own remote commands (probe, cleanup); cases use timeout_s"

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.targets.base import PhaseClock
@@ -30,6 +31,7 @@ class SshProvisioner(Host):
         self.user = self.dialer.user
         self.where = f"{self.user}@{spec.host}:{spec.port}"
         self.remove_workdir = True  # off for a machine that is destroyed right after (a VM): saves a round trip
+        self._stack_image: dict[str, str] | None = None
 
     @contextmanager
     def provision(self, sock: socket.socket | None = None) -> Iterator[SshSession]:
@@ -44,6 +46,8 @@ class SshProvisioner(Host):
             session = SshSession(self, client, "")
             session.workdir = self._probe(session)
             clock.add("first_rtt", time.perf_counter() - t1)
+            if self.spec.stack:
+                self._on_stack(session, self.spec.stack)
             yield session
         finally:
             try:
@@ -55,6 +59,21 @@ class SshProvisioner(Host):
                 client.close()
                 if jump is not None:
                     jump.close()
+
+    def _on_stack(self, session: SshSession, image: str) -> None:
+        """Commands of this session run chrooted into the stack, unpacked on the host first if it is not yet."""
+        from benchbed.targets.sshstack import prepare
+
+        stack, took = prepare(session, image, self.spec.stack_cache, sudo=self.spec.sudo, where=f"target {self.name!r}")
+        if took:
+            self._clock.add("stack_unpack", took)
+        binds = [self.spec.scratch_dir] if self.spec.scratch_dir else []
+        workdir = session.workdir
+        session.wrap = lambda argv: stack.wrap(argv, workdir, binds)
+        self._stack_image = {"name": stack.image.name, "id": stack.image.id, "boundary": "chroot"}
+
+    def describe(self) -> dict[str, Any]:
+        return {"stack_image": self._stack_image} if self._stack_image else {}
 
     # -- remote workdir --
     def _probe(self, session: SshSession) -> str:

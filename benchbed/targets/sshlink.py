@@ -19,7 +19,7 @@ import select
 import shlex
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -143,6 +143,7 @@ class SshSession(SessionImpl):
         self._count = 0
         self.aborted = threading.Event()
         self.unfinished: list[str] = []  # pid files of commands that may still run (connection lost)
+        self.wrap: Callable[[Sequence[str]], list[str]] | None = None  # a stack's chroot around every command
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -180,7 +181,8 @@ class SshSession(SessionImpl):
         pidfile = f"{self.workdir}/.pid-{self._count}"
         if self.aborted.is_set():
             raise self.target.error(TransportError, "command aborted")
-        chan = self._open(wrap_command(argv, self.workdir, pidfile, sudo=self.target.spec.sudo))
+        run = self.wrap(argv) if self.wrap else argv
+        chan = self._open(wrap_command(run, self.workdir, pidfile, sudo=self.target.spec.sudo))
         err = _Err()
         finished = timed_out = False
         try:

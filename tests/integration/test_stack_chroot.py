@@ -186,3 +186,36 @@ def _flagged_in_compare_and_report(tmp: Path, run_dir: Path) -> None:
     html = bench(tmp, "report", str(run_dir), "-o", str(tmp / "r.html"))
     assert html.returncode == 0, html.stderr
     assert "stack differs" in (tmp / "r.html").read_text()
+
+
+@pytest.mark.ssh
+def test_one_stack_over_ssh_is_sent_once_and_gives_the_same_digest(
+    image: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`stack:` on an ssh target (real sshd on 127.0.0.1, root login): the image's rootfs is streamed over the
+    connection once (a `stack_unpack` phase in the first instance only), then every instance runs chrooted into it,
+    with the same digest per workload as the controller's own chroot; nothing partial is left in the host's cache."""
+    from tests.integration import sshd as S
+    from tests.integration.test_docker import run_suite
+
+    remote_cache = tmp_path_factory.mktemp("remote-stacks")
+    with S.required(tmp_path_factory.mktemp("sshd")) as server:
+        targets = {
+            "bare": {"kind": "local", "stack": image},
+            "remote": server.spec(stack=image, stack_cache=str(remote_cache)),
+        }
+        _, run = run_suite(tmp_path, targets, STACK_SUITE)
+    cases = run.cases
+    assert set(cases.status) == {"ok"}, cases[["target", "status", "reason"]].to_string()
+    digests = cases.groupby(["workload", "target"]).stack_digest.unique()
+    for workload in ("cpu.gemm", "util.noop"):
+        assert list(digests[workload, "remote"]) == list(digests[workload, "bare"])
+    remote = cases[cases.target == "remote"].sort_values("case")
+    unpacked = [bool(p.get("stack_unpack")) for p in remote.phases]
+    assert unpacked == [True] + [False] * (len(unpacked) - 1)  # sent once, found in the host's cache after
+    assert [p.name for p in remote_cache.iterdir()] == [rootfs.cache_dir(stack_id(image)).name]
+    assert run.env["remote"]["stack_image"]["boundary"] == "chroot"
+
+
+def stack_id(image: str) -> str:
+    return rootfs.inspect(image).id
