@@ -105,6 +105,10 @@ def make_plan(
     if not units:
         raise ConfigError(f"--only {only!r} matches no workload in suite {suite.name!r}")
     blocks = _blocks(suite, names)
+    caps = dict(suite.target_instances)
+    unknown = sorted(set(caps) - set(names))
+    if unknown:
+        raise ConfigError(f"suite {suite.name!r}: target_instances names target(s) {unknown}, not among {names}")
     if pilot:  # phase 1: only the pilot cases, on the baseline alone; the rest is planned once N is known
         units = [(*u[:2], d.pilot_instances, *u[3:]) for u in units if case_key(u[0], u[1]) in pilot]
         blocks = [[suite.baseline]]
@@ -122,6 +126,8 @@ def make_plan(
                 rng.shuffle(order)
                 for target in order:
                     if target == suite.baseline and inst < skip.get(case_key(name, point), 0):
+                        continue
+                    if inst >= caps.get(target, n_inst):
                         continue
                     cases.append(Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo))
     return Plan(cases, seed, list(names), suite.baseline, pilot, only)

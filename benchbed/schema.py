@@ -115,6 +115,11 @@ class Suite(Strict):
         "is a block; every round runs one block's cases, then the next's, in seeded order. Unlisted targets form "
         "one more block.",
     )
+    target_instances: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="At most this many instances per case on these targets (a VM boots per instance): "
+        "e.g. {vm: 2} while the rest get the suite's count",
+    )
     thresholds: dict[str, float] = Field(
         default_factory=dict,
         description="Smallest relative change that matters, by glob on workload or workload:metric "

@@ -74,3 +74,12 @@ def test_blocks_run_one_group_per_round_in_seeded_order() -> None:
 
 def test_no_blocks_keeps_the_per_case_interleaving() -> None:
     assert make_plan(suite(), ["a", "b"], seed=3).cases == make_plan(suite(blocks=[]), ["a", "b"], seed=3).cases
+
+
+def test_target_instances_caps_one_target_and_names_only_known_targets() -> None:
+    cases = make_plan(suite(target_instances={"c": 1}), ["a", "b", "c"], seed=3).cases
+    per = {t: sum(1 for c in cases if c.target == t) for t in "abc"}
+    assert per == {"a": 9, "b": 9, "c": 3}  # 3 cases × 3 instances; the capped VM-like target one each
+    assert {c.instance for c in cases if c.target == "c"} == {0}
+    with pytest.raises(ConfigError, match="target_instances names target"):
+        make_plan(suite(target_instances={"vm": 1}), ["a", "b"], seed=3)
