@@ -81,5 +81,6 @@ def test_target_instances_caps_one_target_and_names_only_known_targets() -> None
     per = {t: sum(1 for c in cases if c.target == t) for t in "abc"}
     assert per == {"a": 9, "b": 9, "c": 3}  # 3 cases × 3 instances; the capped VM-like target one each
     assert {c.instance for c in cases if c.target == "c"} == {0}
-    with pytest.raises(ConfigError, match="target_instances names target"):
-        make_plan(suite(target_instances={"vm": 1}), ["a", "b"], seed=3)
+    assert len(make_plan(suite(target_instances={"vm": 1}), ["a", "b"], seed=3).cases) == 18  # vm not in this run
+    with pytest.raises(ConfigError, match="target_instances names target"):  # the suite names its targets: a typo
+        make_plan(suite(targets=["a", "b"], target_instances={"vm": 1}), ["a", "b"], seed=3)
