@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from benchbed import __version__
-from benchbed.protocol import PROTOCOL, Line, encode
+from benchbed.protocol import PROTOCOL, Line, decode, encode
 
 
 def _own_sha256() -> str:
@@ -62,6 +62,37 @@ def _load_user_modules() -> None:
         importlib.import_module(f"benchbed_user.{name}")
 
 
+def _fingerprint_apart() -> dict[str, Any]:
+    """The fingerprint, gathered by a child interpreter (`agent.pyz fingerprint`) when we run from the zipapp.
+
+    Its imports (platform, subprocess, importlib.metadata and their C extensions) must not enter the workload's
+    process: they would change what it maps — the stack digest of a target's first instance would differ from
+    the others' — and what it has warmed. Spawned with os.posix_spawn, so not even subprocess is imported here.
+    """
+    if not Path(sys.argv[0]).is_file():  # run unpacked (tests, development): no zipapp to start again
+        from benchbed.agent.fingerprint import collect
+
+        return collect()
+    read, write = os.pipe()
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, write, 1), (os.POSIX_SPAWN_CLOSE, read)]
+        pid = os.posix_spawn(
+            sys.executable, [sys.executable, sys.argv[0], "fingerprint"], os.environ, file_actions=actions
+        )
+    finally:
+        os.close(write)
+    chunks = []
+    with os.fdopen(read, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    for line in b"".join(chunks).decode(errors="replace").splitlines():
+        decoded = decode(line)
+        if decoded is not None and decoded[0] is Line.FINGERPRINT:
+            return dict(decoded[1].get("data") or {})
+    return {"error": "the fingerprint child printed no fingerprint"}
+
+
 def run(spec: dict[str, Any], emit: Emitter) -> int:
     from benchbed.workloads import Context, Skipped, load_for
 
@@ -85,9 +116,7 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         emit(Line.ERROR, error="AgentMismatch", message=f"agent module loaded from outside the zipapp: {stray}")
         return 3
     if spec.get("fingerprint"):
-        from benchbed.agent.fingerprint import collect
-
-        emit(Line.FINGERPRINT, data=collect())
+        emit(Line.FINGERPRINT, data=_fingerprint_apart())
     name = spec["workload"]
     info = registry.get(name)
     if info is None:

@@ -237,3 +237,22 @@ def test_agent_refuses_modules_from_outside_its_zipapp(tmp_path: Path, repo_root
     last = json.loads(proc.stdout.splitlines()[-1])
     assert last["error"] == "AgentMismatch"
     assert "outside the zipapp" in last["message"]
+
+
+def test_fingerprinting_instance_maps_what_the_others_map(tmp_path: Path) -> None:
+    """The fingerprint is gathered by a child interpreter, so the instance that takes it has the same stack digest
+    (the same mapped files) as every other instance of the workload."""
+    agent = build_agent(tmp_path)
+    digests = []
+    for fingerprint in (True, False):
+        spec = {"workload": "util.noop", "params": {"duration_ms": 1}, "repetitions": 1, "fingerprint": fingerprint}
+        rc, lines, err = agent_lines(agent.path, spec)
+        assert rc == 0, err
+        kinds = [line["t"] for line in lines]
+        assert ("fingerprint" in kinds) is fingerprint
+        if fingerprint:
+            fp = next(line for line in lines if line["t"] == "fingerprint")["data"]
+            assert isinstance(fp, dict)
+            assert fp["kernel"]  # the child's fingerprint came through whole
+        digests.append(next(line for line in lines if line["t"] == "stack")["data"]["digest"])  # type: ignore[index]
+    assert digests[0] == digests[1]
