@@ -59,6 +59,21 @@ def _client() -> Any:
     return client
 
 
+def image_id(image: str) -> str:
+    """The engine's id (sha256:…) of `image`, which names every cache built from it."""
+    import docker.errors
+
+    client = _client()
+    try:
+        return str(client.images.get(image).id)
+    except docker.errors.ImageNotFound as err:
+        raise ProvisionError(
+            f"stack: image {image!r} not found in the Docker engine", hint="build or pull it first"
+        ) from err
+    finally:
+        client.close()
+
+
 def ensure_rootfs(image: str, root: Path = CACHE_ROOT) -> Rootfs:
     """The unpacked rootfs of `image`, unpacking it first if this host has not yet (one clear line on failure)."""
     import docker.errors
