@@ -104,7 +104,9 @@ class LibvirtKind(Kind):
             for _, overlays in hosts:  # the files, at least
                 sweep_overlays(overlays, everything=everything)
             raise self.missing(err, "cleanup") from err
-        removed: list[str] = []
+        from benchbed.stacks.vmimage import sweep as sweep_builds
+
+        removed = sweep_builds()  # stack guest builds a killed harness left half done, on this host
         for uri, overlays in hosts:
             removed += sweep(uri, overlays, everything=everything)
         return removed
