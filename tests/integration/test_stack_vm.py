@@ -73,7 +73,7 @@ def test_one_stack_through_chroot_container_and_vm_gives_one_digest(image: str, 
     same = bench(tmp_path, "compare", str(run.dir), "--base-target", "bare", "--target", "vm")
     assert same.returncode in (0, 1), same.stderr
     assert "stack differs" not in same.stdout
-    assert "GPU driver: the guest's own in vm" in same.stdout  # the one expected difference, named
+    assert "expected difference: GPU driver: the guest's own in" in same.stdout  # the one, named
     md = bench(tmp_path, "report", str(run.dir), "--format", "md")
     assert md.returncode == 0, md.stderr
     assert "- Expected difference: GPU driver: the guest's own in vm" in md.stdout
