@@ -18,8 +18,11 @@ R=$1 OUT=$2 HEADROOM_MB=$3
 say() { echo "vm-guest-layer: $*" >&2; }
 
 if [ "$install" = 1 ]; then
-  # /proc, /sys, /dev for the maintainer scripts; the host's resolver for the download. The mounts live in a
-  # private namespace, so they vanish with it even if this script is killed; resolv.conf is put back after.
+  # /proc, a read-only /sys and a private /dev (a tmpfs with the few nodes maintainer scripts use) for the
+  # maintainer scripts; the host's resolver for the download. Never the host's /dev itself: udev's and systemd's
+  # scripts chgrp device nodes by the IMAGE's group ids (seen: the host's /dev/kvm regrouped to the image's
+  # "kvm" gid, which made libvirtd re-probe QEMU on every domain start). The mounts live in a private namespace,
+  # so they vanish with it even if this script is killed; resolv.conf is put back after.
   say "apt-get install $GUEST_PACKAGES (the rootfs's own sources; a few minutes)"
   had_resolv=0
   if [ -e "$R/etc/resolv.conf" ] || [ -L "$R/etc/resolv.conf" ]; then
@@ -32,7 +35,10 @@ if [ "$install" = 1 ]; then
   rc=0
   unshare --mount --propagation private -- bash -euo pipefail -c '
     R=$1; shift
-    mount --rbind /proc "$R/proc"; mount --rbind /sys "$R/sys"; mount --rbind /dev "$R/dev"
+    mount --rbind /proc "$R/proc"; mount --rbind /sys "$R/sys"; mount -o remount,bind,ro "$R/sys"
+    mount -t tmpfs -o mode=755,nosuid benchbed-dev "$R/dev"
+    for n in null zero full random urandom tty; do : >"$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
+    mkdir "$R/dev/pts" "$R/dev/shm"; ln -s /proc/self/fd "$R/dev/fd"
     export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
     chroot "$R" apt-get -q update
     chroot "$R" apt-get -q -y -o Dpkg::Options::=--force-confold install --no-install-recommends "$@"
