@@ -347,6 +347,8 @@ def compare(
         out.print(f"[yellow]warning: {note}[/]")
     for note in result.stack_notes:
         out.print(f"warning: not a boundary cost alone: {note}", markup=False, style="yellow")
+    for note in result.expected:
+        out.print(f"note: expected difference: {note}", markup=False, soft_wrap=True)
     styles = {"regression": "bold red", "improvement": "green", "equivalent": "dim"}
     table = Table(*HEADERS)
     for verdict, cells in zip(result.verdicts["verdict"], table_rows(result), strict=True):
@@ -368,8 +370,10 @@ def schema() -> None:
 
 def _register_extra_commands() -> None:
     from benchbed.interop.commands import register
+    from benchbed.stackcli import register as register_stack
 
     register(app)
+    register_stack(app)
 
 
 _register_extra_commands()

@@ -23,7 +23,7 @@ from benchbed.fileio import write_atomic
 from benchbed.fmt import fmt_num, md, params_label
 from benchbed.results import RunData, load_run
 from benchbed.rules import EnvChange, merged_thresholds, rules_of
-from benchbed.stacks.parity import DIFFERS, SideStacks, annotate
+from benchbed.stacks.parity import DIFFERS, SideStacks, annotate, expected_differences
 from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
 from benchbed.verdict import ALPHA, compare_pairs
 
@@ -46,6 +46,7 @@ class Comparison:
     warnings: dict[str, list[EnvChange]]
     alpha: float = ALPHA
     notes: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)  # differences by design (a VM's own GPU driver)
 
     @property
     def regressions(self) -> int:
@@ -160,7 +161,13 @@ def compare(
     for side in {id(s.run): s.run for p in pairs for s in p}.values():
         if side.meta.get("status") != "complete":
             notes.append(f"{side.dir.name} is {side.meta.get('status')!r}, not complete")
-    return Comparison(pairs, verdicts, tested, warned, alpha, notes)
+    expected = [
+        line
+        for a, b in pairs
+        for side in (a, b)
+        for line in expected_differences({side.label: side.run.env.get(side.target, {})}, [side.label])
+    ]
+    return Comparison(pairs, verdicts, tested, warned, alpha, notes, list(dict.fromkeys(expected)))
 
 
 def _with_new_ci(verdicts: pd.DataFrame, frames: list[tuple[pd.DataFrame, pd.DataFrame]], seed: int) -> pd.DataFrame:
@@ -244,7 +251,9 @@ def to_markdown(c: Comparison) -> str:
         lines.append("")
     for note in c.stack_notes:
         lines.append(f"- ⚠ not a boundary cost alone: {_md(note)}")
-    if c.stack_notes:
+    for note in c.expected:
+        lines.append(f"- expected difference: {_md(note)}")
+    if c.stack_notes or c.expected:
         lines.append("")
     lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in table_rows(c)]

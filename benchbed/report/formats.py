@@ -65,6 +65,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         lines.append("> ⚠ **Incomplete run**: the numbers cover only the instances that completed.")
     h = headline(a, inp.baseline)
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
+    lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]
     lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]
     if h["rows"] and h["targets"]:
         head = ["case", "metric", f"{md(inp.baseline)} median", *(md(t) for t in h["targets"])]

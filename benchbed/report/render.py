@@ -182,7 +182,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "baseline_present": inp.baseline in set(summary["target"]),
         "targets": [{"name": t, "kind": kinds.get(t, "?")} for t in targets],
         "headline": model.headline(a, inp.baseline),
-        "stack_line": parity.summary(inp.cases, targets),
+        "stack_line": "; ".join([parity.summary(inp.cases, targets), *parity.expected_differences(inp.env, targets)]),
         "dist_groups": list(groups.values()),
         "phase_chart": phase_chart,
         "phases": _phase_table(phases, targets),

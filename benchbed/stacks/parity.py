@@ -102,6 +102,19 @@ def summary(cases: pd.DataFrame, targets: Iterable[str]) -> str:
     return "; ".join(differing)
 
 
+def expected_differences(env: Mapping[str, Any], targets: Iterable[str]) -> list[str]:
+    """What differs by design whatever the digests say: inside a VM the GPU driver is necessarily the guest's own
+    (a container or a chroot borrows the host's). Driver libraries are outside the stack digest, so this is named
+    here rather than flagged."""
+    vms = [t for t in targets if ((env.get(t) or {}).get("stack_image") or {}).get("boundary") == "vm"]
+    if not vms:
+        return []
+    return [
+        f"GPU driver: the guest's own in {', '.join(vms)} (a VM cannot use the host's); outside the stack digest, "
+        "it is the one expected difference"
+    ]
+
+
 def _only(digests: pd.Series) -> str | None:
     found = set(digests.dropna().astype(str))
     return next(iter(found)) if len(found) == 1 else None

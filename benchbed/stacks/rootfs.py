@@ -85,6 +85,11 @@ def inspect(image: str) -> Image:
     return Image(image, str(found.id), tuple((found.attrs.get("Config") or {}).get("Env") or ()))
 
 
+def image_id(image: str) -> str:
+    """The engine's id (sha256:…) of `image`, which names every cache built from it."""
+    return inspect(image).id
+
+
 @contextmanager
 def exported(image_id: str) -> Iterator[Iterator[bytes]]:
     """The image's flattened filesystem as a tar stream (`docker create` + `export`); the container is removed after."""

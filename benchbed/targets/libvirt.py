@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from benchbed.targets.base import Kind, distinct
 from benchbed.targets.spec import Strict, TargetBase
@@ -45,7 +45,15 @@ class LibvirtTarget(TargetBase):
 
     kind: Literal["libvirt"]
     uri: str = Field("qemu:///system", description="libvirt connection URI (qemu+ssh://host/system for a remote one)")
-    image: str = Field(min_length=1, description="Base disk (raw or qcow2); each instance gets its own overlay")
+    image: str | None = Field(
+        None, min_length=1, description="Base disk (raw or qcow2); each instance gets its own overlay"
+    )
+    stack: str | None = Field(
+        None,
+        description="An image (name or id in the Docker engine) whose userland the guest runs: its rootfs plus a "
+        "guest layer (kernel, sshd, dhcp), built once per image id; gives image, kernel, initrd and keys. "
+        "See docs/stacks.md",
+    )
     kernel: str | None = Field(None, description="Direct kernel boot (with initrd and cmdline)")
     initrd: str | None = None
     cmdline: str | None = None
@@ -67,6 +75,17 @@ class LibvirtTarget(TargetBase):
     ssh: VmSsh = Field(default_factory=lambda: VmSsh())
     boot_timeout_s: float = Field(300.0, gt=0, description="From start until the guest's sshd answers")
 
+    @model_validator(mode="after")
+    def _image_or_stack(self) -> LibvirtTarget:
+        """A stack's VM image brings its own disk, kernel and initrd: naming those too would be two guests."""
+        if self.stack:
+            given = [k for k in ("image", "kernel", "initrd") if getattr(self, k)]
+            if given:
+                raise ValueError(f"stack {self.stack!r} builds the guest's image, kernel and initrd: drop {given}")
+        elif not self.image:
+            raise ValueError("give `image` (a base disk) or `stack` (an image to build the guest from)")
+        return self
+
 
 class LibvirtKind(Kind):
     name = "libvirt"
@@ -85,7 +104,9 @@ class LibvirtKind(Kind):
             for _, overlays in hosts:  # the files, at least
                 sweep_overlays(overlays, everything=everything)
             raise self.missing(err, "cleanup") from err
-        removed: list[str] = []
+        from benchbed.stacks.vmimage import sweep as sweep_builds
+
+        removed = sweep_builds()  # stack guest builds a killed harness left half done, on this host
         for uri, overlays in hosts:
             removed += sweep(uri, overlays, everything=everything)
         return removed

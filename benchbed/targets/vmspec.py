@@ -163,9 +163,11 @@ def load_template(path: str | None) -> jinja2.Template:
 
 
 def effective_cpu_mode(spec: LibvirtSpec) -> str | None:
-    """host-passthrough needs KVM; under software emulation QEMU's default CPU model is used instead."""
+    """host-passthrough needs KVM; under software emulation it means QEMU's `max` model (every feature TCG can
+    emulate). QEMU's default, qemu64, lacks SSE4.2/POPCNT (x86-64-v2), which pip's numpy 2 and torch wheels
+    require: their import dies with SIGILL."""
     if spec.virt_type == "qemu" and spec.cpu_mode == "host-passthrough":
-        return None
+        return "maximum"
     return spec.cpu_mode
 
 

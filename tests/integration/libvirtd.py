@@ -26,6 +26,16 @@ def image_dir() -> Path:
 
 
 def missing_reason() -> str | None:
+    why = libvirt_missing()
+    if why:
+        return why
+    if not (image_dir() / ".complete").is_file():
+        return f"test guest not built (scripts/build-vm-image → {image_dir()})"
+    return None
+
+
+def libvirt_missing() -> str | None:
+    """Why libvirtd cannot run guests here (None: it can), whatever guest image a test brings."""
     try:
         import libvirt
     except ImportError:
@@ -34,8 +44,6 @@ def missing_reason() -> str | None:
         libvirt.open(URI).close()
     except libvirt.libvirtError as err:
         return f"libvirtd not reachable at {URI}: {err.get_error_message()}"
-    if not (image_dir() / ".complete").is_file():
-        return f"test guest not built (scripts/build-vm-image → {image_dir()})"
     return None
 
 
@@ -82,6 +90,21 @@ def destroy(name: str) -> None:
         conn.lookupByName(name).destroy()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def libvirt_overlays() -> Iterator[Path]:
+    """As required_overlays, for a test that builds its own guest (a stack's): only libvirtd must be usable."""
+    import shutil
+
+    from tests.conftest import need
+
+    why = libvirt_missing()
+    if why:
+        need("libvirt", why)
+    path = overlay_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
