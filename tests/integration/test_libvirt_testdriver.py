@@ -98,7 +98,9 @@ def test_gpu_and_its_iommu_siblings_become_hostdevs(lv: Any, target_of: Any, bas
     assert mdev.get("model") == "vfio-pci"
     assert mdev.find("source/address").get("uuid") == "3f5b2c4e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"  # type: ignore[union-attr]
     assert root.get("type") == "qemu"
-    assert root.find("cpu") is None  # host-passthrough needs KVM: emulation uses QEMU's default model
+    cpu = root.find("cpu")  # host-passthrough needs KVM: under emulation QEMU's `max` model (qemu64 lacks x86-64-v2)
+    assert cpu is not None
+    assert cpu.get("mode") == "maximum"
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in xml
     # the XML defines and starts on a real libvirt driver, hostdevs kept
     dom = t.conn.createXML(xml.replace("<qemu:commandline>", "<!--").replace("</qemu:commandline>", "-->"), 0)
