@@ -20,8 +20,13 @@ def owner_alive(owner: str) -> bool:
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True
+    return pid_alive(int(pid))
+
+
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` on this host still running (one we may not signal counts as running)?"""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:

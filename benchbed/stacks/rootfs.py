@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.errors import ProvisionError, TargetError
+from benchbed.owner import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -145,25 +146,15 @@ def _unpack(image_id: str, final: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def sweep(root: Path = CACHE_ROOT) -> list[str]:
-    """Remove half-unpacked directories whose harness is gone (a SIGKILL mid-unpack)."""
+def sweep(root: Path = CACHE_ROOT, prefix: str = PARTIAL_PREFIX) -> list[str]:
+    """Remove half-filled `<prefix><pid>-…` directories whose harness is gone (a SIGKILL mid-unpack or mid-build)."""
     removed: list[str] = []
     if not root.is_dir():
         return removed
-    for entry in root.glob(f"{PARTIAL_PREFIX}*"):
-        pid = entry.name[len(PARTIAL_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
+    for entry in root.glob(f"{prefix}*"):
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(str(entry))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -140,15 +140,6 @@ def _run(argv: list[str], image: str, what: str) -> None:
 
 def sweep(root: Path = CACHE_ROOT) -> list[str]:
     """Remove half-built directories whose harness is gone (a SIGKILL mid-build)."""
-    from benchbed.stacks.rootfs import _alive
+    from benchbed.stacks import rootfs
 
-    removed: list[str] = []
-    if not root.is_dir():
-        return removed
-    for entry in root.glob(f"{BUILD_PREFIX}*"):
-        pid = entry.name[len(BUILD_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(str(entry))
-    return removed
+    return rootfs.sweep(root, BUILD_PREFIX)

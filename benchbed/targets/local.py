@@ -47,6 +47,12 @@ class LocalKind(Kind):
     spec = LocalTarget
     impl = "benchbed.targets.local:LocalProvisioner"
 
+    def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
+        """Stack rootfs unpacks a killed harness left half done on this host."""
+        from benchbed.stacks import rootfs
+
+        return rootfs.sweep() if any(getattr(spec, "stack", None) for spec in specs) or everything else []
+
 
 class LocalSession(SessionImpl):
     """A workdir and the agents started in it. `close()` kills them and removes the workdir, in that order:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_a_build_without_root_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_half_built_image_of_a_dead_harness_is_swept(tmp_path: Path) -> None:
     dead = tmp_path / f"{vmimage.BUILD_PREFIX}999999999-x"
-    alive = tmp_path / f"{vmimage.BUILD_PREFIX}{__import__('os').getpid()}-y"
+    alive = tmp_path / f"{vmimage.BUILD_PREFIX}{os.getpid()}-y"
     dead.mkdir()
     alive.mkdir()
     assert vmimage.sweep(tmp_path) == [str(dead)]
@@ -60,3 +61,16 @@ def test_only_a_vm_names_its_own_gpu_driver_as_the_expected_difference() -> None
     (note,) = parity.expected_differences(env, ["bare", "vm", "plain", "absent"])
     assert note.startswith("GPU driver: the guest's own in vm ")
     assert parity.expected_differences(env, ["bare", "plain"]) == []
+
+
+def test_rootfs_sweep_removes_a_dead_harness_partial_unpack_only(tmp_path: Path) -> None:
+    from benchbed.stacks import rootfs
+
+    dead = tmp_path / f"{rootfs.PARTIAL_PREFIX}999999999-abc"
+    live = tmp_path / f"{rootfs.PARTIAL_PREFIX}{os.getpid()}-abc"
+    done = tmp_path / ("f" * 64)
+    for d in (dead, live, done):
+        (d / "rootfs").mkdir(parents=True)
+    assert rootfs.sweep(tmp_path) == [str(dead)]
+    assert live.is_dir()
+    assert done.is_dir()
