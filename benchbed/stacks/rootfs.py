@@ -137,13 +137,19 @@ def _unpack(image_id: str, final: Path) -> None:
             last = errors.read().decode(errors="replace").strip().splitlines()[-1:]
         if rc != 0:
             raise ProvisionError(f"stack: unpacking {image_id} failed (tar exit {rc}): {' '.join(last)}")
-        try:
-            partial.rename(final)
-        except OSError:  # another harness finished the same image first: theirs is as good as ours
-            if not (final / "rootfs").is_dir():
-                raise
+        publish(partial, final, final / "rootfs")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def publish(partial: Path, final: Path, proof: Path) -> None:
+    """Rename a finished cache entry into place. If another harness finished the same one first (`proof` exists
+    there), theirs is as good as ours and the caller removes its own copy."""
+    try:
+        partial.rename(final)
+    except OSError:
+        if not proof.exists():
+            raise
 
 
 def sweep(root: Path = CACHE_ROOT, prefix: str = PARTIAL_PREFIX) -> list[str]:

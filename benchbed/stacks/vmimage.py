@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from benchbed.errors import ProvisionError
-from benchbed.stacks.rootfs import ensure_rootfs
+from benchbed.stacks.rootfs import ensure_rootfs, publish
 
 CACHE_ROOT = Path(os.environ.get("BENCHBED_VM_CACHE", "/var/lib/benchbed/images"))
 HEADROOM_MB = 1024  # free space in the guest for scratch files (io workloads write there)
@@ -119,11 +119,7 @@ def ensure_vm_image(image: str, root: Path = CACHE_ROOT) -> VmImage:
         script.unlink()
         (work / ".complete").touch()
         work.chmod(0o755)
-        try:
-            work.rename(final)
-        except OSError:  # another harness finished the same image first: theirs is as good as ours
-            if not (final / ".complete").is_file():
-                raise
+        publish(work, final, final / ".complete")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return VmImage(image, rootfs.image_id, final, time.perf_counter() - t0)
