@@ -9,13 +9,16 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.targets.base import PhaseClock
 from benchbed.targets.ssh import SshTarget as SshSpec
 from benchbed.targets.sshconnect import SshDialer
 from benchbed.targets.sshlink import _NO_PYTHON, _NO_SUDO, _NO_WORKDIR, WORKDIR_PREFIX, Host, SshSession, kill_script
+
+if TYPE_CHECKING:
+    from benchbed.targets.sshstack import RemoteStack
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class SshProvisioner(Host):
         self.where = f"{self.user}@{spec.host}:{spec.port}"
         self.remove_workdir = True  # off for a machine that is destroyed right after (a VM): saves a round trip
         self._stack_image: dict[str, str] | None = None
+        self._remote: RemoteStack | None = None
 
     @contextmanager
     def provision(self, sock: socket.socket | None = None) -> Iterator[SshSession]:
@@ -64,9 +68,13 @@ class SshProvisioner(Host):
         """Commands of this session run chrooted into the stack, unpacked on the host first if it is not yet."""
         from benchbed.targets.sshstack import prepare
 
-        stack, took = prepare(session, image, self.spec.stack_cache, sudo=self.spec.sudo, where=f"target {self.name!r}")
-        if took:
-            self._clock.add("stack_unpack", took)
+        if self._remote is None:  # once per run and host: the image, the host's cache and its driver libraries
+            self._remote, took = prepare(
+                session, image, self.spec.stack_cache, sudo=self.spec.sudo, where=f"target {self.name!r}"
+            )
+            if took:
+                self._clock.add("stack_unpack", took)
+        stack = self._remote
         binds = [self.spec.scratch_dir] if self.spec.scratch_dir else []
         workdir = session.workdir
         session.wrap = lambda argv: stack.wrap(argv, workdir, binds)
