@@ -38,6 +38,7 @@ def _batched(
     batch_ms_min: float,
     guard: Callable[[float], tuple[bool, str | None]],
     labels: dict[str, Any],
+    suspect: Callable[[float], str | None] = lambda v: None,
 ) -> Iterator[Sample]:
     """cold = first call by wall clock; then calibrate the batch; then one event-timed batch per sample.
     value = work × iters / seconds / scale."""
@@ -51,9 +52,11 @@ def _batched(
             seconds, timer, used = gpu.batch_ms(fn, iters) / 1e3, "cuda-event", iters
         value = work * used / seconds / scale
         valid, reason = guard(value)
-        yield Sample(
-            metric, value, unit, "higher", phase, rep, valid, reason, {**labels, "iters": used, "timer": timer}
-        )
+        extra: dict[str, Any] = {"iters": used, "timer": timer}
+        why = suspect(value) if phase == "measure" else None
+        if why:
+            extra["suspicious"] = why
+        yield Sample(metric, value, unit, "higher", phase, rep, valid, reason, {**labels, **extra})
 
 
 # --------------------------------------------------------------------------------------------------- gemm
@@ -124,7 +127,7 @@ def gemm(p: Gemm, ctx: Context) -> Iterator[Sample]:
     """Dense n×n matmul via cuBLAS in fp32/tf32/fp16/bf16; TFLOP/s = 2n³·iters / device time."""
     gpu = open_gpu(p.device)
     fn, extra = _torch_gemm(gpu, p) if isinstance(gpu, TorchGpu) else _cupy_gemm(gpu, p)
-    labels = {"backend": gpu.backend, "gpu": gpu.name, "dtype": p.dtype, "n": p.n, **extra}
+    labels = {"backend": gpu.backend, "gpu": gpu.name, "dtype": p.dtype, "n": p.n, "sms": gpu.sms, **extra}
     undo = _tf32(gpu, p)
     try:
         yield from _batched(
@@ -136,8 +139,9 @@ def gemm(p: Gemm, ctx: Context) -> Iterator[Sample]:
             work=2.0 * p.n**3,
             scale=1e12,
             batch_ms_min=p.batch_ms_min,
-            guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name),
+            guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name, gpu.sms),
             labels=labels,
+            suspect=lambda v: peaks.suspicious_matmul(v, p.dtype, p.n, gpu.name, gpu.sms),
         )
     finally:
         undo()

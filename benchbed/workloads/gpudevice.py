@@ -65,10 +65,12 @@ class Gpu:
 
     backend = ""
 
-    def __init__(self, lib: Any, index: int, name: str) -> None:
+    def __init__(self, lib: Any, index: int, name: str, sms: int | None = None, pci_bus_id: str | None = None) -> None:
         self.lib = lib
         self.index = index
         self.name = name
+        self.sms = sms  # SMs CUDA reports: a MIG slice has fewer than its GPU
+        self.pci_bus_id = pci_bus_id  # "0000:3b:00.0": the sysfs name, for NUMA placement and NVML
 
     def sync(self) -> None:
         raise NotImplementedError
@@ -125,7 +127,14 @@ class TorchGpu(Gpu):
 
     def __init__(self, torch: Any, index: int) -> None:
         torch.cuda.set_device(index)  # events record on the current device's stream
-        super().__init__(torch, index, str(torch.cuda.get_device_name(index)))
+        sms, bus = None, None
+        props_of = getattr(torch.cuda, "get_device_properties", None)
+        if props_of is not None:
+            props = props_of(index)
+            sms = getattr(props, "multi_processor_count", None)
+            if hasattr(props, "pci_bus_id"):
+                bus = f"{getattr(props, 'pci_domain_id', 0):04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        super().__init__(torch, index, str(torch.cuda.get_device_name(index)), sms, bus)
         self.device = torch.device("cuda", index)
 
     def sync(self) -> None:
@@ -157,7 +166,9 @@ class CupyGpu(Gpu):
         cupy.cuda.Device(index).use()
         props = cupy.cuda.runtime.getDeviceProperties(index)
         name = props["name"]
-        super().__init__(cupy, index, name.decode() if isinstance(name, bytes) else str(name))
+        bus = str(cupy.cuda.runtime.deviceGetPCIBusId(index)).lower()
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        super().__init__(cupy, index, text, props.get("multiProcessorCount"), bus)
         import numpy
 
         self.np = numpy

@@ -1,0 +1,114 @@
+"""A scripted fake torch for the GPU workloads' unit tests (no GPU here).
+
+The fake keeps a simulated device clock that CUDA events read, so TFLOP/s and GB/s come out exactly and the
+guards can be driven over and under the peak without a GPU. It never stands in for a real measurement.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from benchbed.workloads import gpu, gpudevice
+
+
+class FakeTorch:
+    """Just enough of torch.cuda for gpu.py: kernels advance a device clock by a scripted cost."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        matmul_ms: float = 0.2,
+        copy_gbs: float = 1000.0,
+        add_ms: float = 0.002,
+        sms: int = 132,
+        bus: tuple[int, int, int] = (0, 0x3B, 0),
+    ) -> None:
+        self.name = name
+        self.clock_ms = 0.0
+        self.matmul_ms, self.copy_gbs, self.add_ms = matmul_ms, copy_gbs, add_ms
+        self.calls: dict[str, int] = {"matmul": 0, "copy": 0, "add": 0}
+        self.pinned: list[bool] = []
+        self.__version__ = "9.9.9+fake"
+        self.version = types.SimpleNamespace(cuda="99.0")
+        self.float32, self.float16, self.bfloat16, self.uint8 = "float32", "float16", "bfloat16", "uint8"
+        self.backends = types.SimpleNamespace(cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=None)))
+        fake = self
+
+        class Event:
+            def __init__(self, enable_timing: bool = False) -> None:
+                assert enable_timing
+                self.t = -1.0
+
+            def record(self) -> None:
+                self.t = fake.clock_ms
+
+            def synchronize(self) -> None:
+                pass
+
+            def elapsed_time(self, other: Event) -> float:
+                return other.t - self.t
+
+        self.cuda = types.SimpleNamespace(
+            is_available=lambda: True,
+            device_count=lambda: 1,
+            get_device_name=lambda i: fake.name,
+            get_device_properties=lambda i: types.SimpleNamespace(
+                multi_processor_count=sms, pci_domain_id=bus[0], pci_bus_id=bus[1], pci_device_id=bus[2]
+            ),
+            set_device=lambda i: None,
+            synchronize=lambda dev=None: None,
+            Event=Event,
+        )
+
+    def device(self, kind: str, index: int) -> str:
+        return f"{kind}:{index}"
+
+    def Generator(self, device: str = "cpu") -> Any:
+        return types.SimpleNamespace(manual_seed=lambda seed: object())
+
+    def _tensor(self, nbytes: int) -> Any:
+        fake = self
+
+        class Tensor:
+            def __init__(self) -> None:
+                self.nbytes = nbytes
+
+            def fill_(self, value: float) -> None:
+                pass
+
+            def copy_(self, src: Any, non_blocking: bool = False) -> None:
+                fake.calls["copy"] += 1
+                fake.clock_ms += src.nbytes / (fake.copy_gbs * 1e9) * 1e3
+
+            def add_(self, value: float) -> None:
+                fake.calls["add"] += 1
+                fake.clock_ms += fake.add_ms
+
+        return Tensor()
+
+    def empty(self, *size: int, dtype: str = "float32", device: str = "cpu", pin_memory: bool = False) -> Any:
+        if device == "cpu":
+            self.pinned.append(pin_memory)
+        return self._tensor(size[0])
+
+    def randn(self, *size: int, **kwargs: Any) -> Any:
+        return self._tensor(size[0])
+
+    def zeros(self, *size: int, **kwargs: Any) -> Any:
+        return self._tensor(size[0])
+
+    def matmul(self, a: Any, b: Any, out: Any) -> None:
+        self.calls["matmul"] += 1
+        self.clock_ms += self.matmul_ms
+
+
+def install(monkeypatch: pytest.MonkeyPatch, fake: FakeTorch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # an installed cupy must not mix real launches into the fake
+    monkeypatch.setattr(gpudevice, "no_device_nodes", lambda: None)  # this host may have no /dev/nvidia*
+    monkeypatch.setattr(gpu, "no_device_nodes", lambda: None)
