@@ -11,6 +11,7 @@ Rates above the GPU's datasheet peak are reported with valid=False (see peaks.py
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -157,26 +158,35 @@ class D2D:
     batch_ms_min: float = 1.0
 
 
+RW_UNIT = "GB/s (read+write)"
+ONCE_UNIT = "GB/s (bytes once)"
+
+
 @workload("gpu.d2d_bandwidth", params=D2D, needs=("cuda",), tags={"gpu", "memory"})
 def d2d_bandwidth(p: D2D, ctx: Context) -> Iterator[Sample]:
-    """Device-to-device copy in GB/s (1e9), counting read + write: 2 × bytes per copy, as STREAM copy does.
+    """Device-to-device copy in GB/s (1e9), under both conventions, each named in its unit.
 
-    Counted that way the figure is directly comparable with the memory's datasheet bandwidth."""
+    `bandwidth` counts read + write (2 × bytes per copy, as STREAM copy does): comparable with the memory's
+    datasheet bandwidth. `copy_bandwidth` counts the bytes once, as nvbandwidth and bandwidthTest do: compare it
+    with their figures, never with the other metric."""
     gpu = open_gpu(p.device)
     nbytes = int(p.size_mb * MiB)
     src, dst = gpu.device_bytes(nbytes), gpu.device_bytes(nbytes)
-    yield from _batched(
+    for s in _batched(
         gpu,
         ctx,
         lambda: gpu.copy(dst, src, "d2d"),
         metric="bandwidth",
-        unit="GB/s",
+        unit=RW_UNIT,
         work=2.0 * nbytes,
         scale=1e9,
         batch_ms_min=p.batch_ms_min,
         guard=lambda v: peaks.guard_memory(v, gpu.name),
-        labels={"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes, "counted": "read+write"},
-    )
+        labels={"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes},
+    ):
+        yield dataclasses.replace(s, labels={**s.labels, "counted": "read+write"})
+        once = {**s.labels, "counted": "bytes once (nvbandwidth)"}
+        yield dataclasses.replace(s, metric="copy_bandwidth", value=s.value / 2, unit=ONCE_UNIT, labels=once)
 
 
 @dataclass(frozen=True)
@@ -228,48 +238,58 @@ def d2h_bandwidth(p: HostCopy, ctx: Context) -> Iterator[Sample]:
 EMPTY_KERNEL = 'extern "C" __global__ void k() {}'
 
 
+LAUNCHERS = {"torch": "host_submit_torch_add", "cupy": "host_submit_cupy_empty"}
+
+
 @dataclass(frozen=True)
 class Launch:
     launches: int = 1000
     device: int = 0
+    launcher: str = "torch"  # torch: a 1-element add; cupy: an empty RawKernel. Never one standing in for the other
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"gpu.launch_latency: launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
+        if self.launches < 1:
+            raise ValueError("gpu.launch_latency: launches must be ≥ 1")
 
 
-def _launcher(gpu: Gpu) -> tuple[Callable[[], object], dict[str, Any]]:
-    """An empty kernel through cupy.RawKernel where cupy works, else torch's cheapest real launch (1-element add).
+def _launcher(gpu: Gpu, which: str) -> tuple[Callable[[], object], dict[str, Any]]:
+    """The launch the metric is named after, or Skipped: a missing cupy is never replaced by torch's add (the
+    two cost different amounts, so one metric name must mean one launcher).
 
     Loading the module happens here, not in the cold sample: whether NVRTC's disk cache is warm is not what a
     launch costs."""
+    if which == "torch":
+        if not isinstance(gpu, TorchGpu):
+            raise Skipped("gpu.launch_latency launcher=torch: torch cannot use CUDA here (cupy can)")
+        x = gpu.lib.zeros(1, device=gpu.device)
+        return lambda: x.add_(1), {"kernel": "torch-1elem-add", "launcher": "torch"}
     cupy, err = (gpu.lib, None) if gpu.backend == "cupy" else optional("cupy")
-    if cupy is not None:
-        try:
-            if gpu.backend != "cupy":
-                cupy.cuda.Device(gpu.index).use()
-            kernel = cupy.RawKernel(EMPTY_KERNEL, "k")
-            _ = kernel.kernel  # compile and load now
-            return lambda: kernel((1,), (1,), ()), {"kernel": "empty", "launcher": "cupy.RawKernel"}
-        except Exception as exc:  # NVRTC missing, driver/toolkit mismatch: fall back, and say why
-            if gpu.backend == "cupy":
-                raise
-            err = f"cupy.RawKernel failed: {exc}"
-    assert isinstance(gpu, TorchGpu)
-    x = gpu.lib.zeros(1, device=gpu.device)
-    labels: dict[str, Any] = {"kernel": "torch-1elem-add", "launcher": "torch"}
-    if err:
-        labels["empty_kernel_unavailable"] = err[:300]
-    return lambda: x.add_(1), labels
+    if cupy is None:
+        raise Skipped(f"gpu.launch_latency launcher=cupy: {err}")
+    try:
+        if gpu.backend != "cupy":
+            cupy.cuda.Device(gpu.index).use()
+        kernel = cupy.RawKernel(EMPTY_KERNEL, "k")
+        _ = kernel.kernel  # compile and load now
+    except Exception as exc:  # NVRTC missing, driver/toolkit mismatch
+        raise Skipped(f"gpu.launch_latency launcher=cupy: cupy.RawKernel failed: {str(exc)[:300]}") from exc
+    return lambda: kernel((1,), (1,), ()), {"kernel": "empty", "launcher": "cupy.RawKernel"}
 
 
 @workload("gpu.launch_latency", params=Launch, needs=("cuda",), tags={"gpu", "latency"})
 def launch_latency(p: Launch, ctx: Context) -> Iterator[Sample]:
-    """Mean µs per kernel launch over a batch of `launches`, by wall clock with synchronize before and after.
+    """Host submission throughput: mean µs per kernel launch over a batch, by wall clock with synchronize before
+    and after (the workload keeps its historical name; its metric says what it is).
 
-    Launches are asynchronous, so this is the host-side launch rate (driver + ioctl/doorbell path), which is
-    exactly what a VM's or container's extra layers can slow; the cold sample is the first launch alone."""
-    if p.launches < 1:
-        raise ValueError("gpu.launch_latency: launches must be ≥ 1")
+    Launches are asynchronous, so this is the host-side submission rate (driver + ioctl/doorbell path), which is
+    exactly what a VM's or container's extra layers can slow; the cold sample is the first launch alone. The
+    metric names the launcher (host_submit_torch_add, host_submit_cupy_empty): never compare across them."""
     gpu = open_gpu(p.device)
-    fn, extra = _launcher(gpu)
+    fn, extra = _launcher(gpu, p.launcher)
     labels = {"backend": gpu.backend, "gpu": gpu.name, **extra}
+    metric = LAUNCHERS[p.launcher]
     for phase, rep in ctx.schedule():
         n = 1 if phase == "cold" else p.launches
         gpu.sync()
@@ -278,7 +298,7 @@ def launch_latency(p: Launch, ctx: Context) -> Iterator[Sample]:
             fn()
         gpu.sync()
         us = (time.perf_counter_ns() - t0) / 1e3 / n
-        yield Sample("launch_latency", us, "µs", "lower", phase, rep, labels={**labels, "launches": n})
+        yield Sample(metric, us, "µs", "lower", phase, rep, labels={**labels, "launches": n})
 
 
 # ------------------------------------------------------------------------------------------- context init

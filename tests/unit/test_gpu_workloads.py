@@ -70,12 +70,16 @@ def test_gemm_tf32_switch(monkeypatch: pytest.MonkeyPatch, ctx: Context, dtype: 
     assert fake.backends.cuda.matmul.allow_tf32 == "before"  # restored for whatever runs next in this process
 
 
-def test_d2d_counts_read_and_write(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
-    install(monkeypatch, FakeTorch(H100_SXM, copy_gbs=1500.0))  # 1500 GB/s of copy = 3000 GB/s counted
+def test_d2d_offers_both_conventions_each_named_in_its_unit(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    install(monkeypatch, FakeTorch(H100_SXM, copy_gbs=1500.0))  # 1500 GB/s of copy = 3000 GB/s counted twice
     measured = [s for s in _run("gpu.d2d_bandwidth", ctx, size_mb=64) if s.phase == "measure"]
-    assert all(s.value == pytest.approx(3000.0) and s.valid for s in measured)
-    assert measured[0].labels["counted"] == "read+write"
-    install(monkeypatch, FakeTorch(H100_SXM, copy_gbs=1800.0))  # 3600 counted > 3350
+    rw = [s for s in measured if s.metric == "bandwidth"]
+    once = [s for s in measured if s.metric == "copy_bandwidth"]
+    assert len(rw) == len(once) == 3
+    assert all(s.value == pytest.approx(3000.0) and s.valid and s.unit == "GB/s (read+write)" for s in rw)
+    assert all(s.value == pytest.approx(1500.0) and s.valid and s.unit == "GB/s (bytes once)" for s in once)
+    assert (rw[0].labels["counted"], once[0].labels["counted"]) == ("read+write", "bytes once (nvbandwidth)")
+    install(monkeypatch, FakeTorch(H100_SXM, copy_gbs=1800.0))  # 3600 counted > 3350: both figures invalid
     measured = [s for s in _run("gpu.d2d_bandwidth", ctx, size_mb=64) if s.phase == "measure"]
     assert all(not s.valid and "3350 GB/s" in (s.reason or "") for s in measured)
 
@@ -94,14 +98,27 @@ def test_host_copies(monkeypatch: pytest.MonkeyPatch, ctx: Context, name: str, p
     assert all(not s.valid and "64 GB/s" in (s.reason or "") for s in measured)
 
 
-def test_launch_latency_falls_back_to_torch_add(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+def test_launch_torch_is_host_submission_named_after_its_launcher(
+    monkeypatch: pytest.MonkeyPatch, ctx: Context
+) -> None:
     fake = FakeTorch(H100_SXM)
     install(monkeypatch, fake)
     samples = _run("gpu.launch_latency", ctx, launches=50)
     assert fake.calls["add"] == 1 + 50 * 4  # cold launch alone, then warm-up + 3 measured batches
-    assert {s.labels["kernel"] for s in samples} == {"torch-1elem-add"}
+    assert {s.metric for s in samples} == {"host_submit_torch_add"}
+    assert {s.labels["launcher"] for s in samples} == {"torch"}
     assert all(s.unit == "µs" and s.better == "lower" and s.value > 0 for s in samples)
     assert [s.labels["launches"] for s in samples] == [1, 50, 50, 50, 50]
+
+
+def test_launch_cupy_never_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    fake = FakeTorch(H100_SXM)
+    install(monkeypatch, fake)  # cupy is not importable
+    with pytest.raises(Skipped, match="launcher=cupy: cupy is not importable"):
+        _run("gpu.launch_latency", ctx, launches=50, launcher="cupy")
+    assert fake.calls["add"] == 0
+    with pytest.raises(ValueError, match="not one of torch, cupy"):
+        _run("gpu.launch_latency", ctx, launcher="auto")
 
 
 def test_missing_device_index_is_a_skip(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
