@@ -21,43 +21,12 @@ from typing import Any
 
 from benchbed.workloads import peaks
 from benchbed.workloads.base import Context, Sample, Skipped, workload
+from benchbed.workloads.gpubatch import Rate, batched
 from benchbed.workloads.gpudevice import Gpu, TorchGpu, no_device_nodes, open_gpu, optional
+from benchbed.workloads.numa import PLACEMENTS, place
 from benchbed.workloads.startup import child_report, spawn_until_line
 
 MiB = 1 << 20
-
-
-def _batched(
-    gpu: Gpu,
-    ctx: Context,
-    fn: Callable[[], object],
-    *,
-    metric: str,
-    unit: str,
-    work: float,
-    scale: float,
-    batch_ms_min: float,
-    guard: Callable[[float], tuple[bool, str | None]],
-    labels: dict[str, Any],
-    suspect: Callable[[float], str | None] = lambda v: None,
-) -> Iterator[Sample]:
-    """cold = first call by wall clock; then calibrate the batch; then one event-timed batch per sample.
-    value = work × iters / seconds / scale."""
-    iters = 1
-    for phase, rep in ctx.schedule():
-        if phase == "cold":
-            seconds, timer = gpu.wall_s(fn), "wall"
-            iters = gpu.calibrate(fn, batch_ms_min)
-            used = 1
-        else:
-            seconds, timer, used = gpu.batch_ms(fn, iters) / 1e3, "cuda-event", iters
-        value = work * used / seconds / scale
-        valid, reason = guard(value)
-        extra: dict[str, Any] = {"iters": used, "timer": timer}
-        why = suspect(value) if phase == "measure" else None
-        if why:
-            extra["suspicious"] = why
-        yield Sample(metric, value, unit, "higher", phase, rep, valid, reason, {**labels, **extra})
 
 
 # --------------------------------------------------------------------------------------------------- gemm
@@ -71,12 +40,13 @@ class Gemm:
     n: int = 4096
     device: int = 0
     batch_ms_min: float = 1.0
+    sustained_s: float = 0.0  # > 0: also `throughput_sustained`, back-to-back for this long (20 s: at the power cap)
 
     def __post_init__(self) -> None:
         if self.dtype not in GEMM_DTYPES:
             raise ValueError(f"gpu.gemm: dtype {self.dtype!r} is not one of {', '.join(GEMM_DTYPES)}")
-        if self.n < 1 or self.batch_ms_min <= 0:
-            raise ValueError("gpu.gemm: n must be ≥ 1 and batch_ms_min > 0")
+        if self.n < 1 or self.batch_ms_min <= 0 or self.sustained_s < 0:
+            raise ValueError("gpu.gemm: n must be ≥ 1, batch_ms_min > 0 and sustained_s ≥ 0")
 
 
 def _torch_gemm(gpu: TorchGpu, p: Gemm) -> tuple[Callable[[], object], dict[str, Any]]:
@@ -130,20 +100,16 @@ def gemm(p: Gemm, ctx: Context) -> Iterator[Sample]:
     fn, extra = _torch_gemm(gpu, p) if isinstance(gpu, TorchGpu) else _cupy_gemm(gpu, p)
     labels = {"backend": gpu.backend, "gpu": gpu.name, "dtype": p.dtype, "n": p.n, "sms": gpu.sms, **extra}
     undo = _tf32(gpu, p)
+    rate = Rate(
+        "throughput",
+        "TFLOP/s",
+        2.0 * p.n**3,
+        1e12,
+        guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name, gpu.sms),
+        suspect=lambda v: peaks.suspicious_matmul(v, p.dtype, p.n, gpu.name, gpu.sms),
+    )
     try:
-        yield from _batched(
-            gpu,
-            ctx,
-            fn,
-            metric="throughput",
-            unit="TFLOP/s",
-            work=2.0 * p.n**3,
-            scale=1e12,
-            batch_ms_min=p.batch_ms_min,
-            guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name, gpu.sms),
-            labels=labels,
-            suspect=lambda v: peaks.suspicious_matmul(v, p.dtype, p.n, gpu.name, gpu.sms),
-        )
+        yield from batched(gpu, ctx, fn, rate, batch_ms_min=p.batch_ms_min, labels=labels, sustained_s=p.sustained_s)
     finally:
         undo()
 
@@ -172,18 +138,9 @@ def d2d_bandwidth(p: D2D, ctx: Context) -> Iterator[Sample]:
     gpu = open_gpu(p.device)
     nbytes = int(p.size_mb * MiB)
     src, dst = gpu.device_bytes(nbytes), gpu.device_bytes(nbytes)
-    for s in _batched(
-        gpu,
-        ctx,
-        lambda: gpu.copy(dst, src, "d2d"),
-        metric="bandwidth",
-        unit=RW_UNIT,
-        work=2.0 * nbytes,
-        scale=1e9,
-        batch_ms_min=p.batch_ms_min,
-        guard=lambda v: peaks.guard_memory(v, gpu.name),
-        labels={"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes},
-    ):
+    rate = Rate("bandwidth", RW_UNIT, 2.0 * nbytes, 1e9, guard=lambda v: peaks.guard_memory(v, gpu.name))
+    labels = {"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes}
+    for s in batched(gpu, ctx, lambda: gpu.copy(dst, src, "d2d"), rate, batch_ms_min=p.batch_ms_min, labels=labels):
         yield dataclasses.replace(s, labels={**s.labels, "counted": "read+write"})
         once = {**s.labels, "counted": "bytes once (nvbandwidth)"}
         yield dataclasses.replace(s, metric="copy_bandwidth", value=s.value / 2, unit=ONCE_UNIT, labels=once)
@@ -195,30 +152,33 @@ class HostCopy:
     pinned: bool = True  # page-locked host memory (DMA straight from it) vs pageable (staged by the driver)
     device: int = 0
     batch_ms_min: float = 1.0
+    numa: str = "local"  # host buffers on the GPU's NUMA node (local), on another node (remote), or left (any)
+
+    def __post_init__(self) -> None:
+        if self.numa not in PLACEMENTS:
+            raise ValueError(f"gpu host copy: numa {self.numa!r} is not one of {', '.join(PLACEMENTS)}")
 
 
 def _host_copy(p: HostCopy, ctx: Context, kind: str) -> Iterator[Sample]:
+    """Runs on the chosen node's CPUs from before the host buffer is allocated (first touch places its pages)
+    until the last sample; the placement is in every sample's labels."""
     gpu = open_gpu(p.device)
     nbytes = int(p.size_mb * MiB)
-    host, dev = gpu.host_bytes(nbytes, p.pinned), gpu.device_bytes(nbytes)
-    dst, src = (dev, host) if kind == "h2d" else (host, dev)
-    yield from _batched(
-        gpu,
-        ctx,
-        lambda: gpu.copy(dst, src, kind),
-        metric="bandwidth",
-        unit="GB/s",
-        work=float(nbytes),
-        scale=1e9,
-        batch_ms_min=p.batch_ms_min,
-        guard=lambda v: peaks.guard_host_link(v, gpu.name),
-        labels={
+    placement, restore = place(gpu.pci_bus_id, p.numa)
+    try:
+        host, dev = gpu.host_bytes(nbytes, p.pinned), gpu.device_bytes(nbytes)
+        dst, src = (dev, host) if kind == "h2d" else (host, dev)
+        rate = Rate("bandwidth", "GB/s", float(nbytes), 1e9, guard=lambda v: peaks.guard_host_link(v, gpu.name))
+        labels = {
             "backend": gpu.backend,
             "gpu": gpu.name,
             "bytes": nbytes,
             "memory": "pinned" if p.pinned else "pageable",
-        },
-    )
+            **placement.labels(),
+        }
+        yield from batched(gpu, ctx, lambda: gpu.copy(dst, src, kind), rate, batch_ms_min=p.batch_ms_min, labels=labels)
+    finally:
+        restore()
 
 
 @workload("gpu.h2d_bandwidth", params=HostCopy, needs=("cuda",), tags={"gpu", "pcie"})

@@ -7,6 +7,7 @@ guards can be driven over and under the peak without a GPU. It never stands in f
 from __future__ import annotations
 
 import sys
+import time
 import types
 from typing import Any
 
@@ -46,6 +47,7 @@ class FakeTorch:
 
             def record(self) -> None:
                 self.t = fake.clock_ms
+                fake.log.append("record")
 
             def synchronize(self) -> None:
                 pass
@@ -63,7 +65,10 @@ class FakeTorch:
             set_device=lambda i: None,
             synchronize=lambda dev=None: None,
             Event=Event,
+            _sleep=self._sleep,
         )
+        self.log: list[str] = []  # hold / start / stop, in order
+        self.host_ms_per_call = 0.0  # host time a launch takes (to drive the host-gap label)
 
     def device(self, kind: str, index: int) -> str:
         return f"{kind}:{index}"
@@ -105,6 +110,13 @@ class FakeTorch:
     def matmul(self, a: Any, b: Any, out: Any) -> None:
         self.calls["matmul"] += 1
         self.clock_ms += self.matmul_ms
+        if self.host_ms_per_call:
+            time.sleep(self.host_ms_per_call / 1e3)
+
+    def _sleep(self, cycles: int) -> None:
+        """torch.cuda._sleep: the device spins; it runs before the start event, so it adds no timed work."""
+        self.log.append(f"hold {cycles}")
+        self.clock_ms += cycles / 2e6
 
 
 def install(monkeypatch: pytest.MonkeyPatch, fake: FakeTorch) -> None:

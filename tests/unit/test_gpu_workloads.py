@@ -152,3 +152,52 @@ def test_gemm_at_fp32_speed_is_suspicious_not_invalid(monkeypatch: pytest.Monkey
     assert all("suspicious" not in s.labels for s in samples if s.phase != "measure")
     install(monkeypatch, FakeTorch(H100_SXM, matmul_ms=2 * 4096**3 / 700e12 * 1e3))
     assert all("suspicious" not in s.labels for s in _run("gpu.gemm", ctx, n=4096))
+
+
+def test_every_timed_batch_is_queued_behind_a_hold_kernel(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    fake = FakeTorch(H100_SXM, matmul_ms=0.2)
+    install(monkeypatch, fake)
+    samples = _run("gpu.gemm", ctx, n=4096)
+    timed = [s for s in samples if s.phase != "cold"]
+    holds = [i for i, line in enumerate(fake.log) if line.startswith("hold")]
+    assert len(holds) == len(timed)  # one per warm-up/measured batch, none in calibration
+    assert all(fake.log[i + 1] == "record" for i in holds)  # the start event is recorded right after the hold
+    for s in timed:
+        assert s.labels["hold_ms"] >= 0.5
+        assert "host_gap_possible" not in s.labels
+        assert s.value == pytest.approx(2 * 4096**3 / 0.2e-3 / 1e12)  # the hold adds no timed work
+
+
+def test_a_host_slower_than_its_hold_is_labelled(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    fake = FakeTorch(H100_SXM, matmul_ms=0.2)
+    install(monkeypatch, fake)
+    info = load_builtins()["gpu.gemm"]
+    gen = info.fn(info.params(n=4096), ctx)
+    first = [next(gen)]  # cold: calibration and hold length are settled here
+    fake.host_ms_per_call = 20.0  # from now on the host needs 20 ms per launch: far longer than the hold
+    rest = [*first, *gen]
+    measured = [s for s in rest if s.phase == "measure"]
+    assert all("the host took" in s.labels["host_gap_possible"] for s in measured)
+
+
+def test_no_hold_kernel_is_said(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    fake = FakeTorch(H100_SXM)
+    del fake.cuda._sleep
+    install(monkeypatch, fake)
+    measured = [s for s in _run("gpu.gemm", ctx, n=4096) if s.phase == "measure"]
+    assert all(s.labels["hold_ms"] == 0 and "_sleep is missing" in s.labels["hold_missing"] for s in measured)
+
+
+def test_sustained_mode_adds_its_own_metric(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    install(monkeypatch, FakeTorch(H100_SXM, matmul_ms=0.2))
+    samples = _run("gpu.gemm", ctx, n=4096, sustained_s=1.0)
+    burst = [s for s in samples if s.metric == "throughput"]
+    sustained = [s for s in samples if s.metric == "throughput_sustained"]
+    assert len(burst) == 5
+    assert 9 <= len(sustained) <= 11  # ~100 ms batches for 1 s of device time
+    assert [s.repetition for s in sustained] == list(range(len(sustained)))
+    assert all(s.phase == "measure" and s.labels["mode"] == "sustained" for s in sustained)
+    assert [s.labels["t_s"] for s in sustained] == sorted(s.labels["t_s"] for s in sustained)
+    assert all(s.value == pytest.approx(burst[-1].value) for s in sustained)
+    with pytest.raises(ValueError, match="sustained_s"):
+        _run("gpu.gemm", ctx, sustained_s=-1)
