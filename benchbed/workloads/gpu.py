@@ -25,6 +25,7 @@ from benchbed.workloads.gpubatch import Rate, batched
 from benchbed.workloads.gpudevice import Gpu, TorchGpu, no_device_nodes, open_gpu, optional
 from benchbed.workloads.numa import PLACEMENTS, place
 from benchbed.workloads.startup import child_report, spawn_until_line
+from benchbed.workloads.telemetry import watch
 
 MiB = 1 << 20
 
@@ -109,7 +110,11 @@ def gemm(p: Gemm, ctx: Context) -> Iterator[Sample]:
         suspect=lambda v: peaks.suspicious_matmul(v, p.dtype, p.n, gpu.name, gpu.sms),
     )
     try:
-        yield from batched(gpu, ctx, fn, rate, batch_ms_min=p.batch_ms_min, labels=labels, sustained_s=p.sustained_s)
+        with watch(gpu.pci_bus_id, gpu.index) as (w, how):
+            labels["telemetry"] = how
+            yield from batched(
+                gpu, ctx, fn, rate, batch_ms_min=p.batch_ms_min, labels=labels, sustained_s=p.sustained_s, watch=w
+            )
     finally:
         undo()
 
@@ -140,10 +145,13 @@ def d2d_bandwidth(p: D2D, ctx: Context) -> Iterator[Sample]:
     src, dst = gpu.device_bytes(nbytes), gpu.device_bytes(nbytes)
     rate = Rate("bandwidth", RW_UNIT, 2.0 * nbytes, 1e9, guard=lambda v: peaks.guard_memory(v, gpu.name))
     labels = {"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes}
-    for s in batched(gpu, ctx, lambda: gpu.copy(dst, src, "d2d"), rate, batch_ms_min=p.batch_ms_min, labels=labels):
-        yield dataclasses.replace(s, labels={**s.labels, "counted": "read+write"})
-        once = {**s.labels, "counted": "bytes once (nvbandwidth)"}
-        yield dataclasses.replace(s, metric="copy_bandwidth", value=s.value / 2, unit=ONCE_UNIT, labels=once)
+    copy = lambda: gpu.copy(dst, src, "d2d")  # noqa: E731
+    with watch(gpu.pci_bus_id, gpu.index) as (w, how):
+        labels["telemetry"] = how
+        for s in batched(gpu, ctx, copy, rate, batch_ms_min=p.batch_ms_min, labels=labels, watch=w):
+            yield dataclasses.replace(s, labels={**s.labels, "counted": "read+write"})
+            once = {**s.labels, "counted": "bytes once (nvbandwidth)"}
+            yield dataclasses.replace(s, metric="copy_bandwidth", value=s.value / 2, unit=ONCE_UNIT, labels=once)
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,10 @@ def _host_copy(p: HostCopy, ctx: Context, kind: str) -> Iterator[Sample]:
             "memory": "pinned" if p.pinned else "pageable",
             **placement.labels(),
         }
-        yield from batched(gpu, ctx, lambda: gpu.copy(dst, src, kind), rate, batch_ms_min=p.batch_ms_min, labels=labels)
+        with watch(gpu.pci_bus_id, gpu.index) as (w, how):
+            labels["telemetry"] = how
+            copy = lambda: gpu.copy(dst, src, kind)  # noqa: E731
+            yield from batched(gpu, ctx, copy, rate, batch_ms_min=p.batch_ms_min, labels=labels, watch=w)
     finally:
         restore()
 

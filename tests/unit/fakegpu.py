@@ -119,8 +119,112 @@ class FakeTorch:
         self.clock_ms += cycles / 2e6
 
 
-def install(monkeypatch: pytest.MonkeyPatch, fake: FakeTorch) -> None:
+def install(monkeypatch: pytest.MonkeyPatch, fake: FakeTorch, nvml: FakeNvml | None = None) -> None:
+    """The fake torch, no cupy, and the fake NVML (or none: an installed pynvml must not read this host's GPU)."""
     monkeypatch.setitem(sys.modules, "torch", fake)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
     monkeypatch.setitem(sys.modules, "cupy", None)  # an installed cupy must not mix real launches into the fake
     monkeypatch.setattr(gpudevice, "no_device_nodes", lambda: None)  # this host may have no /dev/nvidia*
     monkeypatch.setattr(gpu, "no_device_nodes", lambda: None)
+
+
+class NVMLError(Exception):
+    pass
+
+
+class FakeNvml(types.ModuleType):
+    """Just enough of pynvml for telemetry.py and the fingerprint: every reading comes from attributes a test
+    sets (`reasons`, `sm_mhz`, `ecc`, `xids` ...), so a throttle or an Xid can be made to happen mid-run."""
+
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
+
+    def __init__(self, bus: str = "00000000:3B:00.0", name: str = "NVIDIA H100 80GB HBM3") -> None:
+        super().__init__("pynvml")
+        self.bus, self.name = bus, name
+        self.inits = self.shutdowns = 0
+        self.sm_mhz, self.mem_mhz, self.power_mw, self.limit_mw, self.temp_c = 1980, 2619, 500_000, 700_000, 60
+        self.reasons = 0
+        self.pcie = (5, 16)
+        self.ecc = [0, 0]
+        self.rows = (0, 0, 0, 0)
+        self.xids: list[int] = []
+        self.procs: list[int] = []
+        self.persistence, self.compute_mode = 1, 0
+        self.bar1_total = 128 << 30
+        self.memory_total = 80 << 30
+
+    def nvmlInit(self) -> None:
+        self.inits += 1
+
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus: str) -> str:
+        if bus != self.bus:
+            raise NVMLError(f"no device at {bus}")
+        return "h0"
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> str:
+        return "h0"
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetClockInfo(self, h: str, which: int) -> int:
+        return self.sm_mhz if which == 1 else self.mem_mhz
+
+    def nvmlDeviceGetMaxClockInfo(self, h: str, which: int) -> int:
+        return 1980 if which == 1 else 2619
+
+    def nvmlDeviceGetPowerUsage(self, h: str) -> int:
+        return self.power_mw
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: str) -> int:
+        return self.limit_mw
+
+    def nvmlDeviceGetTemperature(self, h: str, sensor: int) -> int:
+        return self.temp_c
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: str) -> int:
+        return self.reasons
+
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, h: str) -> int:
+        return self.pcie[0]
+
+    def nvmlDeviceGetCurrPcieLinkWidth(self, h: str) -> int:
+        return self.pcie[1]
+
+    def nvmlDeviceGetTotalEccErrors(self, h: str, kind: int, counter: int) -> int:
+        return self.ecc[kind]
+
+    def nvmlDeviceGetRemappedRows(self, h: str) -> tuple[int, int, int, int]:
+        return self.rows
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: str) -> list[Any]:
+        return [types.SimpleNamespace(pid=p, usedGpuMemory=1 << 20) for p in self.procs]
+
+    def nvmlEventSetCreate(self) -> str:
+        return "events"
+
+    def nvmlDeviceRegisterEvents(self, h: str, kinds: int, events: str) -> None:
+        pass
+
+    def nvmlEventSetWait_v2(self, events: str, timeout_ms: int) -> Any:
+        if not self.xids:
+            raise NVMLError("Timeout")
+        return types.SimpleNamespace(eventData=self.xids.pop(0))
+
+    def nvmlEventSetFree(self, events: str) -> None:
+        pass
+
+    def nvmlDeviceGetPersistenceMode(self, h: str) -> int:
+        return self.persistence
+
+    def nvmlDeviceGetComputeMode(self, h: str) -> int:
+        return self.compute_mode
+
+    def nvmlDeviceGetBAR1MemoryInfo(self, h: str) -> Any:
+        return types.SimpleNamespace(bar1Total=self.bar1_total, bar1Used=1 << 20, bar1Free=self.bar1_total - (1 << 20))
+
+    def nvmlDeviceGetMemoryInfo(self, h: str) -> Any:
+        return types.SimpleNamespace(total=self.memory_total, used=0, free=self.memory_total)
