@@ -228,3 +228,33 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetMemoryInfo(self, h: str) -> Any:
         return types.SimpleNamespace(total=self.memory_total, used=0, free=self.memory_total)
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "570.86.15"
+
+    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
+        return 12080
+
+    def nvmlDeviceGetName(self, h: str) -> str:
+        return self.name
+
+    def nvmlDeviceGetUUID(self, h: str) -> str:
+        return "GPU-00000000-fake"
+
+    def nvmlDeviceGetPciInfo(self, h: str) -> Any:
+        return types.SimpleNamespace(busId=self.bus.encode())
+
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, h: str) -> int:
+        return 5
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, h: str) -> int:
+        return 16
+
+    def nvmlDeviceGetEccMode(self, h: str) -> tuple[int, int]:
+        return (1, 1)
+
+    def nvmlDeviceGetMigMode(self, h: str) -> tuple[int, int]:
+        raise NVMLError("Not Supported")
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: str) -> int:
+        return self.limit_mw
