@@ -78,7 +78,8 @@ def env_notes(env: Mapping[str, Any], targets: list[str]) -> list[dict[str, str]
                 )
             if g.get("bar1_note"):
                 out.append({"target": target, "note": f"GPU {g.get('index', '?')}: {g['bar1_note']}"})
-        placement = fp.get("vm_placement")
+        vm = fp.get("libvirt")
+        placement = vm.get("placement") if isinstance(vm, dict) else None
         if isinstance(placement, dict):
             for line in placement.get("notes") or []:
                 out.append({"target": target, "note": str(line)})
