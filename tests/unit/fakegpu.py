@@ -6,6 +6,7 @@ guards can be driven over and under the peak without a GPU. It never stands in f
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import types
@@ -258,3 +259,58 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetPowerManagementLimit(self, h: str) -> int:
         return self.limit_mw
+
+
+class FakeTorchGraphs(FakeTorch):
+    """FakeTorch plus what scripts/gpu-validate's references use: streams, CUDA graphs (a replay costs what the
+    captured calls cost), randint/empty_like/equal/zero_, and an fp32 GEMM 8x slower unless TF32 is allowed."""
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(name, **kw)
+        fake = self
+        props = self.cuda.get_device_properties(0)
+        props.name = name
+        self.cuda.get_device_properties = lambda i: props
+
+        class Graph:
+            cost_ms = 0.0
+
+            def replay(self) -> None:
+                fake.clock_ms += self.cost_ms
+
+        class Capture:
+            def __init__(self, graph: Graph) -> None:
+                self.graph = graph
+
+            def __enter__(self) -> None:
+                self.t0 = fake.clock_ms
+
+            def __exit__(self, *exc: object) -> None:
+                self.graph.cost_ms = fake.clock_ms - self.t0
+                fake.clock_ms = self.t0  # capture records work, it does not run it
+
+        stream = types.SimpleNamespace(wait_stream=lambda other: None)
+        self.cuda.Stream = lambda: stream
+        self.cuda.current_stream = lambda: stream
+        self.cuda.stream = lambda s: contextlib.nullcontext()
+        self.cuda.CUDAGraph = Graph
+        self.cuda.graph = Capture
+
+    def matmul(self, a: Any, b: Any, out: Any) -> None:
+        super().matmul(a, b, out)
+        if self.backends.cuda.matmul.allow_tf32 is False:
+            self.clock_ms += 7 * self.matmul_ms
+
+    def _tensor(self, nbytes: int) -> Any:
+        t = super()._tensor(nbytes)
+        t.zero_ = lambda: None
+        return t
+
+    def randint(self, lo: int, hi: int, size: tuple[int, ...], **kw: Any) -> Any:
+        return self._tensor(size[0])
+
+    def empty_like(self, t: Any) -> Any:
+        return self._tensor(t.nbytes)
+
+    def equal(self, a: Any, b: Any) -> bool:
+        return bool(a.nbytes == b.nbytes)
