@@ -84,8 +84,15 @@ def _cell(value: Any) -> str:
 
 
 def render(results: list[Result], header: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> str:
-    lines = ["# GPU validation", "", "Written by `scripts/gpu-validate` (see docs/gpu-validation.md's history).", ""]
+    lines = [
+        "# GPU validation",
+        "",
+        "Written by `scripts/gpu-validate`; what the checks are for: docs/methodology.md.",
+        "",
+    ]
     lines += [f"- {md(k)}: {_cell(v)}" for k, v in header.items()]
+    if all(r.status == "skipped" for r in results):
+        lines += ["", "> Every check was skipped (reasons below): this page shows what a run on a GPU fills in."]
     if any(v is not None for v in before.values()):
         same = before == after
         lines.append(
