@@ -1,12 +1,14 @@
 """GPU workloads: GEMM, copy bandwidths, kernel-launch latency and CUDA context start-up.
 
 torch is preferred and cupy is the fallback, both imported lazily so this module stays stdlib-only. Device time
-is taken with CUDA events around batches of at least `batch_ms_min`, so event resolution (~0.5 µs) and the gap
-before the first kernel stay below 1%; the batch size is calibrated once, then fixed for every measured sample.
-The first call ever is timed by wall clock (synchronize before and after) and kept apart as the `cold` sample:
-it holds cuBLAS handle creation, kernel selection and lazy module loading, which a VM can make slower.
-Without a CUDA device every workload raises Skipped before its first sample: no number is ever invented.
-Rates above the GPU's datasheet peak are reported with valid=False (see peaks.py).
+is taken with CUDA events around batches of at least `batch_ms_min`, each queued behind a hold kernel so the
+host's dispatch gap is not counted, with NVML telemetry around every batch (gpubatch.py, telemetry.py); the batch
+size is calibrated once, then fixed for every measured sample. The first call ever is timed by wall clock
+(synchronize before and after) and kept apart as the `cold` sample: it holds cuBLAS handle creation, kernel
+selection and lazy module loading, which a VM can make slower. Host copies place their host buffers on the
+GPU's NUMA node (numa.py). Without a CUDA device every workload raises Skipped before its first sample: no number
+is ever invented. Rates above the GPU's datasheet peak are reported with valid=False, tensor-core rates at fp32
+speed are labelled suspicious (see peaks.py).
 """
 
 from __future__ import annotations
