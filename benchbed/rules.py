@@ -30,6 +30,14 @@ VOLATILE = (
     "*finished*",
     "gpus.*.sm_clock_mhz",
     "gpus.*.mem_clock_mhz",
+    # the current PCIe link trains down while idle (gen1 at rest on many hosts): never a real difference; the
+    # max link is hardware and the link while busy is in every GPU sample's telemetry (pcie_busy)
+    "gpus.*.pcie_gen",
+    "gpus.*.pcie_width",
+    "gpus.*.pcie.link.gen.current",
+    "gpus.*.pcie.link.width.current",
+    "gpus.*.clocks.sm",
+    "gpus.*.clocks.mem",
     "*container_id*",
     "*container_name*",
     "stacks.*",  # per-file stack records: judged per workload by stacks.parity, not field by field

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
+from benchbed.report import gpunotes
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline
 from benchbed.report.runinfo import group_skips, problems
@@ -100,6 +101,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("Every instance ran to completion.")
+    lines += _gpu_notes(inp, a)
     seeds = ", ".join(md(r.meta.get("seed", "—")) for r in inp.runs)
     lines += [
         "",
@@ -110,6 +112,23 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         "Details: the HTML report (`benchbed report RUN`) and docs/methodology.md.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _gpu_notes(inp: ReportInput, a: Analysis) -> list[str]:
+    """The GPU notes section, only when there is something to say (a CPU report is unchanged)."""
+    rows = gpunotes.sample_notes(inp.samples)
+    envs = gpunotes.env_notes(inp.env, [t for t in a.targets if t in inp.env])
+    if not rows and not envs:
+        return []
+    lines = ["", "## GPU notes", ""]
+    if rows:
+        lines += ["| target | workload | params | metric | samples | detail |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(
+                "| " + " | ".join(md(r[k]) for k in ("target", "workload", "params", "metric", "note", "detail")) + " |"
+            )
+    lines += [""] * bool(rows and envs) + [f"- {md(n['target'])}: {md(n['note'])}" for n in envs]
+    return lines
 
 
 def _num(x: object) -> float | int | None:

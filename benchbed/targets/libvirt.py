@@ -60,7 +60,14 @@ class LibvirtTarget(TargetBase):
     vcpus: int = Field(2, ge=1)
     memory: int = Field(2048, ge=64, description="MiB")
     cpu_mode: Literal["host-passthrough", "host-model", "maximum", "custom"] = "host-passthrough"
-    hugepages: bool = False
+    hugepages: bool = Field(
+        False, description="Back guest memory with host hugepages (reserve them first); recommended with a GPU"
+    )
+    numa: Literal["auto", "off"] | int = Field(
+        "auto",
+        description="auto: with a GPU, memory (<numatune> strict) and vCPUs on the GPU's host NUMA node; "
+        "a number: that node; off: no binding",
+    )
     vcpu_pinning: list[str] | None = Field(None, description="Host cpuset per vCPU, e.g. ['2', '3'] or ['2-3', '6']")
     virt_type: Literal["kvm", "qemu"] = Field("kvm", description="qemu = software emulation: never representative")
     machine: str = "q35"
