@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchbed.fmt import flatten, thresholds_from_text
-from benchbed.verdict import DEFAULT_THRESHOLDS
+from benchbed.thresholds import DEFAULT_THRESHOLDS, ThresholdRules
 
 RULES_VERSION = 1
 
@@ -83,10 +83,13 @@ class Rules:
             "hardware": list(self.hardware),
         }
 
-    def threshold_table(self, overrides: Mapping[str, float]) -> dict[str, float]:
-        """Globs in first-match order for `verdict.threshold_for`: `overrides` (already merged with the suites'),
-        then the defaults recorded with the run."""
-        return {**overrides, **{k: v for k, v in self.default_thresholds.items() if k not in overrides}}
+    def threshold_rules(
+        self, suite: Mapping[str, float] | None = None, cli: Mapping[str, float] | None = None
+    ) -> ThresholdRules:
+        """The layers that pick each metric's threshold and name its source: `cli` (--threshold), the suites'
+        (default: this run's own), then the built-in classes recorded with the run."""
+        chosen = self.thresholds if suite is None else suite
+        return ThresholdRules(suite=dict(chosen), cli=dict(cli or {}), builtin=dict(self.default_thresholds))
 
     def env_diff(
         self, base: Mapping[str, Any], new: Mapping[str, Any], *, under_test: Sequence[str] | None

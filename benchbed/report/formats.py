@@ -12,7 +12,7 @@ from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report.merge import ReportInput
-from benchbed.report.model import SYMBOL, Analysis, headline
+from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows
 from benchbed.report.runinfo import group_skips, problems
 from benchbed.stacks import parity
 
@@ -92,6 +92,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     else:
         lines.append("No ratios: " + ("no measured samples." if a.summary.empty else "only the baseline was measured."))
     lines += _medians(a)
+    lines += _thresholds(a)
     lines += ["", "## Failures and skips", ""]
     if probs:
         lines += ["| target | workload | params | instance | status | reason |", "|---|---|---|---:|---|---|"]
@@ -110,6 +111,22 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         "Details: the HTML report (`benchbed report RUN`) and docs/methodology.md.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _thresholds(a: Analysis) -> list[str]:
+    """Per verdict row: the threshold that judged it, its source, and the MDE it is to be read against."""
+    rows = mde_rows(a)
+    if not rows:
+        return []
+    lines = ["", "## Verdicts: threshold (source) and MDE", ""]
+    lines += [
+        "| case | metric | target | instances | threshold (source) | MDE | verdict |",
+        "|---|---|---|---:|---|---:|---|",
+    ]
+    for r in rows:
+        cells = [f"{r['workload']} {r['params']}", r["metric"], r["target"], r["n"], r["threshold"], r["mde"]]
+        lines.append("| " + " | ".join(md(c) for c in [*cells, r["verdict"]]) + " |")
+    return lines
 
 
 def _num(x: object) -> float | int | None:
@@ -157,6 +174,7 @@ def to_json(inp: ReportInput, a: Analysis) -> str:
         v = verdicts.get(key)
         row["verdict"] = str(v["verdict"]) if v else None
         row.update({k: (_num(v[k]) if v else None) for k in VERDICT_FIELDS})
+        row["threshold_source"] = str(v["threshold_source"]) if v else None
         row["note"] = str(v["note"]) if v else None
         rows.append(row)
     probs = problems(inp.cases)

@@ -207,4 +207,4 @@ def test_thresholds_come_from_the_recorded_rules_and_old_runs_fall_back_to_the_s
     # and the report reads the same rules: its verdicts use the suite text's 2 %
     rules = combine(load_runs([old_base, old_new])).rules()
     assert rules.thresholds == strict
-    assert rules.threshold_table(rules.thresholds)["test.*"] == 0.02
+    assert rules.threshold_rules().pick("test.x", "m").value == 0.02
