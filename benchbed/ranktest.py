@@ -12,11 +12,8 @@ more instances could then *lose* verdicts. So the p-value here is always from th
 separation). A tied sample too large for every split is randomised and cannot go below 2/(PERMUTATIONS + 1) ≈ 2e-5,
 which only matters past Holm families of ~2500 metrics.
 
-The MDE (`shift_detected`) is the shift of the mean log value at which *this* test reaches the requested power,
-under normal noise of the log instance medians with the given SDs. It is found from simulated draws with fixed
-seeds (common random numbers, so it is deterministic and monotone): for each draw, the smallest shift δ at which the
-exact test rejects is an order statistic of the pairwise differences, so no search over δ is needed; the MDE is the
-`power`-quantile of those per-draw critical shifts.
+`critical_shifts` serves the MDE (`benchbed.power`): for a simulated draw, the smallest shift at which this exact
+test rejects is an order statistic of the pairwise differences, so no search over the shift is needed.
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ from scipy import stats as sps
 
 Array = npt.NDArray[np.float64]
 PERMUTATIONS = 99_999  # ties: exact below this many splits, else this many random ones
-POWER_DRAWS = 4000  # simulated draws per (counts, SD ratio) for the MDE; its 80 % quantile is good to ~1 %
 _SEED = 20240602
 _CHUNK_ELEMENTS = 2_000_000  # bounds the memory of the pairwise differences: draws × n_a × n_b per chunk
 
@@ -82,30 +78,18 @@ def critical_u(n_a: int, n_b: int, alpha: float) -> int | None:
     return next((u for u, p in enumerate(tail) if 2.0 * p < alpha), None)
 
 
-@lru_cache(maxsize=4096)
-def _shift_in_sd(n_a: int, n_b: int, sd_a: float, sd_b: float, alpha: float, power: float) -> float:
-    """Shift of the mean log (same units as sd_a, sd_b; max(sd) is 1) that the exact test detects with `power`."""
+def critical_shifts(za: Array, zb: Array, alpha: float) -> Array:
+    """Per row (one simulated comparison of base `za` and new `zb`, logs): the smallest shift δ added to the new
+    side at which the exact two-sided test gives p < alpha in the new side's favour (inf if it never can)."""
+    n_a, n_b = za.shape[1], zb.shape[1]
     u_crit = critical_u(n_a, n_b, alpha)
+    out = np.full(len(za), math.inf)
     if u_crit is None:
-        return math.inf
-    rng = np.random.default_rng(_SEED)
-    za = rng.standard_normal((POWER_DRAWS, n_a))
-    zb = rng.standard_normal((POWER_DRAWS, n_b))
+        return out
     chunk = max(1, _CHUNK_ELEMENTS // (n_a * n_b))
-    critical = np.empty(POWER_DRAWS)
-    for start in range(0, POWER_DRAWS, chunk):
-        stop = min(POWER_DRAWS, start + chunk)
-        # new value j beats base value i iff δ > sd_a·za_i − sd_b·zb_j: U(δ) = #{differences < δ}
-        diff = (sd_a * za[start:stop, :, None] - sd_b * zb[start:stop, None, :]).reshape(stop - start, -1)
-        critical[start:stop] = np.partition(diff, u_crit - 1, axis=1)[:, u_crit - 1]
-    return float(np.quantile(critical, power))
-
-
-def shift_detected(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float, power: float) -> float:
-    """The shift of the mean log instance median that the exact two-sided MWU at `alpha` detects with `power`,
-    for normal log noise with these SDs and counts (inf when the counts cannot reach alpha at all)."""
-    scale = max(sd_a, sd_b)
-    if scale == 0:
-        return 0.0
-    ratio_a, ratio_b = round(sd_a / scale, 2), round(sd_b / scale, 2)
-    return scale * _shift_in_sd(n_a, n_b, ratio_a, ratio_b, alpha, power)
+    for start in range(0, len(za), chunk):
+        stop = min(len(za), start + chunk)
+        # new value j beats base value i iff δ > za_i − zb_j: U(δ) = #{differences < δ} ≥ u_crit
+        diff = (za[start:stop, :, None] - zb[start:stop, None, :]).reshape(stop - start, -1)
+        out[start:stop] = np.partition(diff, u_crit - 1, axis=1)[:, u_crit - 1]
+    return out

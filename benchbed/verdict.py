@@ -8,8 +8,8 @@ test below treats one instance as one observation. For each metric, with base in
   check; its p-values are Holm-adjusted across every metric of one comparison;
 * TOST equivalence on log instance medians (two one-sided Welch t-tests) against ±threshold, the threshold picked
   per metric with its source (`benchbed.thresholds`);
-* the minimum detectable effect (MDE) at this noise: the change that exact rank test detects with 80 % power at
-  alpha 0.05 (unadjusted), assuming normal noise of the log instance medians with the observed SDs and counts.
+* the minimum detectable effect (MDE) at this noise: the change the significance rule below (rank test and CI
+  together) detects with 80 % power at alpha 0.05 (one test), for normal log noise at the observed SDs and counts.
 
 Verdict rules (direction-aware through `better`):
   significant   = Holm-adjusted MWU p < alpha AND the ratio's bootstrap CI excludes 1 (both checks agree)
@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from benchbed.ranktest import mann_whitney, min_mwu_p, shift_detected
+from benchbed.power import shift_detected
+from benchbed.ranktest import mann_whitney, min_mwu_p
 from benchbed.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, KEYS, Array, _median_ratio, bootstrap_ci
 from benchbed.thresholds import DEFAULT_THRESHOLDS, FALLBACK_THRESHOLD, ThresholdRules, threshold_for
 
@@ -117,9 +118,9 @@ def tost(a: Array, b: Array, margin: float) -> float:
 
 
 def mde_from_sd(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Minimum detectable relative change: the shift at which the verdict's rank test (exact two-sided MWU at
-    `alpha`, `benchbed.ranktest`) has `power`, for normal log noise with these log-SDs and counts. Per test: Holm
-    over m metrics asks the smallest p for alpha/m, so in a large family the MDE of a single metric is larger."""
+    """Minimum detectable relative change: the change the verdict's significance rule (exact MWU and the median
+    ratio's bootstrap CI, both at `alpha`) detects with `power`, for normal log noise with these log-SDs and counts
+    (`benchbed.power` states the assumptions). Per test: Holm over m metrics asks more of each p."""
     if n_a < 2 or n_b < 2:
         return NAN
     return float(math.expm1(shift_detected(sd_a, n_a, sd_b, n_b, alpha=alpha, power=power)))

@@ -12,7 +12,7 @@ from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report.merge import ReportInput
-from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows
+from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, summary_only
 from benchbed.report.runinfo import group_skips, problems
 from benchbed.stacks import parity
 
@@ -63,6 +63,11 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     if any(s != "complete" for s in statuses):
         lines.append("")
         lines.append("> ⚠ **Incomplete run**: the numbers cover only the instances that completed.")
+    marked = summary_only(inp.samples)
+    if marked:
+        lines += ["", f"> ⚠ **Summary only**: {len(marked)} benchmark(s) came from pytest-benchmark files without raw "
+                  "rounds (one value per file, its median; spreads and CIs are across files, not rounds): "
+                  + ", ".join(md(m) for m in marked)]  # fmt: skip
     h = headline(a, inp.baseline)
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]

@@ -186,6 +186,18 @@ def sections(a: Analysis) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+SUMMARY_ONLY = "summary only"  # the `reason` prefix of an imported benchmark that had no raw rounds
+
+
+def summary_only(samples: pd.DataFrame) -> list[str]:
+    """Metrics with a sample imported from summary statistics alone (one value per file: pytest-benchmark's
+    median, no rounds): every page that shows them says so, since their spread is across files, not rounds."""
+    if samples.empty or "reason" not in samples.columns:
+        return []
+    marked = samples[samples["reason"].map(lambda r: isinstance(r, str) and r.startswith(SUMMARY_ONLY))]
+    return sorted({str(m) for m in marked["metric"]})
+
+
 def _threshold(v: Mapping[Any, Any]) -> str:
     """ "±2% (suite default)": the value that judged the row and where it came from (`benchbed.thresholds`)."""
     source = v.get("threshold_source")

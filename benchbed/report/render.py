@@ -193,6 +193,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "env_rows": model.env_rows(inp.env, env_targets, {w["key"] for w in warnings}),
         "env_warnings": warnings,
         "problems": runinfo.group_skips(problems),
+        "summary_only": model.summary_only(inp.samples),
         "n_failed": counts.get("failed", 0),
         "n_skipped": counts.get("skipped", 0),
         "n_cases": len(inp.cases),

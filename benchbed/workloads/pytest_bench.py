@@ -188,6 +188,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def short_data(doc: Any) -> list[str]:
+    """Benchmarks whose raw `data` holds fewer values than their `rounds` (a trimmed file): "name: 4 of 38523"."""
+    out = []
+    for bench, metric in zip(_benchmarks(doc), metric_names(_benchmarks(doc)), strict=True):
+        stats = bench["stats"]
+        data, rounds = stats.get("data"), stats.get("rounds")
+        if isinstance(data, list) and _is_number(rounds) and len(data) < rounds:
+            out.append(f"{metric}: {len(data)} of {rounds:g}")
+    return out
+
+
 def metric_names(benches: list[dict[str, Any]]) -> list[str]:
     """A benchmark's `name` (test_sort[100]); its `fullname` where two files share a name."""
     names = [str(b["name"]) for b in benches]
@@ -204,6 +215,8 @@ def samples_from_json(doc: Any) -> Iterator[Sample]:
         stats = bench["stats"]
         labels: dict[str, Any] = {"fullname": bench.get("fullname"), "group": bench.get("group")}
         labels.update(iterations=stats.get("iterations", 1), pytest_benchmark=version)
+        if bench.get("params") is not None or bench.get("param") is not None:  # kept for a faithful export
+            labels.update(params=bench.get("params"), param=bench.get("param"))
         data = stats.get("data")
         if data is not None:
             for i, value in enumerate(data):

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from benchbed.ranktest import critical_u, mann_whitney, min_mwu_p
-from benchbed.verdict import compare_pairs, mde_from_sd
+from benchbed.verdict import compare_pairs, decide, judge, mde_from_sd
 
 
 @pytest.mark.parametrize("n", [5, 8, 9, 12, 20])
@@ -44,21 +44,32 @@ def test_ties_get_a_permutation_p_value_equal_to_full_enumeration() -> None:
     assert mann_whitney(a, b) == pytest.approx(extreme / len(splits))
 
 
-def _exact_power(shift: float, n: int, sd: float, draws: int = 4000) -> float:
-    """Rejection rate of the exact two-sided MWU at 0.05 under normal log noise (independent of ranktest's draws)."""
+def _verdict_power(change: float, n: int, sd: float, trials: int = 300) -> float:
+    """Share of comparisons `judge` + `decide` call a regression (independent draws from the MDE's own)."""
     rng = np.random.default_rng(99)
-    a = rng.normal(0.0, sd, (draws, n))
-    b = rng.normal(shift, sd, (draws, n))
-    u = (b[:, :, None] > a[:, None, :]).sum(axis=(1, 2))
-    crit = critical_u(n, n, 0.05)
-    assert crit is not None
-    return float(((u >= crit) | (u <= n * n - crit)).mean())
+    a = np.exp(rng.normal(0.0, sd, (trials, n)))
+    b = np.exp(rng.normal(math.log1p(change), sd, (trials, n)))
+    hits = 0
+    for t in range(trials):
+        j = judge(a[t], b[t], threshold=0.001, rng=np.random.default_rng(t), n_resamples=999)
+        hits += decide(j, j.p_mwu, "lower")[0] == "regression"
+    return hits / trials
 
 
 @pytest.mark.parametrize("n", [5, 10, 20])
-def test_the_reported_mde_has_80_percent_power_for_the_test_actually_used(n: int) -> None:
+def test_the_reported_mde_has_80_percent_power_for_the_verdict_actually_used(n: int) -> None:
     effect = mde_from_sd(0.01, n, 0.01, n)
-    assert 0.77 <= _exact_power(math.log1p(effect), n, 0.01) <= 0.83
+    assert 0.72 <= _verdict_power(effect, n, 0.01) <= 0.88  # nominal 0.80; 300 trials: standard error 0.023
+
+
+def test_critical_u_is_the_exact_tests_threshold() -> None:
+    assert critical_u(3, 3, 0.05) is None  # 3 + 3 can never reach p < 0.05
+    u = critical_u(5, 5, 0.05)
+    assert u is not None
+    a = np.arange(5.0)
+    b_at = np.array([-0.5, 5, 6, 7, 8])  # U = 4 × 5 = 20 pairs where b is larger
+    assert sps.mannwhitneyu(b_at, a, method="exact").statistic == 20
+    assert (sps.mannwhitneyu(b_at, a, method="exact").pvalue < 0.05) == (u <= 20)
 
 
 def test_more_instances_never_lose_a_clean_slowdown() -> None:

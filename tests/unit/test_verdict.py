@@ -110,7 +110,8 @@ def test_mde_is_the_observed_noise_at_the_rank_tests_power() -> None:
     observed = mde(np.exp(base[0]), np.exp(shifted[0]))
     assert 0.3 * effect < observed < 3 * effect
     assert math.isnan(mde(np.ones(1), np.ones(3)))
-    assert mde_from_sd(0.0, 3, 0.0, 3) == 0.0
+    assert mde_from_sd(0.0, 5, 0.0, 5) == 0.0
+    assert mde_from_sd(0.01, 3, 0.01, 3) == math.inf  # 3 + 3 cannot reach p < 0.05: no change is detectable
 
 
 def test_instances_needed_grows_with_noise_and_respects_mwu_floor_and_cap() -> None:
