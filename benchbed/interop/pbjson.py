@@ -239,12 +239,13 @@ def _benchmark(
         "params": labels.get("params") if own else (json.loads(str(rows["params"].iloc[0])) or None),
         "param": labels.get("param") if own else (params or None),
         "extra_info": {
+            **(_dict(labels.get("extra_info")) if own else {}),
             "unit": str(rows["unit"].iloc[0]),
             "better": str(rows["better"].iloc[0]),
             "benchbed_instances": len(per_instance),
             "benchbed_median_of_instance_medians": float(per_instance.median()),
         },
-        "options": {"benchbed_run": run_id},
+        "options": {**(_dict(labels.get("options")) if own else {}), "benchbed_run": run_id},
         "stats": stats,
     }
 

@@ -260,8 +260,9 @@ def samples_from_json(doc: Any) -> Iterator[Sample]:
         stats = bench["stats"]
         labels: dict[str, Any] = {"fullname": bench.get("fullname"), "group": bench.get("group")}
         labels.update(iterations=stats.get("iterations", 1), pytest_benchmark=version)
-        if bench.get("params") is not None or bench.get("param") is not None:  # kept for a faithful export
-            labels.update(params=bench.get("params"), param=bench.get("param"))
+        for key in ("params", "param", "extra_info", "options"):  # kept for a faithful export
+            if bench.get(key):
+                labels[key] = bench[key]
         data = stats.get("data")
         if data is not None:
             for i, value in enumerate(data):

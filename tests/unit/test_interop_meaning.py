@@ -24,6 +24,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     doc = make_json(tmp_path_factory.mktemp("pbm"), rounds=5)
     doc["benchmarks"][0]["group"] = "sorting"  # a suite's own group, as @pytest.mark.benchmark(group=…) writes it
     doc["benchmarks"][0]["stats"]["iterations"] = 7
+    doc["benchmarks"][0]["extra_info"] = {"bytes": 1024}
     doc["commit_info"] = {"id": "abc123", "dirty": False, "project": "demo"}
     doc["datetime"] = "2026-11-01T10:00:00.000000+00:00"
     return doc
@@ -45,10 +46,12 @@ def test_export_keeps_group_fullname_iterations_params_datetime_and_commit(
         for key in ("group", "fullname", "params", "param"):
             assert got[key] == bench[key], key
         assert got["stats"]["iterations"] == bench["stats"]["iterations"]
+    first = back[original["benchmarks"][0]["name"]]
+    assert first["extra_info"]["bytes"] == 1024
+    assert first["options"]["timer"] == original["benchmarks"][0]["options"]["timer"]
     assert doc["datetime"] == original["datetime"]
     assert doc["commit_info"] == original["commit_info"]
     assert "median of per-instance medians" in doc["benchbed"]["medians"]
-    first = back[original["benchmarks"][0]["name"]]
     assert first["extra_info"]["benchbed_instances"] == 1
     assert first["extra_info"]["benchbed_median_of_instance_medians"] == pytest.approx(first["stats"]["median"])
 
