@@ -126,6 +126,7 @@ def test_planted_5_percent_slowdown_is_a_regression(runs: dict[str, Path], tmp_p
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert suite.get("failures") == "1"
+    assert "threshold (source): ±2% (--threshold test.*)" in junit.read_text(encoding="utf-8")
     # the same pair the other way round is an improvement, not a regression
     back = cli("compare", str(runs["slow"]), str(runs["a1"]), *gate)
     assert back.returncode == 0, back.stdout + back.stderr
