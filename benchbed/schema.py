@@ -123,7 +123,9 @@ class Suite(Strict):
     thresholds: dict[str, float] = Field(
         default_factory=dict,
         description="Smallest relative change that matters, by glob on workload or workload:metric "
-        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); used by `benchbed compare`",
+        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); the key `default` is the threshold of every metric no glob and no "
+        "built-in class names (e.g. {default: 0.02} for pytest-benchmark microbenchmarks); used by `benchbed compare` "
+        "and the report, which show each row's threshold and its source",
     )
     workloads: list[WorkloadEntry] = Field(min_length=1)
 

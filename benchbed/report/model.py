@@ -8,6 +8,7 @@ environment's comparability from the run's recorded rules (`benchbed.rules`, as 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ def analyse(inp: ReportInput) -> Analysis:
         if pairs:
             info = inp.samples.drop_duplicates(["workload", "params", "metric"])
             rules = inp.rules()
-            verdicts = compare_pairs(pairs, thresholds=rules.threshold_table(rules.thresholds), info=info)
+            verdicts = compare_pairs(pairs, thresholds=rules.threshold_rules(), info=info)
             base_stacks = SideStacks.of(inp.cases, inp.env, inp.baseline)
             stacks = {(inp.baseline, t): (base_stacks, SideStacks.of(inp.cases, inp.env, t)) for t in others}
             verdicts = annotate(verdicts, stacks, accepted=False)
@@ -105,7 +106,7 @@ def _cell(row: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]
     stack_differs = verdict is not None and verdict.get("stack") == DIFFERS
     if verdict:
         mde = finite(verdict["mde_pct"])
-        title = f"{v}; threshold ±{verdict['threshold'] * 100:g}%; MDE {'—' if mde is None else fmt_num(mde) + '%'}"
+        title = f"{v}; threshold {_threshold(verdict)}; MDE {'—' if mde is None else fmt_num(mde) + '%'}"
         title += f"; {verdict['note']}" if verdict["note"] else ""
         title += f"; {verdict['stack_note']}" if stack_differs else ""
     if stack_differs:  # never shown as a plain boundary cost: the two sides ran different userland bytes
@@ -177,12 +178,30 @@ def sections(a: Analysis) -> list[dict[str, Any]]:
             cell["verdict"] = {
                 "verdict": str(v["verdict"]),
                 "text": VERDICT_TEXT.get(str(v["verdict"]), str(v["verdict"])),
-                "threshold": f"±{v['threshold'] * 100:g}%",
+                "threshold": _threshold(v),
                 "mde": "—" if mde is None else f"{fmt_num(mde)}%",
                 "note": str(v["note"]),
             }
         blocks[key]["rows"].append(cell)
     return list(out.values())
+
+
+SUMMARY_ONLY = "summary only"  # the `reason` prefix of an imported benchmark that had no raw rounds
+
+
+def summary_only(samples: pd.DataFrame) -> list[str]:
+    """Metrics with a sample imported from summary statistics alone (one value per file: pytest-benchmark's
+    median, no rounds): every page that shows them says so, since their spread is across files, not rounds."""
+    if samples.empty or "reason" not in samples.columns:
+        return []
+    marked = samples[samples["reason"].map(lambda r: isinstance(r, str) and r.startswith(SUMMARY_ONLY))]
+    return sorted({str(m) for m in marked["metric"]})
+
+
+def _threshold(v: Mapping[Any, Any]) -> str:
+    """ "±2% (suite default)": the value that judged the row and where it came from (`benchbed.thresholds`)."""
+    source = v.get("threshold_source")
+    return f"±{v['threshold'] * 100:g}%" + (f" ({source})" if isinstance(source, str) and source else "")
 
 
 def mde_rows(a: Analysis) -> list[dict[str, Any]]:
@@ -196,7 +215,7 @@ def mde_rows(a: Analysis) -> list[dict[str, Any]]:
                 "metric": str(r["metric"]),
                 "target": str(r["target"]),
                 "n": f"{r['n_base']} / {r['n_new']}",
-                "threshold": f"±{r['threshold'] * 100:g}%",
+                "threshold": _threshold(r),
                 "mde": "—" if mde is None else f"{fmt_num(mde)}%",
                 "above": mde is not None and mde > r["threshold"] * 100,
                 "verdict": str(r["verdict"]),

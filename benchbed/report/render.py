@@ -195,6 +195,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "problems": runinfo.group_skips(problems),
         "gpu_sample_notes": gpunotes.sample_notes(inp.samples),
         "gpu_env_notes": gpunotes.env_notes(inp.env, env_targets),
+        "summary_only": model.summary_only(inp.samples),
         "n_failed": counts.get("failed", 0),
         "n_skipped": counts.get("skipped", 0),
         "n_cases": len(inp.cases),

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from benchbed.errors import ResultsFormatError
+from benchbed.fmt import md as md_text
 from benchbed.report.render import fmt_num, render, write_text
 from benchbed.results import SCALAR_COLUMNS, load_run
 from benchbed.stats import summarize
@@ -259,7 +260,7 @@ def test_verdict_cells_vs_the_baseline(tmp_path: Path) -> None:
     assert cells["regression"].startswith("✗ regression")
     assert cells["improvement"].startswith("✓ improvement")
     assert cells["equivalent"].startswith("≈ equivalent")
-    assert "threshold ±1%" in cells["regression"]  # cpu.gemm's class threshold
+    assert "threshold ±1% (built-in cpu.gemm)" in cells["regression"]  # cpu.gemm's class threshold, and its source
     assert "MDE " in cells["regression"]
     assert cells["inconclusive"].startswith("inconclusive")  # 2 instances: too noisy to tell at ±1 %
     assert cells["inconclusive"].count("MDE") == 1
@@ -452,13 +453,17 @@ def test_markdown_escapes_names_and_json_has_no_nan(tmp_path: Path) -> None:
     assert "a\\|b\\`c\\`&lt;x&gt;\\*y\\*" in out  # one cell, inert
     header = next(line for line in out.splitlines() if line.startswith("| case |"))
     assert header.count(" | ") == 4  # case, metric, baseline median, two targets: the pipe did not add a column
-    table = [line for line in out.splitlines() if line.startswith("| cpu.gemm")]
+    head, thresholds = out.split("## Verdicts: threshold (source) and MDE")
+    table = [line for line in head.splitlines() if line.startswith("| cpu.gemm")]
     assert len(table) == 2  # the headline's row and the medians' row
     assert all(row.count(" | ") == 4 for row in table)
     assert "## Medians [95% CI] (instances)" in out
     assert table[1].split(" | ")[2].startswith("11.0 [")  # local: instance medians 10, 11, 12
     assert table[1].endswith("9.00 — (1) |")  # one instance: no CI
     assert "Median of per-instance medians" in out
+    judged = [line for line in thresholds.splitlines() if line.startswith("| cpu.gemm")]
+    assert len(judged) == 2  # one per non-baseline target, each with its threshold and where it came from
+    assert all(row.count(" | ") == 6 and md_text("±1% (built-in cpu.gemm)") in row for row in judged)
 
     res = cli("report", str(run_dir), "--format", "json", "-o", str(tmp_path / "s.json"))
     assert res.returncode == 0, res.stderr
