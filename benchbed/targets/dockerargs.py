@@ -43,8 +43,8 @@ def create_args(spec: DockerSpec, name: str, run_id: str) -> dict[str, Any]:
         args["mem_limit"] = _size(spec.memory)
     if spec.shm_size:
         args["shm_size"] = _size(spec.shm_size)
-    if spec.runtime:
-        args["runtime"] = spec.runtime
+    if spec.oci_runtime:
+        args["runtime"] = spec.oci_runtime
     if spec.user:
         args["user"] = spec.user
     if spec.volumes:
@@ -70,10 +70,17 @@ def start_error(target: TargetImpl, spec: DockerSpec, err: docker.errors.APIErro
             f"GPUs requested but this Docker engine has no NVIDIA runtime ({text})",
             hint="install nvidia-container-toolkit and restart dockerd, or drop `gpus:`",
         )
+    if "cannot run with network enabled in root network namespace" in text:
+        return target.error(
+            ProvisionError,
+            f"runtime {spec.oci_runtime!r} (gVisor) refuses to start with networking in the engine's namespace",
+            hint='add "--network=none" to its runtimeArgs (/etc/docker/daemon.json, then SIGHUP dockerd; '
+            "docs/runtimes.md)",
+        )
     if "unknown or invalid runtime" in text or "unknown runtime" in text:
         return target.error(
             ProvisionError,
-            f"runtime {spec.runtime!r} is unknown to the engine",
+            f"runtime {spec.oci_runtime!r} is unknown to the engine",
             hint="see `docker info` for the runtimes it has",
         )
     if any(m in text for m in _MISSING_EXE):
