@@ -13,6 +13,7 @@ from benchbed.owner import owner_label
 from benchbed.targets.base import CommandResult, TargetImpl
 
 if TYPE_CHECKING:
+    from benchbed.targets.containerspec import ContainerFields
     from benchbed.targets.docker import DockerTarget as DockerSpec
 
 LABEL_RUN = "benchbed.run"
@@ -26,8 +27,9 @@ def _size(text: str | None) -> int | str | None:
     return text.lower() if text else None
 
 
-def create_args(spec: DockerSpec, name: str, run_id: str) -> dict[str, Any]:
-    """The container as the spec asks for it: labelled for the sweep, idle until the agent is exec'd."""
+def create_args(spec: ContainerFields, name: str, run_id: str) -> dict[str, Any]:
+    """The container as the spec asks for it: labelled for the sweep, idle until the agent is exec'd (the keys
+    docker and podman targets share; `gpu_requests` adds docker's GPUs)."""
     args: dict[str, Any] = {
         "entrypoint": [spec.python, "-c", SLEEPER],
         "command": [],
@@ -49,19 +51,22 @@ def create_args(spec: DockerSpec, name: str, run_id: str) -> dict[str, Any]:
         args["user"] = spec.user
     if spec.volumes:
         args["volumes"] = list(spec.volumes)
-    if spec.gpus is not None:
-        gpus = spec.gpus
-        if gpus == "all":
-            req = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-        elif isinstance(gpus, int):
-            req = docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])
-        else:
-            req = docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
-        args["device_requests"] = [req]
     return args
 
 
-def start_error(target: TargetImpl, spec: DockerSpec, err: docker.errors.APIError) -> ProvisionError:
+def gpu_requests(spec: DockerSpec) -> list[docker.types.DeviceRequest]:
+    """`gpus: all | N | [ids]` as Docker device requests (the NVIDIA runtime hook serves them)."""
+    gpus = spec.gpus
+    if gpus is None:
+        return []
+    if gpus == "all":
+        return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if isinstance(gpus, int):
+        return [docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+    return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+
+
+def start_error(target: TargetImpl, spec: ContainerFields, err: docker.errors.APIError) -> ProvisionError:
     """What the engine's refusal to create or start means, and what to do about it."""
     text = str(err.explanation or err)
     if "could not select device driver" in text:
@@ -92,7 +97,7 @@ def start_error(target: TargetImpl, spec: DockerSpec, err: docker.errors.APIErro
     return target.error(ProvisionError, f"container failed to start: {text}")
 
 
-def not_ready(target: TargetImpl, spec: DockerSpec, ready: CommandResult) -> ProvisionError:
+def not_ready(target: TargetImpl, spec: ContainerFields, ready: CommandResult) -> ProvisionError:
     """Tell a missing interpreter apart from a container that died while starting."""
     text = ready.stderr.strip()[-200:] or "no output"
     if ready.rc in (126, 127) or any(m in text for m in _MISSING_EXE):

@@ -24,7 +24,15 @@ from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
 from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
-from benchbed.targets.dockerargs import LABEL_OWNER, LABEL_RUN, LABEL_TARGET, create_args, not_ready, start_error
+from benchbed.targets.dockerargs import (
+    LABEL_OWNER,
+    LABEL_RUN,
+    LABEL_TARGET,
+    create_args,
+    gpu_requests,
+    not_ready,
+    start_error,
+)
 from benchbed.targets.dockerruntime import check_known, engine_runtimes, runtime_facts
 from benchbed.targets.dockership import ShipError, send_file
 from benchbed.targets.streams import iter_lines, pumped
@@ -173,6 +181,7 @@ class DockerSession(SessionImpl):
 class DockerProvisioner(TargetImpl):
     engine = "docker"  # the fingerprint's key for the engine's facts
     runtime_config = "runtimes in /etc/docker/daemon.json, then SIGHUP dockerd"  # where runtimes are registered
+    load_hint = "build or load the image first (scripts/build-test-image), or set pull: missing"
 
     def __init__(self, name: str, spec: DockerSpec, run_id: str) -> None:
         super().__init__(name, spec, run_id)
@@ -194,7 +203,10 @@ class DockerProvisioner(TargetImpl):
         return url.startswith("unix://")
 
     def create_args(self) -> dict[str, Any]:
-        return create_args(self.spec, self.name, self.run_id)
+        args = create_args(self.spec, self.name, self.run_id)
+        if self.spec.gpus is not None:
+            args["device_requests"] = gpu_requests(self.spec)
+        return args
 
     def close(self) -> None:
         """Release the engine connection at the end of a run (the runner calls this)."""
@@ -217,7 +229,7 @@ class DockerProvisioner(TargetImpl):
                 raise self.error(
                     ProvisionError,
                     f"image {name!r} is not present and pull is 'never'",
-                    hint="build or load the image first (scripts/build-test-image), or set pull: missing",
+                    hint=self.load_hint,
                 ) from err
             return self._pull(name)
 
@@ -302,12 +314,12 @@ def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
     """Remove benchbed-labelled containers whose harness is gone (or all of them). Returns what was removed."""
     client = client_for(url, "cleanup")
     try:
-        return _sweep(client, everything)
+        return sweep_with(client, everything)
     finally:
         client.close()
 
 
-def _sweep(client: docker.DockerClient, everything: bool) -> list[str]:
+def sweep_with(client: docker.DockerClient, everything: bool) -> list[str]:
     removed = []
     # the low-level list carries the labels already: no per-container inspect that races with a teardown
     for row in client.api.containers(all=True, filters={"label": LABEL_RUN}):
