@@ -82,6 +82,13 @@ def start_error(target: TargetImpl, spec: ContainerFields, err: docker.errors.AP
             hint='add "--network=none" to its runtimeArgs (/etc/docker/daemon.json, then SIGHUP dockerd; '
             "docs/runtimes.md)",
         )
+    if "error setting rlimit" in text:
+        return target.error(
+            ProvisionError,
+            f"the runtime may not set the container's ulimits ({text[-160:]})",
+            hint="give `ulimits:` at or below the engine's own hard limits, e.g. {nofile: '1024:1024', "
+            "nproc: '1024:1024'}",
+        )
     if "unknown or invalid runtime" in text or "unknown runtime" in text:
         return target.error(
             ProvisionError,

@@ -55,6 +55,8 @@ def send_file(api: Any, container_id: str, local: Path, remote: str, *, python: 
         raise ShipError(f"exec stream broke after {len(data)} bytes were offered: {err}") from err
     finally:
         sock.close()
+        if raw is not sock:  # closing the SocketIO wrapper leaves the socket itself open
+            raw.close()
     try:
         rc = api.exec_inspect(exec_id).get("ExitCode")
     except docker.errors.APIError as err:
