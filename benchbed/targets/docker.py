@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from benchbed import boundary
 from benchbed.targets.base import Kind, distinct
 from benchbed.targets.containerspec import ContainerFields
 
@@ -30,6 +31,10 @@ class DockerKind(Kind):
     spec = DockerTarget
     extra = "docker"
     impl = "benchbed.targets.dockerengine:DockerProvisioner"
+
+    def boundary(self, spec: Any) -> str:
+        """runc and crun are container runtimes; gVisor and Kata sandbox the workload (docs/runtimes.md)."""
+        return boundary.runtime_class(spec.oci_runtime)
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         try:

@@ -11,10 +11,9 @@ from typing import Any
 
 import docker.errors
 
+from benchbed.boundary import SANDBOXED, runtime_class
 from benchbed.errors import ProvisionError
 from benchbed.targets.base import TargetImpl
-
-SANDBOXED = ("runsc", "gvisor", "kata", "fc", "firecracker")  # runtimes whose workload does not see the host kernel
 
 
 def engine_runtimes(client: Any) -> tuple[dict[str, Any], str | None]:
@@ -49,7 +48,7 @@ def runtime_facts(client: Any, name: str | None, *, local_engine: bool) -> dict[
         "path": path,
         "args": list(entry.get("runtimeArgs") or []),
         "version": _version(client, used, path, local_engine=local_engine),
-        "sandboxed": bool(used and any(tag in used.lower() for tag in SANDBOXED)),
+        "sandboxed": runtime_class(used) == SANDBOXED,
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from benchbed import boundary
 from benchbed.targets.base import Kind, distinct
 from benchbed.targets.containerspec import ContainerFields
 
@@ -51,6 +52,10 @@ class PodmanKind(Kind):
     spec = PodmanTarget
     extra = "docker"  # the Docker SDK speaks podman's compatible API
     impl = "benchbed.targets.podmanengine:PodmanProvisioner"
+
+    def boundary(self, spec: Any) -> str:
+        """runc and crun are container runtimes; gVisor and Kata sandbox the workload (docs/runtimes.md)."""
+        return boundary.runtime_class(spec.oci_runtime)
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         try:
