@@ -244,11 +244,11 @@ class DockerProvisioner(TargetImpl):
     def provision(self) -> Iterator[DockerSession]:
         self._clock = PhaseClock()
         clock = self._clock
-        t = time.perf_counter()
-        image = self._image()
         if not self._runtime_checked:  # an unknown runtime: one line naming the registered ones, nothing created
             check_known(self, self.spec.oci_runtime, engine_runtimes(self.client)[0], self.runtime_config)
             self._runtime_checked = True
+        t = time.perf_counter()
+        image = self._image()
         clock.add("image", time.perf_counter() - t)
         t = time.perf_counter()
         container = None

@@ -156,6 +156,7 @@ class PodmanProvisioner(DockerProvisioner):
             if url is None:
                 self._service = PodmanService(self.pspec.podman, where)
                 url = self._service.start()
+                self._clock.add("service", self._service.started_s)  # once per run: the daemonless engine's setup
             self._client = connect(url, where)
         return self._client
 

@@ -58,6 +58,15 @@ def test_quick_suite_on_runc_and_runsc_matches_local_shapes(tmp_path: Path, imag
     assert not runc["docker"]["runtime"]["sandboxed"]
     assert runc["kernel"] == run.env["local"]["kernel"]  # runc shares the host kernel...
     assert runsc["kernel"] != runc["kernel"]  # ...gVisor's Sentry reports its own
+    assert run.meta["boundaries"] == {
+        "local": "bare metal",
+        "box@runc": "container runtimes",
+        "box@runsc": "sandboxed runtimes",
+    }
+    text = bench(tmp_path, "report", str(run_dir), "-f", "md")
+    assert text.returncode == 0, text.stderr
+    spectrum = "Isolation spectrum: bare metal: local → container runtimes: box@runc → sandboxed runtimes: box@runsc"
+    assert spectrum in text.stdout.replace("\\", "")
     fsync = run.samples[(run.samples.workload == "io.fsync") & (run.samples.target == "box@runsc")]
     assert set(fsync.labels.map(lambda lab: lab.get("fs_type"))) != {"tmpfs"}  # the container's own filesystem
 
