@@ -3,6 +3,9 @@ registered (scripts/setup-runtimes), through the shipped quick suite."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,20 @@ def test_unknown_runtime_lists_the_registered_ones(tmp_path: Path, image: str) -
     assert "runsc" in reasons["odd"]
     assert "\n" not in reasons["odd"]
     assert dockerd.labelled_containers() == []
+
+
+def test_setup_runtimes_merges_daemon_json_and_is_idempotent(tmp_path: Path, image: str) -> None:
+    """scripts/setup-runtimes keeps whatever daemon.json holds and adds runsc once (dockerd already has it here)."""
+    conf = tmp_path / "daemon.json"
+    conf.write_text('{"log-level": "warn", "runtimes": {"other": {"path": "/bin/true"}}}\n')
+    script = Path(__file__).resolve().parents[2] / "scripts" / "setup-runtimes"
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", str(script)], env={**os.environ, "DAEMON_JSON": str(conf)}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert "setup-runtimes: ok (runsc" in done.stderr
+    merged = json.loads(conf.read_text())
+    assert merged["log-level"] == "warn"
+    assert merged["runtimes"]["other"] == {"path": "/bin/true"}
+    assert merged["runtimes"]["runsc"]["runtimeArgs"] == ["--platform=ptrace", "--network=none"]
