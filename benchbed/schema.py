@@ -47,7 +47,11 @@ class TargetsFile(Strict):
     groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetGroup] = Field(default_factory=dict)
 
     def expanded(self) -> dict[str, AnyTarget]:
-        out: dict[str, AnyTarget] = dict(self.targets)
+        """One entry per target: a kind's axis (a container's runtime list) and groups' hosts spelled out."""
+        out: dict[str, AnyTarget] = {}
+        for name, spec in self.targets.items():
+            for suffix, variant in spec.variants().items():
+                out[name + suffix] = variant
         for group in self.groups.values():
             for host in group.hosts:
                 if host in out:

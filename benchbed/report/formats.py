@@ -13,7 +13,7 @@ from typing import Any
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report import gpunotes
 from benchbed.report.merge import ReportInput
-from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, summary_only
+from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, spectrum, summary_only
 from benchbed.report.runinfo import group_skips, problems
 from benchbed.stacks import parity
 
@@ -70,6 +70,10 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
                   "rounds (one value per file, its median; spreads and CIs are across files, not rounds): "
                   + ", ".join(md(m) for m in marked)]  # fmt: skip
     h = headline(a, inp.baseline)
+    groups = spectrum(inp, a.targets)
+    if groups:
+        text = " → ".join(f"{md(g['boundary'])}: {', '.join(md(t) for t in g['targets'])}" for g in groups)
+        lines.append(f"- Isolation spectrum: {text}")
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]
     lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]

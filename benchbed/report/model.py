@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchbed.boundary import rank
 from benchbed.errors import ResultsFormatError
 from benchbed.fmt import finite, flatten, fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
@@ -48,8 +49,38 @@ def _key(r: dict[str, Any]) -> tuple[str, str, str, str]:
     return (str(r["workload"]), str(r["params"]), str(r["metric"]), str(r["target"]))
 
 
+def boundaries(inp: ReportInput) -> dict[str, str]:
+    """Target ▸ boundary class (bare metal … VMs), as the runs recorded it (runs before 0.3 did not)."""
+    out: dict[str, str] = {}
+    for run in inp.runs:
+        known = run.meta.get("boundaries")
+        out.update({str(k): str(v) for k, v in known.items()} if isinstance(known, dict) else {})
+    return out
+
+
 def _targets(inp: ReportInput, summary: pd.DataFrame) -> list[str]:
-    """Baseline first, then the planned targets in run order, then any other name the data mentions."""
+    """Baseline first, then along the isolation spectrum (bare metal, container runtimes, sandboxed runtimes, VMs)
+    where the runs recorded it, in run order within a class; then any other name the data mentions."""
+    names = _named(inp, summary)
+    classes = boundaries(inp)
+    if not classes:
+        return names
+    head, rest = names[:1] if inp.baseline else [], names[1:] if inp.baseline else names
+    return head + sorted(rest, key=lambda t: rank(classes.get(t)))
+
+
+def spectrum(inp: ReportInput, targets: list[str]) -> list[dict[str, Any]]:
+    """Targets grouped by boundary class, left to right along the spectrum; [] when the runs did not record it."""
+    classes = boundaries(inp)
+    if not classes:
+        return []
+    groups: dict[str, list[str]] = {}
+    for t in sorted(targets, key=lambda t: rank(classes.get(t))):
+        groups.setdefault(classes.get(t, "other"), []).append(t)
+    return [{"boundary": b, "targets": ts} for b, ts in groups.items()]
+
+
+def _named(inp: ReportInput, summary: pd.DataFrame) -> list[str]:
     names = [inp.baseline] if inp.baseline else []
     for run in inp.runs:
         planned = run.meta.get("targets")

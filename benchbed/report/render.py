@@ -181,6 +181,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "baseline": inp.baseline,
         "baseline_present": inp.baseline in set(summary["target"]),
         "targets": [{"name": t, "kind": kinds.get(t, "?")} for t in targets],
+        "target_groups": model.spectrum(inp, targets),
         "headline": model.headline(a, inp.baseline),
         "stack_line": "; ".join([parity.summary(inp.cases, targets), *parity.expected_differences(inp.env, targets)]),
         "dist_groups": list(groups.values()),

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from benchbed import boundary
 from benchbed.targets.base import Kind, distinct
 from benchbed.targets.spec import Strict, TargetBase
 
@@ -96,6 +97,7 @@ class LibvirtTarget(TargetBase):
 
 class LibvirtKind(Kind):
     name = "libvirt"
+    boundary_class = boundary.VM
     spec = LibvirtTarget
     extra = "libvirt"
     system_needs = "apt-get install libvirt-dev pkg-config gcc python3-dev"  # libvirt-python is an sdist

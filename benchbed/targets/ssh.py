@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from benchbed import boundary
 from benchbed.targets.base import Kind
 from benchbed.targets.spec import TargetBase
 
@@ -53,6 +54,7 @@ class SshTarget(SshFields):
 
 class SshKind(Kind):
     name = "ssh"
+    boundary_class = boundary.BARE_METAL
     spec = SshTarget
     extra = "ssh"
     impl = "benchbed.targets.sshhost:SshProvisioner"
