@@ -113,11 +113,24 @@ def run(
     seed: Seed = None,
     report: ReportFlag = True,
     parallel: Parallel = 1,
+    publish: Annotated[
+        str | None,
+        typer.Option("--publish", help="Then publish the run to this results database URL ('default': $BENCHBED_DB)"),
+    ] = None,
 ) -> None:
     """Run a suite on its targets and write results/<run-id>/."""
-    _execute(
+    if publish:
+        from benchbed.history.commands import check_reachable, mask_argv
+
+        sys.argv = mask_argv(sys.argv)  # run.json records the argv: never the database password
+        check_reachable(publish)
+    run_dir = _execute(
         suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
     )
+    if publish:
+        from benchbed.history.commands import publish_after
+
+        publish_after(run_dir, publish)
 
 
 @app.command()
@@ -152,7 +165,7 @@ def _execute(
     seed: int | None,
     report: bool,
     parallel: int = 1,
-) -> None:
+) -> Path:
     """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
@@ -187,6 +200,7 @@ def _execute(
         out.print(f"  failed on {name}: {why}", markup=False, soft_wrap=True)
     if report:
         _render(runner.run_dir, Path("reports") / f"{runner.run_dir.name}.html")
+    return Path(runner.run_dir)
 
 
 def _render(run_dirs: Path | list[Path], dest: Path | None, *, fmt: str = "html", plotly: str = "inline") -> None:
@@ -320,12 +334,25 @@ def compare(
     gab_json: Annotated[
         Path | None, typer.Option("--gab-json", help="Write PREFIX-bigger.json / PREFIX-smaller.json")
     ] = None,
+    against: Annotated[
+        str | None, typer.Option("--against", help="last-good: judge BASE against the last accepted run (--db)")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Results database URL for --against", show_default=False)
+    ] = None,
 ) -> None:
     """Judge NEW against BASE (or two targets of one run). Exit 0: no regression, 1: regression, 2: bad input."""
+    from contextlib import ExitStack
+
     from benchbed.compare import HEADERS, summary_line, table_rows, write_outputs
     from benchbed.compare import compare as run_compare
 
+    stack = ExitStack()  # --against: the last good run, rebuilt in a temporary directory while it is judged
     try:
+        if against is not None:
+            from benchbed.history.commands import against_run
+
+            base, new = stack.enter_context(against_run(against, base, new, db)), base
         result = run_compare(
             base,
             new,
@@ -337,6 +364,8 @@ def compare(
         written = write_outputs(result, markdown=markdown, junit=junit, gab_prefix=gab_json)
     except BenchbedError as err:
         _fail(err)
+    finally:
+        stack.close()
     for label, changes in result.under_test.items():
         out.print(f"env {label}", markup=False)
         for e in changes:
@@ -369,11 +398,13 @@ def schema() -> None:
 
 
 def _register_extra_commands() -> None:
+    from benchbed.history.commands import register as register_history
     from benchbed.interop.commands import register
     from benchbed.stackcli import register as register_stack
 
     register(app)
     register_stack(app)
+    register_history(app)
 
 
 _register_extra_commands()

@@ -13,14 +13,12 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from benchbed.errors import BenchbedError
+from benchbed.history.masking import HistoryError, mask_text
+
+__all__ = ["HistoryError", "mask_text"]
 
 ENV = "BENCHBED_DB"
 SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
-
-
-class HistoryError(BenchbedError):
-    """The results database is unreachable, refused us, or holds something this benchbed cannot read."""
 
 
 def default_path() -> Path:
@@ -59,16 +57,6 @@ def masked(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def mask_text(text: str) -> str:
-    """A URL-like string with any `user:password@` part masked, for text that did not parse as a URL."""
-    head, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
-        return text
-    cred, at, host = rest.rpartition("@")
-    user = cred.split(":", 1)[0]
-    return f"{head}://{user}:***{at}{host}" if ":" in cred else text
-
-
 def scrub(text: str, url: URL | None) -> str:
     """A driver's message with the URL's password (and its URL-quoted form) removed."""
     if url is None or not url.password:
@@ -80,8 +68,3 @@ def scrub(text: str, url: URL | None) -> str:
         if form:
             text = text.replace(form, "***")
     return text
-
-
-def mask_argv(argv: list[str]) -> list[str]:
-    """Command-line words with any database URL's password masked (run.json records the argv)."""
-    return [mask_text(word) if "://" in word else word for word in argv]
