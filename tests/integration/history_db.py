@@ -32,7 +32,8 @@ def make_run(
     started = T0 + timedelta(days=day)
     meta = {
         "schema_version": 1, "run_id": run_id, "status": "complete", "started": started.isoformat(),
-        "finished": (started + timedelta(minutes=5)).isoformat(), "suite": {"name": "nightly", "text": "name: nightly\n"},
+        "finished": (started + timedelta(minutes=5)).isoformat(),
+        "suite": {"name": "nightly", "text": "name: nightly\n"},
         "targets": {target: {"kind": "local"}}, "baseline": target, "seed": seed, "benchbed_version": "0.1.0",
         "controller_host": "ci-1",
     }  # fmt: skip
@@ -47,9 +48,10 @@ def make_run(
             inst_level = level * (1 + noise * rng.standard_normal())
             for r in range(reps):
                 value = inst_level * (1 + noise / 2 * rng.standard_normal())
+                sample = {"metric": "tflops", "value": value, "unit": "TFLOP/s", "better": "higher", "phase": "measure",
+                          "repetition": r, "valid": True, "reason": None, "labels": {}}  # fmt: skip
                 samples.append({"target": target, "workload": w, "params": {"n": 4096}, "instance": i, "case": case,
-                                "metric": "tflops", "value": value, "unit": "TFLOP/s", "better": "higher",
-                                "phase": "measure", "repetition": r, "valid": True, "reason": None, "labels": {}})  # fmt: skip
+                                **sample})  # fmt: skip
             cases.append({"case": case, "target": target, "workload": w, "params": {"n": 4096}, "instance": i,
                           "status": "ok", "reason": None, "phases": {"total": 1.0}, "wall_s": 1.0})  # fmt: skip
             case += 1
