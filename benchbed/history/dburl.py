@@ -39,7 +39,7 @@ def resolve(given: str | None) -> URL:
         return URL.create("sqlite", database=str(Path(text).expanduser()))
     try:
         url = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise HistoryError(f"database URL {mask_text(text)!r} is not a URL", hint=_HINT) from None
     scheme = url.drivername.split("+")[0]
     if scheme not in SCHEMES:
