@@ -8,12 +8,13 @@ the other reports "already published". The same run_id with other files is refus
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,6 @@ from benchbed.history.rows import InstanceKey, RunRows, build
 from benchbed.results import load_run
 
 CRASH_ENV = "BENCHBED_HISTORY_TEST_CRASH"  # tests only: SIGKILL this process just before the publish commits
-SAMPLE_CHUNK = 20_000
 
 
 @dataclass(frozen=True)
@@ -103,29 +103,40 @@ def _write(conn: Connection, rows: RunRows) -> int:
     return _write_samples(conn, rows.samples, inst_pk)
 
 
+SAMPLE_COLUMNS = ("instance", "metric", "phase", "repetition", "value", "valid", "reason", "labels")
+
+
 def _write_samples(conn: Connection, samples: pd.DataFrame, inst_pk: dict[InstanceKey, int]) -> int:
+    """Raw samples through the driver's own bulk path, in the same transaction: COPY on PostgreSQL, executemany
+    on SQLite. Row-by-row through SQLAlchemy's type processing cost ~3 s per 100 000 samples; this ~0.3 s."""
     if samples.empty:
         return 0
-    ids = [
-        inst_pk[(str(a), str(b), str(c), int(d))]
-        for a, b, c, d in zip(
-            samples["target"], samples["workload"], samples["params"], samples["instance"], strict=True
-        )
-    ]
+    keys = ["target", "workload", "params", "instance"]
+    # ngroup(sort=False) numbers the keys in order of first appearance, as drop_duplicates lists them
+    first = samples[keys].drop_duplicates().itertuples(index=False)
+    pk_of_group = np.asarray([inst_pk[(str(a), str(b), str(c), int(d))] for a, b, c, d in first], dtype=np.int64)
+    ids = pk_of_group[samples.groupby(keys, sort=False).ngroup().to_numpy()].tolist()
     values = pd.to_numeric(samples["value"], errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
-    frame = pd.DataFrame(
-        {
-            "instance": ids,
-            "metric": samples["metric"].astype(str),
-            "phase": samples["phase"].fillna("measure").astype(str),
-            "repetition": pd.to_numeric(samples["repetition"], errors="coerce").fillna(0).astype(int),
-            "value": values,
-            "valid": samples["valid"].map(lambda v: v is True),
-            "reason": samples["reason"].where(samples["reason"].notna(), None),
-            "labels": samples["labels"].map(lambda v: v if isinstance(v, dict) and v else None),
-        }
+    reps = pd.to_numeric(samples["repetition"], errors="coerce").fillna(0).astype(int).tolist()
+    rows = list(
+        zip(
+            ids,
+            samples["metric"].astype(str).tolist(),
+            samples["phase"].fillna("measure").astype(str).tolist(),
+            reps,
+            [None if v != v else v for v in values.tolist()],
+            [v is True or v is np.True_ for v in samples["valid"]],
+            [r if isinstance(r, str) else None for r in samples["reason"]],
+            [json.dumps(v) if isinstance(v, dict) and v else None for v in samples["labels"]],
+            strict=True,
+        )
     )
-    records = cast(list[dict[str, Any]], frame.astype(object).where(frame.notna(), None).to_dict("records"))
-    for start in range(0, len(records), SAMPLE_CHUNK):
-        conn.execute(insert(t.samples), records[start : start + SAMPLE_CHUNK])
-    return len(records)
+    raw: Any = conn.connection.driver_connection
+    names = ", ".join(SAMPLE_COLUMNS)
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY samples ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        raw.executemany(f"INSERT INTO samples ({names}) VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})", rows)
+    return len(rows)
