@@ -124,8 +124,8 @@ def history_cmd(
 ) -> None:
     """A metric's trend over runs: a table, environment changes marked, level shifts found (ruptures PELT)."""
     from benchbed.fileio import write_atomic
-    from benchbed.history.page import HEADERS, render, table_rows
     from benchbed.history.query import trend
+    from benchbed.history.table import HEADERS, table_rows
 
     try:
         db = connect(db_url)
@@ -133,7 +133,11 @@ def history_cmd(
             tr = trend(db, target, workload, metric, params=params, last=last)
         finally:
             db.close()
-        written = write_atomic(html, render(tr)) if html is not None else None
+        written = None
+        if html is not None:
+            from benchbed.history.page import render
+
+            written = write_atomic(html, render(tr))
     except BenchbedError as err:
         _fail(err)
     table = Table(*HEADERS, title=f"{tr.workload} {tr.metric} [{tr.unit}, {tr.better} is better]")

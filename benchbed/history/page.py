@@ -11,7 +11,8 @@ import html
 import json
 from typing import Any
 
-from benchbed.history.query import Series, Trend
+from benchbed.history.query import Trend
+from benchbed.history.table import HEADERS, label, table_rows
 from benchbed.report.charts import CONFIG, FONT, PALETTE, _layout, esc
 
 SHIFT_COLOR = "#b2455e"
@@ -29,11 +30,11 @@ def figure(trend: Trend) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": esc(_label(s)),
+                "name": esc(label(s)),
                 "x": x,
                 "y": [float(v) for v in s.points["value"]],
                 "text": [esc(r) for r in s.points["run_id"]],
-                "hovertemplate": "%{text}<br>%{y:.4g} " + esc(trend.unit) + "<extra>" + esc(_label(s)) + "</extra>",
+                "hovertemplate": "%{text}<br>%{y:.4g} " + esc(trend.unit) + "<extra>" + esc(label(s)) + "</extra>",
                 "line": {"color": color, "width": 1.5},
                 "marker": {"color": color, "size": 6},
             }
@@ -51,10 +52,6 @@ def figure(trend: Trend) -> dict[str, Any]:
     return {"data": traces, "layout": layout}
 
 
-def _label(s: Series) -> str:
-    return s.target if s.params in ("{}", "") else f"{s.target} {s.params}"
-
-
 def _vline(x: str, color: str, dash: str) -> dict[str, Any]:
     return {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
             "line": {"color": color, "width": 1.2, "dash": dash}}  # fmt: skip
@@ -63,27 +60,6 @@ def _vline(x: str, color: str, dash: str) -> dict[str, Any]:
 def _note(x: str, text: str, color: str, y: float) -> dict[str, Any]:
     return {"x": x, "xref": "x", "y": y, "yref": "paper", "yanchor": "bottom", "text": text, "showarrow": False,
             "font": {"size": 10, "color": color}}  # fmt: skip
-
-
-def table_rows(trend: Trend) -> list[list[str]]:
-    """One row per run and series: run, time, value, n, what changed, level shift (shared with the terminal)."""
-    rows = []
-    for s in trend.series:
-        env = {e.index: e.text() for e in s.env_changes}
-        shifts = {sh.index: sh for sh in s.shifts}
-        for i, r in enumerate(s.points.to_dict("records")):
-            sh = shifts.get(i)
-            mark = ""
-            if sh is not None:
-                near = s.coincides(sh)
-                mark = f"level {sh.change_pct:+.1f}%" + (f" (with {near.text()})" if near else " (no env change)")
-            when = r["started"].strftime("%Y-%m-%d %H:%M")
-            ok = "✓" if r["accepted"] else ""
-            rows.append([_label(s), str(r["run_id"]), when, f"{r['value']:.6g}", str(r["n"]), ok, env.get(i, ""), mark])
-    return rows
-
-
-HEADERS = ["series", "run", "started (UTC)", "median", "instances", "accepted", "environment change", "level shift"]
 
 
 def render(trend: Trend) -> str:
