@@ -80,3 +80,14 @@ def test_migrations_create_exactly_the_schema(tmp_path: Path) -> None:
             assert compare_metadata(ctx, metadata) == []
     finally:
         db.close()
+
+
+def test_the_cli_does_not_import_the_database_layer() -> None:
+    """`benchbed run` without --publish (and any other command) must not pay for SQLAlchemy, Alembic, psycopg."""
+    import subprocess
+    import sys
+
+    heavy = ("sqlalchemy", "alembic", "psycopg", "ruptures", "platformdirs")
+    code = f"import sys, benchbed.cli\nprint(','.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
