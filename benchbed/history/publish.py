@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from benchbed.history import schema as t
 from benchbed.history.dburl import HistoryError
 from benchbed.history.engine import Database
-from benchbed.history.rows import InstanceKey, RunRows, build
+from benchbed.history.rows import InstanceKey, RunRows, build, jsonable
 from benchbed.results import load_run
 
 CRASH_ENV = "BENCHBED_HISTORY_TEST_CRASH"  # tests only: SIGKILL this process just before the publish commits
@@ -127,7 +127,7 @@ def _write_samples(conn: Connection, samples: pd.DataFrame, inst_pk: dict[Instan
             [None if v != v else v for v in values.tolist()],
             [v is True or v is np.True_ for v in samples["valid"]],
             [r if isinstance(r, str) else None for r in samples["reason"]],
-            [json.dumps(v) if isinstance(v, dict) and v else None for v in samples["labels"]],
+            [json.dumps(jsonable(v)) if isinstance(v, dict) and v else None for v in samples["labels"]],
             strict=True,
         )
     )

@@ -57,6 +57,12 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def jsonable(obj: Any) -> Any:
+    """Plain JSON for a JSON column: NaN/Infinity (which Python writes but PostgreSQL refuses) become null, and
+    anything not JSON becomes its str()."""
+    return json.loads(json.dumps(obj, default=str), parse_constant=lambda _: None)
+
+
 def _suite_name(suite: object) -> str:
     name = suite.get("name") if isinstance(suite, dict) else suite
     return str(name or "?")[:200]
@@ -110,7 +116,7 @@ def build(run: RunData, *, raw: bool, now: datetime) -> RunRows:
             canonical_params(rec.get("params")),
             int(rec.get("instance") or 0),
         )
-        clean = {k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))}
+        clean = jsonable({k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))})
         instances[key] = {
             "case_no": _int(clean.get("case")),
             "status": str(clean.get("status") or "unknown")[:40],
@@ -132,7 +138,7 @@ def build(run: RunData, *, raw: bool, now: datetime) -> RunRows:
         medians.append((key, {"metric": str(r["metric"]), "unit": str(unit), "better": str(better),
                               "median": float(r["median"]), "n": int(r["n"])}))  # fmt: skip
     targets = [
-        {"name": name, **fingerprint_columns(run.env.get(name, {})), "env": run.env.get(name, {})}
+        {"name": name, **fingerprint_columns(run.env.get(name, {})), "env": jsonable(run.env.get(name, {}))}
         for name in dict.fromkeys(names)
     ]
     kept = samples if raw else samples.iloc[0:0]
@@ -150,6 +156,6 @@ def build(run: RunData, *, raw: bool, now: datetime) -> RunRows:
         "n_samples": len(samples),
         "published": now,
         "accepted": False,
-        "meta": json.loads(json.dumps(meta, default=str)),
+        "meta": jsonable(meta),
     }
     return RunRows(run_row, targets, instances, medians, kept)

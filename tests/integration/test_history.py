@@ -196,3 +196,21 @@ def test_run_publish_masks_the_password(db_url: str, tmp_path: Path) -> None:
     (run_dir,) = (tmp_path / "res").iterdir()
     assert "benchbed:benchbed@" not in (run_dir / "run.json").read_text()
     assert counts(db_url)["runs"] == 1
+
+
+def test_non_finite_values_and_labels_publish(db_url: str, tmp_path: Path) -> None:
+    """NaN/Infinity (which Python's json writes and PostgreSQL's JSON refuses) in a sample, a label and a case."""
+    run = make_run(tmp_path / "res", "r1", day=0, level=100.0, instances=2, reps=2)
+    odd = (
+        '{"target": "gpu-host", "workload": "gpu.gemm", "params": {"n": 4096}, "instance": 0, "case": 0, '
+        '"metric": "tflops", "value": Infinity, "unit": "TFLOP/s", "better": "higher", "phase": "measure", '
+        '"repetition": 9, "valid": false, "reason": "overflow", "labels": {"clock": NaN, "note": "x"}}\n'
+    )
+    with (run / "samples.jsonl").open("a") as f:
+        f.write(odd)
+    with (run / "cases.jsonl").open("a") as f:
+        f.write('{"case": 9, "target": "gpu-host", "workload": "gpu.gemm", "params": {"n": 4096}, "instance": 5, '
+                '"status": "failed", "reason": "boom", "phases": {"total": NaN}}\n')  # fmt: skip
+    res = cli("publish", str(run), "--db", db_url)
+    assert res.returncode == 0, res.stderr
+    assert counts(db_url) == {"runs": 1, "targets": 1, "instances": 3, "medians": 2, "samples": 5}
