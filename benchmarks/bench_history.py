@@ -118,7 +118,8 @@ def bench_history(backend: str, runs: list[Path], tmp: Path, rounds: int) -> dic
             t = time.perf_counter()
             tr = trend(db, "gpu", "w0", "tflops")
             inproc.append(time.perf_counter() - t)
-        assert len(tr.series[0].points) == len(runs) and [s.index for s in tr.series[0].shifts] == [120], tr
+        assert len(tr.series[0].points) == len(runs), tr
+        assert [s.index for s in tr.series[0].shifts] == [120], tr
         db.close()
         process = [cli("history", "-t", "gpu", "-w", "w0", "--db", url) for _ in range(rounds)]
     return {"trend() in-process": inproc, "`benchbed history` process": process}
