@@ -23,6 +23,7 @@ def figure(trend: Trend) -> dict[str, Any]:
     traces: list[dict[str, Any]] = []
     shapes: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    marked: set[tuple[str, str]] = set()
     for k, s in enumerate(trend.series):
         color = PALETTE[k % len(PALETTE)]
         x = [ts.isoformat() for ts in s.points["started"]]
@@ -40,6 +41,9 @@ def figure(trend: Trend) -> dict[str, Any]:
             }
         )
         for e in s.env_changes:
+            if (x[e.index], e.text()) in marked:  # the same upgrade on every host of a group: one mark
+                continue
+            marked.add((x[e.index], e.text()))
             shapes.append(_vline(x[e.index], ENV_COLOR, "dash"))
             notes.append(_note(x[e.index], esc(e.text()), ENV_COLOR, 1.0))
         for shift in s.shifts:
