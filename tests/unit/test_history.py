@@ -91,3 +91,27 @@ def test_the_cli_does_not_import_the_database_layer() -> None:
     code = f"import sys, benchbed.cli\nprint(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_fingerprint_columns_name_what_an_upgrade_changes() -> None:
+    from benchbed.history.rows import fingerprint_columns
+
+    env = {
+        "kind": "docker",
+        "hostname": "node-7",
+        "kernel": "6.1.0-21-amd64",
+        "gpus": [{"driver_version": "560.35", "name": "H100"}, {"driver_version": "560.35", "name": "H100"}],
+        "docker": {"image": "benchbed/test-python:abc", "image_id": "sha256:feed"},
+        "stacks": {"d1" * 32: {"digest": "d1" * 32}},
+        "memory": {"MemAvailable": 1},
+    }
+    cols = fingerprint_columns(env)
+    assert cols["driver"] == "560.35"
+    assert cols["image"] == "sha256:feed"
+    assert cols["stack_digest"] == "d1" * 32
+    assert (cols["kind"], cols["hostname"], cols["kernel"]) == ("docker", "node-7", "6.1.0-21-amd64")
+    volatile_only = fingerprint_columns({**env, "memory": {"MemAvailable": 2}, "hostname": "node-8"})
+    assert volatile_only["fingerprint"] == cols["fingerprint"]  # volatile fields do not change the fingerprint
+    upgraded = fingerprint_columns({**env, "gpus": [{"driver_version": "570.10"}]})
+    assert upgraded["fingerprint"] != cols["fingerprint"]
+    assert fingerprint_columns({})["driver"] is None
