@@ -15,6 +15,7 @@ from rich.table import Table
 
 from benchbed.console import err_console, fail, out
 from benchbed.errors import BenchbedError
+from benchbed.history import commands as history  # light: SQLAlchemy is imported only when a command needs it
 
 app = typer.Typer(
     add_completion=False,
@@ -113,24 +114,16 @@ def run(
     seed: Seed = None,
     report: ReportFlag = True,
     parallel: Parallel = 1,
-    publish: Annotated[
-        str | None,
-        typer.Option("--publish", help="Then publish the run to this results database URL ('default': $BENCHBED_DB)"),
-    ] = None,
+    publish: history.PublishOpt = None,
 ) -> None:
     """Run a suite on its targets and write results/<run-id>/."""
     if publish:
-        from benchbed.history.commands import check_reachable, mask_argv
-
-        sys.argv = mask_argv(sys.argv)  # run.json records the argv: never the database password
-        check_reachable(publish)
+        history.before_run(publish)  # masks the password in the argv run.json records; an unreachable db fails now
     run_dir = _execute(
         suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
     )
     if publish:
-        from benchbed.history.commands import publish_after
-
-        publish_after(run_dir, publish)
+        history.publish_after(run_dir, publish)
 
 
 @app.command()
@@ -334,12 +327,8 @@ def compare(
     gab_json: Annotated[
         Path | None, typer.Option("--gab-json", help="Write PREFIX-bigger.json / PREFIX-smaller.json")
     ] = None,
-    against: Annotated[
-        str | None, typer.Option("--against", help="last-good: judge BASE against the last accepted run (--db)")
-    ] = None,
-    db: Annotated[
-        str | None, typer.Option("--db", help="Results database URL for --against", show_default=False)
-    ] = None,
+    against: history.AgainstOpt = None,
+    db: history.Db = None,
 ) -> None:
     """Judge NEW against BASE (or two targets of one run). Exit 0: no regression, 1: regression, 2: bad input."""
     from contextlib import ExitStack
@@ -350,9 +339,7 @@ def compare(
     stack = ExitStack()  # --against: the last good run, rebuilt in a temporary directory while it is judged
     try:
         if against is not None:
-            from benchbed.history.commands import against_run
-
-            base, new = stack.enter_context(against_run(against, base, new, db)), base
+            base, new = stack.enter_context(history.against_run(against, base, new, db)), base
         result = run_compare(
             base,
             new,
@@ -398,13 +385,12 @@ def schema() -> None:
 
 
 def _register_extra_commands() -> None:
-    from benchbed.history.commands import register as register_history
     from benchbed.interop.commands import register
     from benchbed.stackcli import register as register_stack
 
     register(app)
     register_stack(app)
-    register_history(app)
+    history.register(app)
 
 
 _register_extra_commands()

@@ -15,8 +15,6 @@ from benchbed.console import fail, out
 from benchbed.errors import BenchbedError, MissingExtra
 from benchbed.history.masking import mask_argv
 
-__all__ = ["mask_argv"]  # for cli.py, without importing SQLAlchemy
-
 if TYPE_CHECKING:
     from benchbed.history.engine import Database
 
@@ -79,8 +77,21 @@ def publish_after(run_dir: Path, db_url: str) -> None:
         _fail(err)
 
 
-def check_reachable(db_url: str) -> None:
-    """Before a run with --publish: a database that cannot be reached fails now, not after an hour of running."""
+PublishOpt = Annotated[
+    str | None,
+    typer.Option("--publish", help="Then publish the run to this results database URL ('default': $BENCHBED_DB)"),
+]
+AgainstOpt = Annotated[
+    str | None, typer.Option("--against", help="last-good: judge BASE against the last accepted run (--db)")
+]
+
+
+def before_run(db_url: str) -> None:
+    """Before a run with --publish: run.json records the argv, so the password is masked there first; and a
+    database that cannot be reached fails now, not after an hour of running."""
+    import sys
+
+    sys.argv = mask_argv(sys.argv)
     try:
         connect(None if db_url == "default" else db_url).close()
     except BenchbedError as err:
