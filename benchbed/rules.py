@@ -32,6 +32,7 @@ VOLATILE = (
     "gpus.*.mem_clock_mhz",
     "*container_id*",
     "*container_name*",
+    "slurm.job_id",
     "stacks.*",  # per-file stack records: judged per workload by stacks.parity, not field by field
 )
 # Run vs run: what a software upgrade is expected to change. Anything else that differs is a warning.

@@ -2,7 +2,7 @@
 `Kind`, the object a target kind registers (`benchbed.targets.registry`).
 
 A Target obtains an isolation boundary (how resources are obtained); the Session it yields starts commands in it
-(how the command starts). Optional behaviour (`describe`, `close`, `abort`) is part of the protocols with a
+(how the command starts). Optional behaviour (`describe`, `close`, `stop`, `abort`) is part of the protocols with a
 do-nothing default in the base classes, so the runner calls it plainly instead of probing with getattr.
 """
 
@@ -83,6 +83,10 @@ class Target(Protocol):
         """Release what the target holds for the whole run (an engine connection)."""
         ...
 
+    def stop(self) -> None:
+        """Called from another thread when the run stops: give up a provision still waiting (a queued job)."""
+        ...
+
 
 @dataclass
 class PhaseClock:
@@ -141,6 +145,9 @@ class TargetImpl:
         return {}
 
     def close(self) -> None:
+        return None
+
+    def stop(self) -> None:
         return None
 
 

@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "docker": "benchbed.targets.docker:DockerKind",
     "libvirt": "benchbed.targets.libvirt:LibvirtKind",
     "ns": "benchbed.targets.ns:NsKind",
+    "slurm": "benchbed.targets.slurm:SlurmKind",
 }
 
 
