@@ -157,7 +157,7 @@ class SlurmProvisioner(TargetImpl):
                 self._end(job)
 
     def _workdir_sh(self, parent: str) -> str:
-        return f"{shlex.quote(parent)}/{shlex.quote(cli.JOB_PREFIX + self.run_id)}-\"$SLURM_JOB_ID\""
+        return f'{shlex.quote(parent)}/{shlex.quote(cli.JOB_PREFIX + self.run_id)}-"$SLURM_JOB_ID"'
 
     def _wait_running(self, job: str, clock: PhaseClock) -> None:
         """Poll the job until it runs. Its queue wait comes from the scheduler's records (whole seconds); the rest
@@ -231,7 +231,7 @@ class SlurmProvisioner(TargetImpl):
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             info = cli.show(job, timeout=self.timeout)
-            if info is None or info.state in cli.ENDED and "COMPLETING" not in info.fields.get("JobState", ""):
+            if info is None or info.state in cli.ENDED:
                 break
             time.sleep(0.05)
         with self._lock:
