@@ -9,6 +9,7 @@ so one job is read with `scontrol -o show job` (one line of Key=Value).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -117,6 +118,7 @@ def cancel(jobs: Sequence[str], *, timeout: float) -> None:
             log.warning("scancel %s: %s", " ".join(jobs), last_line(res.stderr))
 
 
+@functools.cache
 def version(*, timeout: float) -> str | None:
     """`slurm-wlm 22.05.8` ▸ `22.05.8`."""
     try:

@@ -71,7 +71,7 @@ class SlurmSession(LocalSession):
         res = super().stream(argv, on_line, timeout=timeout)
         res = dataclasses.replace(res, stderr=_TASK_END.sub("", res.stderr))  # srun's echo of the exit code
         if res.rc != 0 and not res.timed_out and not self.aborted:
-            reason = self.owner.ended_why(self.job, res.stderr)
+            reason = ended_why(self.job, res.stderr, self.owner.timeout)
             if reason:
                 return dataclasses.replace(res, reason=reason)
         return res
@@ -137,7 +137,12 @@ class SlurmProvisioner(TargetImpl):
         t0 = time.perf_counter()
         parent = self.spec.workdir.rstrip("/") or "/"
         with held_signals():  # a job exists only once it is recorded: Ctrl-C cannot orphan it between the two
-            job = cli.submit(self.sbatch_args(), HOLDER.format(workdir=self._workdir_sh(parent)), timeout=self.timeout)
+            try:
+                job = cli.submit(
+                    self.sbatch_args(), HOLDER.format(workdir=self._workdir_sh(parent)), timeout=self.timeout
+                )
+            except ProvisionError as err:
+                raise self.error(ProvisionError, err.args[0], hint=err.hint) from err
             with self._lock:
                 self._jobs.add(job)
         session: SlurmSession | None = None
@@ -184,7 +189,7 @@ class SlurmProvisioner(TargetImpl):
         queued = min(info.queue_wait() or 0.0, seen)
         clock.add("queue_wait", queued)
         clock.add("job_start", seen - queued)
-        self._facts = self._describe(info)
+        self._facts = facts(info, self.spec, self.timeout)
 
     def _probe(self, session: SlurmSession, parent: str) -> None:
         """First step: python present on the node? then the private workdir (mode 700) the holder will remove."""
@@ -210,20 +215,6 @@ class SlurmProvisioner(TargetImpl):
             reason = res.reason or f"rc {res.rc}: {cli.last_line(res.stderr)}"
             raise self.error(ProvisionError, f"first step of slurm job {session.job} on {node} failed: {reason}")
 
-    def ended_why(self, job: str, stderr: str) -> str | None:
-        """Why a step failed when the scheduler ended the job (cancelled, timed out, node lost, preempted): its
-        state and reason in one line. None when the job still runs: then the agent itself failed."""
-        banner = _BANNER.search(stderr)
-        deadline = time.monotonic() + (SETTLE_S if banner else 0.0)
-        while True:
-            info = cli.show(job, timeout=self.timeout)
-            if info is None or info.state != "RUNNING" or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-        if info is not None and info.state != "RUNNING":
-            return f"slurm job {job} {info.why()}" + (f": {banner.group(0)}" if banner else "")
-        return f"slurm: {banner.group(0)}" if banner else None
-
     def _end(self, job: str) -> None:
         """scancel, then wait until the job is gone from the node (its holder removed the workdir)."""
         cli.cancel([job], timeout=self.timeout)
@@ -238,25 +229,6 @@ class SlurmProvisioner(TargetImpl):
             self._jobs.discard(job)
         self._clock.add("job_end", time.perf_counter() - t0)
 
-    def _describe(self, info: cli.Job) -> dict[str, Any]:
-        facts = {
-            "job_id": info.fields.get("JobId"),
-            "node": info.node,
-            "nodes": info.get("NodeList"),
-            "partition": info.get("Partition"),
-            "account": info.get("Account"),
-            "qos": info.get("QOS"),
-            "cpus": int(info.fields["NumCPUs"]) if info.fields.get("NumCPUs", "").isdigit() else None,
-            "tres": info.get("TRES") or info.get("AllocTRES"),
-            "gres": self.spec.gres,
-            "exclusive": info.get("OverSubscribe"),
-            "time_limit": info.get("TimeLimit"),
-            "version": cli.version(timeout=self.timeout),
-        }
-        if self.spec.container:
-            facts["container"] = self.spec.container
-        return {key: value for key, value in facts.items() if value is not None}
-
     def describe(self) -> dict[str, Any]:
         return {"slurm": dict(self._facts)} if self._facts else {}
 
@@ -269,3 +241,41 @@ class SlurmProvisioner(TargetImpl):
             left = sorted(self._jobs)
             self._jobs.clear()
         cli.cancel(left, timeout=self.timeout)
+
+
+def ended_why(job: str, stderr: str, timeout: float) -> str | None:
+    """Why a step failed when the scheduler ended the job (cancelled, timed out, node lost, preempted): its
+    state and reason in one line. None when the job still runs: then the agent itself failed."""
+    banner = _BANNER.search(stderr)
+    deadline = time.monotonic() + SETTLE_S
+    while True:  # a job the scheduler ends passes through COMPLETING; a step banner may come before the state
+        info = cli.show(job, timeout=timeout)
+        if info is None or info.state in cli.ENDED or (info.state == "RUNNING" and not banner):
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if info is not None and info.state != "RUNNING":
+        return f"slurm job {job} {info.why()}" + (f": {banner.group(0)}" if banner else "")
+    return f"slurm: {banner.group(0)}" if banner else None
+
+
+def facts(info: cli.Job, spec: SlurmTarget, timeout: float) -> dict[str, Any]:
+    """What the fingerprint says about the allocation: node, partition, CPUs and GPUs (TRES), Slurm's version."""
+    out = {
+        "job_id": info.fields.get("JobId"),
+        "node": info.node,
+        "nodes": info.get("NodeList"),
+        "partition": info.get("Partition"),
+        "account": info.get("Account"),
+        "qos": info.get("QOS"),
+        "cpus": int(info.fields["NumCPUs"]) if info.fields.get("NumCPUs", "").isdigit() else None,
+        "tres": info.get("TRES") or info.get("AllocTRES"),
+        "gres": spec.gres,
+        "exclusive": info.get("OverSubscribe"),
+        "time_limit": info.get("TimeLimit"),
+        "version": cli.version(timeout=timeout),
+    }
+    if spec.container:
+        out["container"] = spec.container
+    return {key: value for key, value in out.items() if value is not None}
