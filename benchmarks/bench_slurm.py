@@ -97,12 +97,8 @@ def main() -> int:
     med = statistics.median
     print(f"workload: util.noop {a.duration_ms} ms x {a.repetitions} (+1 warm-up), {a.instances} x {a.rounds}")
     print(f"bare srun per instance: median {med(theirs):.3f} s")
-    print(
-        f"benchbed, total - queue_wait (scheduler records): median {med(sched):.3f} s, ratio {med(sched) / med(theirs):.3f}"
-    )
-    print(
-        f"benchbed, total - queue_wait - job_start (seen running): median {med(seen):.3f} s, ratio {med(seen) / med(theirs):.3f}"
-    )
+    for label, xs in (("total - queue_wait (scheduler records)", sched), ("total - queue_wait - job_start", seen)):
+        print(f"benchbed, {label}: median {med(xs):.3f} s, ratio {med(xs) / med(theirs):.3f}")
     print("benchbed phases (median of round medians): " + ", ".join(f"{k} {med(v):.3f}" for k, v in phases.items()))
     return 0
 

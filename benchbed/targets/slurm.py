@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from benchbed.targets.base import Kind
 from benchbed.targets.spec import TargetBase
@@ -43,11 +43,22 @@ class SlurmTarget(TargetBase):
     )
     workdir: str = Field("/tmp", description="Parent of each instance's private workdir (node-local or shared)")
     container: str | None = Field(
-        None, description="An OCI bundle directory on the nodes: the agent's step runs in it (`srun --container`)"
+        None, description="An OCI bundle directory on the nodes: the agent's steps run in it (`srun --container`)"
+    )
+    stack: str | None = Field(
+        None,
+        description="An image in the controller's Docker engine: unpacked once (the stack cache, which the nodes "
+        "must see) and run as an OCI bundle through Slurm's container support (oci.conf). See docs/targets-slurm.md",
     )
     queue_timeout_s: float = Field(3600.0, gt=0, description="How long an instance may wait in the queue")
     command_timeout_s: float = Field(60.0, gt=0, description="Limit for each Slurm command benchbed runs itself")
     kind: Literal["slurm"]
+
+    @model_validator(mode="after")
+    def _one_container(self) -> SlurmTarget:
+        if self.stack and self.container:
+            raise ValueError("give `stack` (an image made into a bundle) or `container` (a bundle), not both")
+        return self
 
 
 class SlurmKind(Kind):

@@ -54,10 +54,13 @@ class SlurmSession(LocalSession):
         self.aborted = False
 
     def command(self, argv: Sequence[str]) -> list[str]:
-        spec = self.owner.spec
-        extra = [f"--container={spec.container}"] if spec.container else []
+        spec, bundle = self.owner.spec, self.owner.bundle
         head = ["srun", f"--jobid={self.job}", "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit"]
-        return [*head, f"--chdir={self.chdir}", *extra, *spec.srun_args, *argv]
+        head += [f"--chdir={self.chdir}", *spec.srun_args]
+        if bundle is None:
+            return [*head, *argv]
+        # in a container the step starts in the bundle's cwd: enter the workdir (bound from the node) first
+        return [*head, f"--container={bundle}", "/bin/sh", "-c", 'cd "$0" && exec "$@"', self.chdir, *argv]
 
     def put(self, local: Path, remote: str) -> None:
         if self.owner.spec.transfer == "shared":
@@ -108,6 +111,22 @@ class SlurmProvisioner(TargetImpl):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._facts: dict[str, Any] = {}
+        self.bundle: str | None = spec.container  # the OCI bundle the steps run in, if any
+        self._stack_image: dict[str, str] | None = None
+
+    def _on_stack(self, image: str) -> None:
+        """The stack as an OCI bundle, made once per run (its unpack is the `stack_unpack` phase of that instance)."""
+        from benchbed.stacks import chroot
+        from benchbed.stacks.rootfs import ensure_rootfs
+        from benchbed.targets.slurmoci import ensure_bundle
+
+        chroot.require_root(self.where())
+        rootfs = ensure_rootfs(image)
+        if rootfs.unpack_s:
+            self._clock.add("stack_unpack", rootfs.unpack_s)
+        binds = [self.spec.workdir, *([self.spec.scratch_dir] if self.spec.scratch_dir else [])]
+        self.bundle = str(ensure_bundle(rootfs, binds))
+        self._stack_image = {"name": rootfs.image, "id": rootfs.image_id, "boundary": "slurm-oci"}
 
     def where(self) -> str:
         return f"target {self.name!r}"
@@ -134,6 +153,8 @@ class SlurmProvisioner(TargetImpl):
     @contextmanager
     def provision(self) -> Iterator[SlurmSession]:
         self._clock = clock = PhaseClock()
+        if self.spec.stack and self._stack_image is None:
+            self._on_stack(self.spec.stack)
         t0 = time.perf_counter()
         parent = self.spec.workdir.rstrip("/") or "/"
         with held_signals():  # a job exists only once it is recorded: Ctrl-C cannot orphan it between the two
@@ -230,7 +251,10 @@ class SlurmProvisioner(TargetImpl):
         self._clock.add("job_end", time.perf_counter() - t0)
 
     def describe(self) -> dict[str, Any]:
-        return {"slurm": dict(self._facts)} if self._facts else {}
+        out: dict[str, Any] = {"slurm": {**self._facts, **({"container": self.bundle} if self.bundle else {})}}
+        if self._stack_image:
+            out["stack_image"] = self._stack_image
+        return out if self._facts else {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -276,6 +300,4 @@ def facts(info: cli.Job, spec: SlurmTarget, timeout: float) -> dict[str, Any]:
         "time_limit": info.get("TimeLimit"),
         "version": cli.version(timeout=timeout),
     }
-    if spec.container:
-        out["container"] = spec.container
     return {key: value for key, value in out.items() if value is not None}

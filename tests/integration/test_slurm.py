@@ -307,3 +307,28 @@ def test_fleet_one_target_per_node_runs_in_parallel(nodes: list[str], tmp_path: 
     for name, mine in spans.spans.items():
         for a, b in itertools.pairwise(mine):
             assert b[0] >= a[1], f"{name}: two instances at once on one node"
+
+
+# ── a stack through Slurm's container support ────────────────────────────────────────────────────────────
+def test_stack_runs_as_an_oci_container_through_slurm(nodes: list[str], tmp_path: Path, run_id: str) -> None:
+    """The stack image as an OCI bundle (`srun --container`, runc): bare-metal Slurm and Slurm container are two
+    boundaries on the same node, and the fingerprint says the userland is the image's."""
+    from tests.conftest import need
+    from tests.integration import dockerd
+
+    if os.geteuid() != 0 or not Path("/etc/slurm/oci.conf").is_file():
+        need("slurm", "the stack needs root and /etc/slurm/oci.conf (scripts/setup-slurm writes it where runc is)")
+    image = dockerd.test_image()
+    if not dockerd.image_present(image):
+        need("slurm", f"test image {image} not built (scripts/build-test-image)")
+    targets = {"bare": C.spec(nodelist=nodes[0]), "oci": C.spec(nodelist=nodes[0], stack=image, python="python3")}
+    runner = S.run_suite(tmp_path, targets, [NOOP, {"name": "cpu.gemm", "params": {"n": 32}}], run_id=run_id)
+    run = load_run(runner.run_dir)
+    assert set(run.cases.status) == {"ok"}, run.cases[["target", "status", "reason"]]
+    oci, bare = run.env["oci"], run.env["bare"]
+    assert oci["stack_image"]["boundary"] == "slurm-oci"
+    assert oci["slurm"]["container"]
+    assert oci["hostname"] == "benchbed"  # the bundle's own UTS namespace
+    assert oci["python"]["executable"] != bare["python"]["executable"]  # the image's interpreter, not the venv's
+    assert oci["slurm"]["node"] == bare["slurm"]["node"] == nodes[0]
+    assert not C.jobs(run_id)
