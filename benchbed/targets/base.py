@@ -180,6 +180,11 @@ class Kind:
     impl: ClassVar[str]  # "module:Class" of the Target implementation, imported on first use
 
     system_needs: ClassVar[str | None] = None  # what building `extra` needs from the system, if pip alone cannot
+    group_template: ClassVar[type[TargetSpec] | None] = None  # the `groups:` template model, if a group can fill it
+
+    def group_member(self, template: Any, member: str) -> Any:
+        """The spec of one group member (a host, a node) made from the group's template."""
+        raise NotImplementedError(f"kind {self.name} has no groups")
 
     def implementation(self, name: str) -> type[Target]:
         """The Target class, importing its module (and the optional dependency) now. The runner calls this for

@@ -44,6 +44,11 @@ def spec_models() -> list[type[Any]]:
     return [kind(name).spec for name in KINDS]
 
 
+def group_templates() -> dict[str, type[Any]]:
+    """Kind name → the template model of a `groups:` entry, for the kinds whose targets a group can fill in."""
+    return {name: t for name in KINDS if (t := kind(name).group_template) is not None}
+
+
 def make_target(name: str, spec: Any, run_id: str) -> Target:
     """The implementation for spec.kind (importing its dependencies only now)."""
     return kind(spec.kind).target(name, spec, run_id)

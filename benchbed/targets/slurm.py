@@ -65,6 +65,11 @@ class SlurmKind(Kind):
     name = "slurm"
     spec = SlurmTarget
     impl = "benchbed.targets.slurmjob:SlurmProvisioner"
+    group_template = SlurmTarget
+
+    def group_member(self, template: Any, member: str) -> Any:
+        """A group's member is a node: the template pinned to it (`nodelist`)."""
+        return SlurmTarget(**{**template.model_dump(), "nodelist": member})
 
     def lane(self, spec: Any) -> str:
         """Pinned to nodes: those nodes. Otherwise the scheduler picks (and `exclusive` keeps jobs apart)."""
