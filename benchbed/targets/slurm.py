@@ -84,9 +84,9 @@ class SlurmKind(Kind):
         return slurmcli.sweep(everything=everything, timeout=max(s.command_timeout_s for s in specs))
 
     def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
-        """Without a targets file, `benchbed cleanup` sweeps the cluster this machine's Slurm tools talk to."""
+        """Without a targets file, `benchbed cleanup` sweeps the cluster this machine's Slurm tools talk to (if up)."""
         from benchbed.targets import slurmcli
 
-        if targets_given or not slurmcli.available():
+        if targets_given or not slurmcli.reachable():
             return None
         return SlurmTarget(kind="slurm")

@@ -33,6 +33,16 @@ def available() -> bool:
     return shutil.which("sbatch") is not None and shutil.which("scontrol") is not None
 
 
+def reachable(timeout: float = 10.0) -> bool:
+    """Is there a slurmctld these tools talk to (`scontrol ping`)?"""
+    if not available():
+        return False
+    try:
+        return call(["scontrol", "ping"], timeout=timeout).returncode == 0
+    except ProvisionError:
+        return False
+
+
 def call(argv: Sequence[str], *, timeout: float, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run one Slurm command; a missing tool or a hang is a ProvisionError naming the command."""
     try:
