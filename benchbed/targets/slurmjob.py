@@ -30,7 +30,9 @@ POLL_FIRST_S, POLL_MAX_S = 0.05, 2.0  # queue polling backs off: a big cluster's
 SETTLE_S = 5.0  # after a step died with the job, how long its state may take to leave RUNNING
 _NO_PYTHON, _NO_WORKDIR = 3, 4
 _TASK_END = re.compile(r"^srun: error: \S+: tasks? [\d,-]+: (Exited with exit code \d+|Killed|Terminated)\n?", re.M)
-_BANNER = re.compile(r"\*\*\* (?:JOB|STEP) [^*]*\*\*\*")  # slurmstepd's `*** JOB 7 ON n1 CANCELLED AT ... ***`
+_BANNER = re.compile(
+    r"\*\*\* (?:JOB|STEP) [^*]*\*\*\*|srun: error: Node failure on \S+"
+)  # slurmstepd's `*** JOB 7 ON n1 CANCELLED AT ... ***`
 
 HOLDER = """#!/bin/sh
 # benchbed: holds one instance's allocation; the instance's workdir (made by the first step) ends with it
@@ -73,10 +75,11 @@ class SlurmSession(LocalSession):
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         res = super().stream(argv, on_line, timeout=timeout)
         res = dataclasses.replace(res, stderr=_TASK_END.sub("", res.stderr))  # srun's echo of the exit code
-        if res.rc != 0 and not res.timed_out and not self.aborted:
+        troubled = res.rc != 0 or "srun: error:" in res.stderr  # srun exits 0 when the node failed under it
+        if troubled and not res.timed_out and not self.aborted:
             reason = ended_why(self.job, res.stderr, self.owner.timeout)
-            if reason:
-                return dataclasses.replace(res, reason=reason)
+            if reason:  # a step the scheduler ended did not succeed, whatever srun's exit code says
+                return dataclasses.replace(res, rc=res.rc or 1, reason=reason)
         return res
 
     def _end(self, proc: subprocess.Popen[bytes]) -> int:
@@ -134,7 +137,7 @@ class SlurmProvisioner(TargetImpl):
     def sbatch_args(self) -> list[str]:
         spec = self.spec
         args = [f"--job-name={cli.JOB_PREFIX}{self.run_id}-{self.name}", f"--comment={cli.comment()}"]
-        args += ["--output=/dev/null", "--error=/dev/null", f"--nodes={spec.nodes}", "--ntasks=1"]
+        args += ["--output=/dev/null", "--error=/dev/null", f"--nodes={spec.nodes}", "--ntasks=1", "--no-requeue"]
         for flag, value in (
             ("partition", spec.partition),
             ("account", spec.account),

@@ -133,8 +133,9 @@ def test_case_timeout_cancels_the_job(nodes: list[str], tmp_path: Path, run_id: 
     [
         (["scancel"], "CANCELLED"),
         (["scontrol", "update", "EndTime=now"], "TIMEOUT (TimeLimit)"),  # the scheduler's own time-limit kill
+        (["scontrol", "update", "State=DOWN", "Reason=benchbed-test"], "NODE_FAIL"),  # the node is lost
     ],
-    ids=["cancelled", "time-limit"],
+    ids=["cancelled", "time-limit", "node-lost"],
 )
 def test_job_ended_by_the_scheduler_fails_that_case_and_the_suite_goes_on(
     nodes: list[str], tmp_path: Path, run_id: str, how: list[str], expect: str
@@ -145,13 +146,24 @@ def test_job_ended_by_the_scheduler_fails_that_case_and_the_suite_goes_on(
     def strike() -> None:
         C.wait_for(lambda: samples_of(runner.run_dir, "box") > 0, what="first sample")
         (job,) = C.jobs(run_id)
-        argv = [*how, job] if how[0] == "scancel" else [*how[:2], f"JobId={job}", *how[2:]]
+        if how[0] == "scancel":
+            argv = [*how, job]
+        else:
+            what = f"NodeName={nodes[0]}" if "State=DOWN" in how else f"JobId={job}"
+            argv = [*how[:2], what, *how[2:]]
         subprocess.run(argv, check=True)
+        if "State=DOWN" in how:  # the node comes back for the next case once its job is gone
+            C.wait_for(lambda: job not in C.jobs(run_id), what="the lost node's job to end")
+            subprocess.run(["scontrol", "update", f"NodeName={nodes[0]}", "State=RESUME"], check=False)
 
     killer = threading.Thread(target=strike, daemon=True)
     killer.start()
-    runner.execute()
-    killer.join()
+    try:
+        runner.execute()
+    finally:
+        killer.join()
+        if "State=DOWN" in how:
+            subprocess.run(["scontrol", "update", f"NodeName={nodes[0]}", "State=RESUME"], check=False)
     run = load_run(runner.run_dir)
     assert run.meta["status"] == "complete"
     cases = run.cases.sort_values("case")
