@@ -7,6 +7,7 @@ neither needs a Python dependency, only the Slurm client tools on PATH.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -73,7 +74,10 @@ class SlurmKind(Kind):
 
     def lane(self, spec: Any) -> str:
         """Pinned to nodes: those nodes. Otherwise the scheduler picks (and `exclusive` keeps jobs apart)."""
-        return f"slurm:{spec.nodelist}" if spec.nodelist else f"slurm:{spec.model_dump_json()}"
+        if spec.nodelist:
+            return f"slurm:{spec.nodelist}"
+        same = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:8]  # the same definition: one lane
+        return f"slurm:{spec.partition or 'default'}:any-node:{same}"
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         """Cancel the jobs of dead runs (their harness, named in the job's comment, is gone)."""

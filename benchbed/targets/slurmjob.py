@@ -30,9 +30,9 @@ POLL_FIRST_S, POLL_MAX_S = 0.05, 2.0  # queue polling backs off: a big cluster's
 SETTLE_S = 5.0  # after a step died with the job, how long its state may take to leave RUNNING
 _NO_PYTHON, _NO_WORKDIR = 3, 4
 _TASK_END = re.compile(r"^srun: error: \S+: tasks? [\d,-]+: (Exited with exit code \d+|Killed|Terminated)\n?", re.M)
-_BANNER = re.compile(
-    r"\*\*\* (?:JOB|STEP) [^*]*\*\*\*|srun: error: Node failure on \S+"
-)  # slurmstepd's `*** JOB 7 ON n1 CANCELLED AT ... ***`
+# how a step learns that the scheduler ended it: slurmstepd's `*** JOB 7 ON n1 CANCELLED AT ... ***`, or srun's own
+# line when the node went away under it
+_BANNER = re.compile(r"\*\*\* (?:JOB|STEP) [^*]*\*\*\*|srun: error: Node failure on \S+")
 
 HOLDER = """#!/bin/sh
 # benchbed: holds one instance's allocation; the instance's workdir (made by the first step) ends with it
