@@ -299,6 +299,7 @@ def facts(info: cli.Job, spec: SlurmTarget, timeout: float) -> dict[str, Any]:
         "cpus": int(info.fields["NumCPUs"]) if info.fields.get("NumCPUs", "").isdigit() else None,
         "tres": info.get("TRES") or info.get("AllocTRES"),
         "gres": spec.gres,
+        "tres_per_node": info.get("TresPerNode"),
         "exclusive": info.get("OverSubscribe"),
         "time_limit": info.get("TimeLimit"),
         "version": cli.version(timeout=timeout),

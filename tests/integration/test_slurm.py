@@ -344,3 +344,21 @@ def test_stack_runs_as_an_oci_container_through_slurm(nodes: list[str], tmp_path
     assert oci["python"]["executable"] != bare["python"]["executable"]  # the image's interpreter, not the venv's
     assert oci["slurm"]["node"] == bare["slurm"]["node"] == nodes[0]
     assert not C.jobs(run_id)
+
+
+def test_gres_gpu_reaches_the_step_and_the_fingerprint(nodes: list[str], tmp_path: Path, run_id: str) -> None:
+    """setup-slurm gives each node one stand-in GPU (gres.conf: /dev/null), so `--gres=gpu:1` is scheduled and
+    bound as on a GPU cluster: the step sees CUDA_VISIBLE_DEVICES, the job record names the GPU it got."""
+    gres = subprocess.run(["sinfo", "-h", "-N", "-o", "%G"], capture_output=True, text=True, check=True).stdout
+    if "gpu" not in gres:
+        pytest.skip("the cluster declares no gres/gpu (scripts/setup-slurm does)")
+    targets = {"gpu": C.spec(nodelist=nodes[0], gres="gpu:1"), "cpu": C.spec(nodelist=nodes[0])}
+    runner = S.run_suite(tmp_path, targets, [NOOP], run_id=run_id)
+    run = load_run(runner.run_dir)
+    assert set(run.cases.status) == {"ok"}, run.cases[["target", "status", "reason"]]
+    gpu, cpu = run.env["gpu"], run.env["cpu"]
+    assert gpu["cuda_visible_devices"] == "0"
+    assert gpu["slurm"]["gres"] == "gpu:1"
+    assert gpu["slurm"]["tres_per_node"] == "gres:gpu:1"  # TRES counts gres/gpu only with slurmdbd accounting
+    assert "tres_per_node" not in cpu["slurm"]
+    assert cpu["cuda_visible_devices"] in (None, "")
