@@ -119,39 +119,19 @@ class SlurmProvisioner(TargetImpl):
 
     def _on_stack(self, image: str) -> None:
         """The stack as an OCI bundle, made once per run (its unpack is the `stack_unpack` phase of that instance)."""
-        from benchbed.stacks import chroot
-        from benchbed.stacks.rootfs import ensure_rootfs
-        from benchbed.targets.slurmoci import ensure_bundle
+        from benchbed.targets.slurmoci import stack_bundle
 
-        chroot.require_root(self.where())
-        rootfs = ensure_rootfs(image)
-        if rootfs.unpack_s:
-            self._clock.add("stack_unpack", rootfs.unpack_s)
         binds = [self.spec.workdir, *([self.spec.scratch_dir] if self.spec.scratch_dir else [])]
-        self.bundle = str(ensure_bundle(rootfs, binds))
-        self._stack_image = {"name": rootfs.image, "id": rootfs.image_id, "boundary": "slurm-oci"}
+        bundle, self._stack_image, unpack_s = stack_bundle(image, binds, self.where())
+        self.bundle = str(bundle)
+        if unpack_s:
+            self._clock.add("stack_unpack", unpack_s)
 
     def where(self) -> str:
         return f"target {self.name!r}"
 
     def sbatch_args(self) -> list[str]:
-        spec = self.spec
-        args = [f"--job-name={cli.JOB_PREFIX}{self.run_id}-{self.name}", f"--comment={cli.comment()}"]
-        args += ["--output=/dev/null", "--error=/dev/null", f"--nodes={spec.nodes}", "--ntasks=1", "--no-requeue"]
-        for flag, value in (
-            ("partition", spec.partition),
-            ("account", spec.account),
-            ("qos", spec.qos),
-            ("nodelist", spec.nodelist),
-            ("constraint", spec.constraint),
-            ("gres", spec.gres),
-            ("time", spec.time_limit),
-        ):
-            if value:
-                args.append(f"--{flag}={value}")
-        if spec.exclusive:
-            args.append("--exclusive")
-        return [*args, *spec.sbatch_args]
+        return sbatch_args(self.spec, f"{cli.JOB_PREFIX}{self.run_id}-{self.name}")
 
     @contextmanager
     def provision(self) -> Iterator[SlurmSession]:
@@ -300,8 +280,29 @@ def facts(info: cli.Job, spec: SlurmTarget, timeout: float) -> dict[str, Any]:
         "tres": info.get("TRES") or info.get("AllocTRES"),
         "gres": spec.gres,
         "tres_per_node": info.get("TresPerNode"),
-        "exclusive": info.get("OverSubscribe"),
+        "exclusive": spec.exclusive,
+        "oversubscribe": info.get("OverSubscribe"),
         "time_limit": info.get("TimeLimit"),
         "version": cli.version(timeout=timeout),
     }
     return {key: value for key, value in out.items() if value is not None}
+
+
+def sbatch_args(spec: SlurmTarget, job_name: str) -> list[str]:
+    """The job: named after the run and target, its owner in the comment, never requeued, then the spec's options."""
+    args = [f"--job-name={job_name}", f"--comment={cli.comment()}"]
+    args += ["--output=/dev/null", "--error=/dev/null", f"--nodes={spec.nodes}", "--ntasks=1", "--no-requeue"]
+    for flag, value in (
+        ("partition", spec.partition),
+        ("account", spec.account),
+        ("qos", spec.qos),
+        ("nodelist", spec.nodelist),
+        ("constraint", spec.constraint),
+        ("gres", spec.gres),
+        ("time", spec.time_limit),
+    ):
+        if value:
+            args.append(f"--{flag}={value}")
+    if spec.exclusive:
+        args.append("--exclusive")
+    return [*args, *spec.sbatch_args]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.fileio import write_atomic
-from benchbed.stacks.rootfs import Rootfs
+from benchbed.stacks.rootfs import Rootfs, ensure_rootfs
 
 
 def config(rootfs: Rootfs, binds: Sequence[str]) -> dict[str, Any]:
@@ -70,3 +70,13 @@ def ensure_bundle(rootfs: Rootfs, binds: Sequence[str]) -> Path:
     if not path.is_file() or path.read_text() != body:
         write_atomic(path, body)
     return bundle
+
+
+def stack_bundle(image: str, binds: Sequence[str], where: str) -> tuple[Path, dict[str, str], float]:
+    """The stack `image` as a bundle: its path, the `stack_image` record for the fingerprint, the unpack's seconds."""
+    from benchbed.stacks import chroot
+
+    chroot.require_root(where)
+    rootfs = ensure_rootfs(image)
+    record = {"name": rootfs.image, "id": rootfs.image_id, "boundary": "slurm-oci"}
+    return ensure_bundle(rootfs, binds), record, rootfs.unpack_s
