@@ -114,7 +114,8 @@ def run(
     report: ReportFlag = True,
     parallel: Parallel = 1,
 ) -> None:
-    """Run a suite on its targets and write results/<run-id>/."""
+    """Run a suite on its targets and write results/<run-id>/. Exit 0: every case ok or skipped, 1: a case failed
+    (results and report are still written), 2: bad input, 130: interrupted."""
     _execute(
         suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
     )
@@ -187,6 +188,8 @@ def _execute(
         out.print(f"  failed on {name}: {why}", markup=False, soft_wrap=True)
     if report:
         _render(runner.run_dir, Path("reports") / f"{runner.run_dir.name}.html")
+    if c["failed"]:  # CI must not go green on a run whose cases failed; skips are not failures (README: exit codes)
+        raise typer.Exit(1)
 
 
 def _render(run_dirs: Path | list[Path], dest: Path | None, *, fmt: str = "html", plotly: str = "inline") -> None:

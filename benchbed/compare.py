@@ -123,7 +123,7 @@ def compare(
         raise ConfigError(f"{base_dir} given twice", hint="compare two targets of one run with --base-target/--target")
     pairs = pair_sides(base, new, base_target, target)
     rules = rules_of(base.meta)  # the baseline's rules decide; thresholds: the new run's suite wins, then --threshold
-    merged = {**merged_thresholds([rules, rules_of((new or base).meta)]), **(thresholds or {})}
+    suites = merged_thresholds([rules, rules_of((new or base).meta)])
     inst_cache: dict[Path, pd.DataFrame] = {}
 
     def inst(side: Side) -> pd.DataFrame:
@@ -136,7 +136,12 @@ def compare(
     info = pd.concat([a.run.samples for a, _ in pairs] + [b.run.samples for _, b in pairs], ignore_index=True)
     info["params"] = info["params"].map(canonical_params)
     verdicts = compare_pairs(
-        frames, thresholds=rules.threshold_table(merged), alpha=alpha, n_resamples=n_resamples, seed=seed, info=info
+        frames,
+        thresholds=rules.threshold_rules(suites, thresholds),
+        alpha=alpha,
+        n_resamples=n_resamples,
+        seed=seed,
+        info=info,
     )
     if verdicts.empty:
         raise ConfigError("no (workload, params, metric) was measured on both sides", hint="same suite on both?")
@@ -158,6 +163,12 @@ def compare(
             a.run.env.get(a.target, {}), b.run.env.get(b.target, {}), under_test=patterns
         )
     notes = []
+    fallback = verdicts[verdicts["threshold_source"] == "fallback"]
+    if len(fallback):
+        notes.append(
+            f"{len(fallback)} metric(s) judged by the fallback threshold ±{fallback['threshold'].iloc[0] * 100:g}%: "
+            "choose one from the MDE (suite `thresholds: {default: F}` or --threshold default=F; docs/methodology.md)"
+        )
     for side in {id(s.run): s.run for p in pairs for s in p}.values():
         if side.meta.get("status") != "complete":
             notes.append(f"{side.dir.name} is {side.meta.get('status')!r}, not complete")
@@ -210,7 +221,7 @@ def table_rows(c: Comparison) -> list[list[str]]:
                 f"{r['base']} → {r['target']}" if r["base"] != r["target"] else str(r["target"]),
                 f"{fmt_num(r['base_median'])} → {fmt_num(r['new_median'])}",
                 _change(r),
-                f"±{r['threshold'] * 100:g}%",
+                f"±{r['threshold'] * 100:g}% ({r['threshold_source']})",
                 "—" if not math.isfinite(r["mde_pct"]) else f"{r['mde_pct']:.1f}%",
                 _p(r["p_mwu_holm"]),
                 _p(r["p_tost"]),
@@ -222,8 +233,8 @@ def table_rows(c: Comparison) -> list[list[str]]:
     return rows
 
 
-HEADERS = ["case", "metric", "targets", "median base → new", "change [95% CI]", "threshold", "MDE", "p (MWU, Holm)",
-           "p (TOST)", "verdict"]  # fmt: skip
+HEADERS = ["case", "metric", "targets", "median base → new", "change [95% CI]", "threshold (source)", "MDE",
+           "p (MWU, Holm)", "p (TOST)", "verdict"]  # fmt: skip
 
 
 def summary_line(c: Comparison) -> str:

@@ -4,6 +4,7 @@ names file:line and key path (exit code 2). Also resolves a suite's custom modul
 from __future__ import annotations
 
 import importlib.util
+import posixpath
 import sys
 from pathlib import Path
 from typing import Any
@@ -174,17 +175,23 @@ def _bundles(doc: Located, path: Path, suite: Suite) -> dict[str, Path]:
     """Directory parameters (DIR_PARAMS, e.g. the `pytest` workload's `path`), resolved relative to the suite file
     and checked here, so a typo is a config error with file:line rather than a failed case in every target."""
     from benchbed.agent.build import bundle_files
-    from benchbed.workloads.pytest_bench import bundle_name
+    from benchbed.workloads.pytest_bench import bundle_name, split_path
 
     out: dict[str, Path] = {}
     for i, entry in enumerate(suite.workloads):
         for key in DIR_PARAMS.get(entry.name, ()):
             for point in entry.grid():
-                rel = str(point.get(key, ""))
+                given = str(point.get(key, ""))
                 where = f"{doc.where(('workloads', i, 'params', key))}: workloads[{i}].params.{key}"
+                rel, patterns = split_path(given, str(point.get("files", "")))
                 directory = (path.parent / rel).resolve()
-                if not rel or not directory.is_dir():
+                if not given or not directory.is_dir():
                     raise ConfigError(f"{where}: {rel!r} is not a directory (paths are relative to {path})")
+                for pattern in patterns:
+                    if posixpath.isabs(pattern) or ".." in pattern.split("/"):
+                        raise ConfigError(f"{where}: {pattern!r} must name files inside {rel!r}")
+                    if not any(m.is_file() for m in directory.glob(pattern)):
+                        raise ConfigError(f"{where}: {pattern!r} matches no file in {directory}")
                 try:
                     bundle_files(directory)
                 except (OSError, ValueError) as err:

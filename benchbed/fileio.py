@@ -16,6 +16,13 @@ from typing import Any
 from benchbed.errors import ResultsFormatError
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back): new files get the mode any other file would."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def write_atomic(dest: Path, data: bytes | str, *, make_parents: bool = False, append: bool = False) -> Path:
     """Replace `dest` with `data` all at once. `make_parents`: create missing directories (reports) instead of
     refusing (an export's destination is named by the user: a typo'd directory is an error). `append`: the new
@@ -45,7 +52,7 @@ def write_atomic(dest: Path, data: bytes | str, *, make_parents: bool = False, a
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        mode = dest.stat().st_mode & 0o7777 if dest.exists() else 0o644  # mkstemp makes 0600; keep it shareable
+        mode = dest.stat().st_mode & 0o7777 if dest.exists() else 0o666 & ~_umask()  # mkstemp makes 0600
         Path(tmp).chmod(mode)
         Path(tmp).replace(dest)
     except OSError as err:

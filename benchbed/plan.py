@@ -11,6 +11,7 @@ from typing import Any
 
 from benchbed.errors import ConfigError
 from benchbed.schema import Suite
+from benchbed.targets.spec import VARIANT_SEP
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def make_plan(
     already ran per case key: they count, so the baseline skips those rounds). `first_index` continues the case
     numbering of the pilot.
     """
-    names = suite.targets or available
+    names = select(suite.targets, available) if suite.targets else available
     missing = [t for t in names if t not in available]
     if missing:
         raise ConfigError(f"suite {suite.name!r} names unknown target(s) {missing}", hint=f"known: {available}")
@@ -104,8 +105,8 @@ def make_plan(
             )
     if not units:
         raise ConfigError(f"--only {only!r} matches no workload in suite {suite.name!r}")
-    blocks = _blocks(suite, names)
-    caps = dict(suite.target_instances)
+    blocks = _blocks(suite, names, available)
+    caps = {t: n for name, n in suite.target_instances.items() for t in select([name], available)}
     unknown = sorted(set(caps) - set(names))
     if unknown and suite.targets:  # a shipped suite may cap a target (vm) that this run's targets file lacks
         raise ConfigError(f"suite {suite.name!r}: target_instances names target(s) {unknown}, not among {names}")
@@ -133,11 +134,23 @@ def make_plan(
     return Plan(cases, seed, list(names), suite.baseline, pilot, only)
 
 
-def _blocks(suite: Suite, names: list[str]) -> list[list[str]]:
+def select(names: list[str], available: list[str]) -> list[str]:
+    """Names as a suite writes them: `box` also stands for every `box@<runtime>` a runtime axis made of it."""
+    out: list[str] = []
+    for name in names:
+        if name in available:
+            out.append(name)
+            continue
+        variants = [t for t in available if t.startswith(name + VARIANT_SEP)]
+        out += variants or [name]  # an unknown name stays, to be reported by the caller
+    return list(dict.fromkeys(out))
+
+
+def _blocks(suite: Suite, names: list[str], available: list[str]) -> list[list[str]]:
     """The suite's `blocks` restricted to the targets of this run, plus one block of every unlisted target."""
     seen: dict[str, int] = {}
     for i, block in enumerate(suite.blocks):
-        for target in block:
+        for target in select(block, available):
             if target in seen:
                 raise ConfigError(f"suite {suite.name!r}: target {target!r} is in more than one block")
             if target not in names:

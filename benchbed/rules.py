@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchbed.fmt import flatten, thresholds_from_text
-from benchbed.verdict import DEFAULT_THRESHOLDS
+from benchbed.thresholds import DEFAULT_THRESHOLDS, ThresholdRules
 
 RULES_VERSION = 1
 
@@ -30,10 +30,31 @@ VOLATILE = (
     "*finished*",
     "gpus.*.sm_clock_mhz",
     "gpus.*.mem_clock_mhz",
+    # the current PCIe link trains down while idle (gen1 at rest on many hosts): never a real difference; the
+    # max link is hardware and the link while busy is in every GPU sample's telemetry (pcie_busy)
+    "gpus.*.pcie_gen",
+    "gpus.*.pcie_width",
+    "gpus.*.pcie.link.gen.current",
+    "gpus.*.pcie.link.width.current",
+    "gpus.*.clocks.sm",
+    "gpus.*.clocks.mem",
     "*container_id*",
     "*container_name*",
     "slurm.job_id",
     "stacks.*",  # per-file stack records: judged per workload by stacks.parity, not field by field
+)
+# Where a record came from, not what was measured: never a reason to doubt a comparison (an imported file's path,
+# the commit of the code that was benchmarked — which is the point of comparing two commits).
+PROVENANCE = ("source", "commit_info", "commit_info.*")
+# Fields that follow from another: when the first is under test, a difference in the second is part of the same
+# change (Python 3.12 → 3.13 changes every machine_info.python_* field pytest-benchmark records).
+DERIVED = (
+    ("python.version", "machine_info.python_*"),
+    ("python.implementation", "machine_info.python_implementation*"),
+    ("kernel", "machine_info.release"),
+    ("kernel", "machine_info.version"),
+    ("os.*", "machine_info.system"),
+    ("libraries.pytest_benchmark", "version"),
 )
 # Run vs run: what a software upgrade is expected to change. Anything else that differs is a warning.
 UNDER_TEST_RUNS = (
@@ -84,15 +105,19 @@ class Rules:
             "hardware": list(self.hardware),
         }
 
-    def threshold_table(self, overrides: Mapping[str, float]) -> dict[str, float]:
-        """Globs in first-match order for `verdict.threshold_for`: `overrides` (already merged with the suites'),
-        then the defaults recorded with the run."""
-        return {**overrides, **{k: v for k, v in self.default_thresholds.items() if k not in overrides}}
+    def threshold_rules(
+        self, suite: Mapping[str, float] | None = None, cli: Mapping[str, float] | None = None
+    ) -> ThresholdRules:
+        """The layers that pick each metric's threshold and name its source: `cli` (--threshold), the suites'
+        (default: this run's own), then the built-in classes recorded with the run."""
+        chosen = self.thresholds if suite is None else suite
+        return ThresholdRules(suite=dict(chosen), cli=dict(cli or {}), builtin=dict(self.default_thresholds))
 
     def env_diff(
         self, base: Mapping[str, Any], new: Mapping[str, Any], *, under_test: Sequence[str] | None
     ) -> tuple[list[EnvChange], list[EnvChange]]:
-        """(changes under test, warnings) between two fingerprints; volatile fields are ignored.
+        """(changes under test, warnings) between two fingerprints; volatile and provenance fields are ignored, and
+        a field that follows from one under test (`DERIVED`) is under test with it.
 
         With `under_test` given, a differing field is under test iff it matches it; otherwise (target vs target)
         it is under test unless it is hardware.
@@ -102,11 +127,14 @@ class Rules:
         warned: list[EnvChange] = []
         for key in sorted(set(fa) | set(fb)):
             a, b = fa.get(key), fb.get(key)
-            if a == b or _match(key, self.volatile):
+            if a == b or _match(key, self.volatile) or _match(key, PROVENANCE):
                 continue
             is_tested = _match(key, under_test) if under_test is not None else not _match(key, self.hardware)
             (tested if is_tested else warned).append(EnvChange(key, a, b))
-        return tested, warned
+        changed = [e.key for e in tested]
+        follows = {p for source, p in DERIVED if any(fnmatch.fnmatchcase(k, source) for k in changed)}
+        moved = [e for e in warned if _match(e.key, tuple(follows))]
+        return sorted(tested + moved, key=lambda e: e.key), [e for e in warned if e not in moved]
 
 
 def _match(key: str, patterns: Sequence[str]) -> bool:

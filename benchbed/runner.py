@@ -70,6 +70,7 @@ class Runner:
             "benchbed_version": __version__,
             "suite": {"name": self.loaded.suite.name, "path": str(self.loaded.path), "text": self.loaded.source_text},
             "targets": {n: s.model_dump(mode="json") for n, s in self.specs.items() if n in self.plan.targets},
+            "boundaries": {n: kind(self.specs[n].kind).boundary(self.specs[n]) for n in self.plan.targets},
             "baseline": self.plan.baseline,
             "seed": self.plan.seed,
             "parallel": self.parallel,

@@ -56,7 +56,11 @@ class TargetsFile(Strict):
     groups: dict[Annotated[str, Field(pattern=NAME_PATTERN)], TargetGroup] = Field(default_factory=dict)
 
     def expanded(self) -> dict[str, AnyTarget]:
-        out: dict[str, AnyTarget] = dict(self.targets)
+        """One entry per target: a kind's axis (a container's runtime list) and groups' hosts spelled out."""
+        out: dict[str, AnyTarget] = {}
+        for name, spec in self.targets.items():
+            for suffix, variant in spec.variants().items():
+                out[name + suffix] = variant
         for group in self.groups.values():
             for host in group.hosts:
                 if host in out:
@@ -132,7 +136,9 @@ class Suite(Strict):
     thresholds: dict[str, float] = Field(
         default_factory=dict,
         description="Smallest relative change that matters, by glob on workload or workload:metric "
-        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); used by `benchbed compare`",
+        "(e.g. {gpu.gemm: 0.01, 'io.*': 0.03}); the key `default` is the threshold of every metric no glob and no "
+        "built-in class names (e.g. {default: 0.02} for pytest-benchmark microbenchmarks); used by `benchbed compare` "
+        "and the report, which show each row's threshold and its source",
     )
     workloads: list[WorkloadEntry] = Field(min_length=1)
 

@@ -4,11 +4,12 @@ Inputs are *instance medians* (see `stats.instance_medians`): the instance is th
 test below treats one instance as one observation. For each metric, with base instances `a` and new instances `b`:
 
 * ratio of medians median(b)/median(a) with a bootstrap CI that resamples instances (`stats.bootstrap_ci`);
-* Mann–Whitney U on the instance medians (exact for small samples) as a distribution-free second check;
-  its p-values are Holm-adjusted across every metric of one comparison;
-* TOST equivalence on log instance medians (two one-sided Welch t-tests) against ±threshold;
-* the minimum detectable effect (MDE) at this noise: the change a Welch t-test on logs would detect with 80 %
-  power at alpha 0.05 given the observed instance-level SDs and counts.
+* Mann–Whitney U on the instance medians, exact at every N (`benchbed.ranktest`), as a distribution-free second
+  check; its p-values are Holm-adjusted across every metric of one comparison;
+* TOST equivalence on log instance medians (two one-sided Welch t-tests) against ±threshold, the threshold picked
+  per metric with its source (`benchbed.thresholds`);
+* the minimum detectable effect (MDE) at this noise: the change the significance rule below (rank test and CI
+  together) detects with 80 % power at alpha 0.05 (one test), for normal log noise at the observed SDs and counts.
 
 Verdict rules (direction-aware through `better`):
   significant   = Holm-adjusted MWU p < alpha AND the ratio's bootstrap CI excludes 1 (both checks agree)
@@ -25,7 +26,6 @@ flagged. `min_p` in the output says what the test could reach.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import zlib
 from collections.abc import Mapping
@@ -35,34 +35,25 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from scipy.optimize import brentq
 
+from benchbed.power import shift_detected
+from benchbed.ranktest import mann_whitney, min_mwu_p
 from benchbed.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, KEYS, Array, _median_ratio, bootstrap_ci
+from benchbed.thresholds import DEFAULT_THRESHOLDS, FALLBACK_THRESHOLD, ThresholdRules, threshold_for
 
 Verdict = Literal["regression", "improvement", "equivalent", "inconclusive"]
 ALPHA = 0.05
 POWER = 0.80
 NAN = math.nan
-
-# Metric-class thresholds: the smallest relative change that matters. Patterns are globs on the workload name or
-# on "workload:metric"; a suite's `thresholds:` come first, then these, first match wins.
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "*:lat*": 0.05,
-    "*:*latency*": 0.05,
-    "gpu.gemm": 0.01,
-    "cpu.gemm": 0.01,
-    "gpu.d2d_bandwidth": 0.01,
-    "gpu.h2d_bandwidth": 0.03,
-    "gpu.d2h_bandwidth": 0.03,
-    "cpu.stream": 0.03,
-    "model.*": 0.03,
-    "io.*": 0.03,
-    "util.*": 0.03,
-    "gpu.launch_latency": 0.05,
-    "startup.*": 0.10,
-    "gpu.context_init": 0.10,
-}
-FALLBACK_THRESHOLD = 0.05
+EXACT_SEARCH_MAX = 60  # instances_needed: exact MDE search up to this N per side
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "FALLBACK_THRESHOLD",
+    "ThresholdRules",
+    "mann_whitney",
+    "min_mwu_p",
+    "threshold_for",
+]
 
 VERDICT_COLUMNS = [
     *KEYS,
@@ -79,6 +70,7 @@ VERDICT_COLUMNS = [
     "ratio_ci_high",
     "change_pct",
     "threshold",
+    "threshold_source",
     "mde_pct",
     "p_mwu",
     "p_mwu_holm",
@@ -87,17 +79,6 @@ VERDICT_COLUMNS = [
     "verdict",
     "note",
 ]
-
-
-def threshold_for(workload: str, metric: str, overrides: Mapping[str, float] | None = None) -> float:
-    """The relative threshold of a metric: first glob in `overrides`, then `DEFAULT_THRESHOLDS`, that matches
-    the workload name or "workload:metric"."""
-    names = (workload, f"{workload}:{metric}")
-    for table in (overrides or {}, DEFAULT_THRESHOLDS):
-        for pattern, value in table.items():
-            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                return float(value)
-    return FALLBACK_THRESHOLD
 
 
 def holm(pvalues: Array | list[float]) -> Array:
@@ -114,20 +95,6 @@ def holm(pvalues: Array | list[float]) -> Array:
     adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else np.array([])
     out[order] = np.minimum(adjusted, 1.0)
     return out
-
-
-def mann_whitney(a: Array, b: Array) -> float:
-    """Two-sided Mann–Whitney U p-value on instance medians; NaN with < 2 values a side or all values tied."""
-    if len(a) < 2 or len(b) < 2 or np.ptp(np.concatenate([a, b])) == 0:
-        return NAN
-    return float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
-
-
-def min_mwu_p(n_a: int, n_b: int) -> float:
-    """The smallest two-sided p an exact MWU test can give with these counts (complete separation)."""
-    if n_a < 1 or n_b < 1:
-        return NAN
-    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
 
 
 def _logs(x: Array) -> Array | None:
@@ -151,26 +118,12 @@ def tost(a: Array, b: Array, margin: float) -> float:
 
 
 def mde_from_sd(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Minimum detectable relative change of a two-sided Welch t-test on logs with these log-SDs and counts:
-    the shift whose exact power (noncentral t) is `power`."""
+    """Minimum detectable relative change: the change the verdict's significance rule (exact MWU and the median
+    ratio's bootstrap CI, both at `alpha`) detects with `power`, for normal log noise with these log-SDs and counts
+    (`benchbed.power` states the assumptions). Per test: Holm over m metrics asks more of each p."""
     if n_a < 2 or n_b < 2:
         return NAN
-    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return 0.0
-    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
-    crit = float(sps.t.ppf(1 - alpha / 2, df))
-
-    def shortfall(ncp: float) -> float:
-        lower_tail = float(np.nan_to_num(sps.nct.cdf(-crit, df, ncp)))  # underflows to NaN for large ncp
-        return float(sps.nct.sf(crit, df, ncp)) + lower_tail - power
-
-    high = crit + 2.0
-    while shortfall(high) < 0:
-        high *= 2
-    ncp = brentq(shortfall, 0.0, high)
-    return float(math.expm1(ncp * se))
+    return float(math.expm1(shift_detected(sd_a, n_a, sd_b, n_b, alpha=alpha, power=power)))
 
 
 def mde(a: Array, b: Array, *, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -183,14 +136,26 @@ def mde(a: Array, b: Array, *, alpha: float = ALPHA, power: float = POWER) -> fl
 
 
 def instances_needed(cv: float, threshold: float, *, alpha: float = ALPHA, power: float = POWER, cap: int = 30) -> int:
-    """Instances per side so that the MDE at between-instance CV `cv` is ≤ threshold (normal approximation,
-    then at least what an exact MWU test needs to reach alpha), capped at `cap`."""
+    """Instances per side so that the MDE (`mde_from_sd`) at between-instance CV `cv` is ≤ threshold — at least
+    what the exact MWU needs to reach alpha at all — capped at `cap`.
+
+    Start from the normal approximation (t-test sample size × π/3, the rank test's efficiency on normal data), then
+    step to the smallest N whose MDE fits; past `EXACT_SEARCH_MAX` the approximation stands (it is then close)."""
     need_mwu = next(n for n in range(2, 100) if min_mwu_p(n, n) < alpha)
     if not math.isfinite(cv) or cv <= 0:
         return min(cap, need_mwu)
     z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
-    n = math.ceil(2 * (z * cv / math.log1p(threshold)) ** 2) + 1  # +1: t instead of z at small n
-    return int(min(cap, max(n, need_mwu)))
+    n = max(need_mwu, math.ceil(2 * (z * cv / math.log1p(threshold)) ** 2 * math.pi / 3) + 1)
+    if n <= EXACT_SEARCH_MAX:
+
+        def fits(k: int) -> bool:
+            return mde_from_sd(cv, k, cv, k, alpha=alpha, power=power) <= threshold
+
+        while n > need_mwu and fits(n - 1):
+            n -= 1
+        while n < EXACT_SEARCH_MAX and not fits(n):
+            n += 1
+    return int(min(cap, n))
 
 
 @dataclass(frozen=True)
@@ -254,20 +219,20 @@ def decide(j: Judgement, p_adjusted: float, better: str, *, alpha: float = ALPHA
         worse = (j.ratio < 1) if better == "higher" else (j.ratio > 1)
         return ("regression" if worse else "improvement"), ""
     if equivalent:
-        return "equivalent", f"within ±{j.threshold:.0%}"
+        return "equivalent", f"within ±{j.threshold * 100:g}%"
     if significant:
         return "inconclusive", f"changed, but direction unknown (better={better!r})"
     if math.isfinite(j.min_p) and j.min_p >= alpha:
         return "inconclusive", f"too few instances for the rank test (min p {j.min_p:.2g})"
     if ci_excludes:
         return "inconclusive", "CI excludes 1 but the rank test (Holm) does not agree"
-    return "inconclusive", f"MDE {j.mde_pct:.1f}% vs threshold {j.threshold:.0%}"
+    return "inconclusive", f"MDE {j.mde_pct:.1f}% vs threshold {j.threshold * 100:g}%"
 
 
 def compare_pairs(
     pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
     *,
-    thresholds: Mapping[str, float] | None = None,
+    thresholds: ThresholdRules | Mapping[str, float] | None = None,
     alpha: float = ALPHA,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
@@ -284,7 +249,8 @@ def compare_pairs(
     if info is not None and not info.empty:
         for rec in info[[*KEYS, "unit", "better"]].drop_duplicates(KEYS).itertuples(index=False):
             units[tuple(str(x) for x in rec[:3])] = (str(rec[3]), str(rec[4]))
-    judged: list[tuple[tuple[str, ...], str, str, Judgement]] = []
+    rules = thresholds if isinstance(thresholds, ThresholdRules) else ThresholdRules(suite=dict(thresholds or {}))
+    judged: list[tuple[tuple[str, ...], str, str, Judgement, str]] = []
     for base, new in pairs:
         groups_a = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in base.groupby(KEYS, sort=False)}
         groups_b = {tuple(str(x) for x in k): g["median"].to_numpy(float) for k, g in new.groupby(KEYS, sort=False)}
@@ -292,16 +258,16 @@ def compare_pairs(
         new_name = str(new["target"].iloc[0]) if len(new) else ""
         for key in (k for k in groups_a if k in groups_b):
             rng = np.random.default_rng([seed, zlib.crc32("\x1f".join((*key, new_name)).encode())])
-            thr = threshold_for(key[0], key[2], thresholds)
-            j = judge(groups_a[key], groups_b[key], threshold=thr, rng=rng, n_resamples=n_resamples, alpha=alpha)
-            judged.append((key, base_name, new_name, j))
-    adjusted = holm([j.p_mwu for *_, j in judged])
+            thr = rules.pick(key[0], key[2])
+            j = judge(groups_a[key], groups_b[key], threshold=thr.value, rng=rng, n_resamples=n_resamples, alpha=alpha)
+            judged.append((key, base_name, new_name, j, thr.source))
+    adjusted = holm([j.p_mwu for *_, j, _ in judged])
     rows: list[dict[str, Any]] = []
-    for (key, base_name, new_name, j), p_adj in zip(judged, adjusted, strict=True):
+    for (key, base_name, new_name, j, source), p_adj in zip(judged, adjusted, strict=True):
         unit, better = units.get(key, ("", "unknown"))
         verdict, note = decide(j, float(p_adj), better, alpha=alpha)
         row: dict[str, Any] = dict(zip(KEYS, key, strict=True))
-        row.update(unit=unit, better=better, base=base_name, target=new_name, **asdict(j))
+        row.update(unit=unit, better=better, base=base_name, target=new_name, threshold_source=source, **asdict(j))
         row.update(change_pct=(j.ratio - 1) * 100.0, p_mwu_holm=float(p_adj), verdict=verdict, note=note)
         rows.append(row)
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)

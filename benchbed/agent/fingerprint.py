@@ -13,7 +13,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("numpy", "torch", "cupy", "cupy-cuda12x", "cupy-cuda13x", "nvidia-ml-py", "scipy")
+from benchbed.agent import gpuprint
+
+LIBRARIES = (
+    "numpy",
+    "torch",
+    "cupy",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
+    "nvidia-ml-py",
+    "scipy",
+    "triton",
+    "nvidia-cublas-cu12",
+    "nvidia-cublas",
+    "nvidia-cuda-runtime-cu12",
+    "nvidia-cuda-runtime",
+)
 
 
 def _read(path: str) -> str | None:
@@ -149,6 +164,7 @@ def _gpus_nvml() -> list[dict[str, Any]] | None:
                 "ecc_mode": ("nvmlDeviceGetEccMode", (), lambda v: v[0]),
                 "mig_mode": ("nvmlDeviceGetMigMode", (), lambda v: v[0]),
                 "power_limit_w": ("nvmlDeviceGetPowerManagementLimit", (), lambda v: v / 1000),
+                **gpuprint.nvml_probes(pynvml),
             }
             for key, (fn, args, pick) in probes.items():
                 try:
@@ -156,7 +172,7 @@ def _gpus_nvml() -> list[dict[str, Any]] | None:
                     g[key] = value.decode() if isinstance(value, bytes) else value
                 except Exception:  # one missing probe (old driver, MIG) must not hide the others
                     g[key] = None
-            gpus.append(g)
+            gpus.append(gpuprint.finish(g))
     finally:
         pynvml.nvmlShutdown()
     return gpus
@@ -188,7 +204,7 @@ def collect() -> dict[str, Any]:
         key, _, value = line.partition("=")
         if key in ("PRETTY_NAME", "ID", "VERSION_ID"):
             os_release[key] = value.strip('"')
-    return {
+    out = {
         "hostname": uname.node,
         "os": os_release,
         "kernel": uname.release,
@@ -205,3 +221,6 @@ def collect() -> dict[str, Any]:
         "gpu_telemetry_source": source,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
+    if gpus or any(Path(node).exists() for node in ("/dev/nvidiactl", "/dev/nvidia0")):
+        out["gpu_env"] = gpuprint.environment()
+    return out

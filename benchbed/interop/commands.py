@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,9 @@ def import_cmd(
     except BenchbedError as err:
         _fail(err)
     _echo(f"imported {len(files)} file(s) → {run_dir}")
+    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    for line in meta.get("imported", {}).get("warnings", []):
+        _echo(f"warning: {line}")
 
 
 def export_cmd(

@@ -29,7 +29,7 @@ from benchbed.interop.files import check_target_name, safe_name
 from benchbed.results import RunWriter, load_run, new_run_id
 from benchbed.stats import measured
 from benchbed.workloads.base import Sample
-from benchbed.workloads.pytest_bench import samples_from_json
+from benchbed.workloads.pytest_bench import samples_from_json, short_data
 
 WORKLOAD = "pytest"
 TO_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ns": 1e-9}
@@ -76,15 +76,24 @@ def _env(doc: dict[str, Any], file: Path) -> dict[str, Any]:
     }
 
 
-def _parse(file: Path) -> tuple[dict[str, Any], list[Sample]]:
+def _parse(file: Path) -> tuple[dict[str, Any], list[Sample], list[str]]:
+    """The document, its samples and its warnings (one line each)."""
     doc = read_document(file)
     try:
         samples = list(samples_from_json(doc))
+        short = short_data(doc)
     except ValueError as err:
         raise ResultsFormatError(f"{file}: {err}", hint=HINT) from err
     if not samples:
         raise ResultsFormatError(f"{file}: 'benchmarks' is empty, nothing to import", hint=HINT)
-    return doc, samples
+    warned = []
+    if short:
+        warned.append(
+            f"{file}: stats.data is shorter than stats.rounds for {len(short)} benchmark(s) ({'; '.join(short[:3])}"
+            f"{'; …' if len(short) > 3 else ''}): only the values present are imported, so their medians may differ "
+            "from the file's own"
+        )
+    return doc, samples, warned
 
 
 def import_run(files: Sequence[Path], out_dir: Path, target: str | None = None) -> Path:
@@ -96,7 +105,7 @@ def import_run(files: Sequence[Path], out_dir: Path, target: str | None = None) 
     node = _dict(first.get("machine_info")).get("node")
     name = check_target_name(target) if target else safe_name(str(node or ""), "imported")
     run_id = new_run_id(f"import-{stem}")
-    summary_only = sorted({s.metric for _, samples in parsed for s in samples if s.reason})
+    summary_only = sorted({s.metric for _, samples, _ in parsed for s in samples if s.reason})
     writer = RunWriter(
         out_dir / run_id,
         {
@@ -110,16 +119,17 @@ def import_run(files: Sequence[Path], out_dir: Path, target: str | None = None) 
             "imported": {
                 "format": "pytest-benchmark",
                 "sources": [str(f.resolve()) for f in files],
-                "versions": [doc.get("version") for doc, _ in parsed],
-                "datetimes": [doc.get("datetime") for doc, _ in parsed],
+                "versions": [doc.get("version") for doc, _, _ in parsed],
+                "datetimes": [doc.get("datetime") for doc, _, _ in parsed],
                 "summary_only": summary_only,
+                "warnings": [line for _, _, warned in parsed for line in warned],
             },
         },
     )
     status = "incomplete"
     try:
         writer.env(name, _env(first, files[0]))
-        for i, (_, samples) in enumerate(parsed):
+        for i, (_, samples, _) in enumerate(parsed):
             base = {"target": name, "workload": WORKLOAD, "params": {}, "instance": i, "case": i}
             for sample in samples:
                 writer.sample({**base, **sample.to_json()})
@@ -205,6 +215,41 @@ def _params_text(canonical: str) -> str:
     return ",".join(f"{k}={params[k]}" for k in sorted(params)) if isinstance(params, dict) else str(params)
 
 
+MEDIANS = (
+    "stats.* pool every round of every instance (pytest-benchmark's way); benchbed's report and compare use the "
+    "median of per-instance medians, in extra_info.benchbed_median_of_instance_medians (seconds)"
+)
+
+
+def _benchmark(
+    workload: str, params: str, metric: str, label: str, factor: float, rows: Any, run_id: str
+) -> dict[str, Any]:
+    """One exported benchmark; a `pytest` workload's own names, group, params and iterations come back as they
+    were recorded (labels), so `pytest-benchmark compare` lines the export up with the original file."""
+    labels = next((x for x in rows["labels"] if isinstance(x, dict) and x), {}) if "labels" in rows else {}
+    own = workload == WORKLOAD
+    stats = pb_stats([float(v) * factor for v in rows["value"]])
+    iterations = labels.get("iterations")
+    stats["iterations"] = iterations if own and isinstance(iterations, int) and iterations >= 1 else 1
+    per_instance = rows.groupby("instance")["value"].median() * factor
+    return {
+        "group": labels.get("group") if own else workload,
+        "name": metric if own else label,
+        "fullname": str(labels.get("fullname") or label) if own else label,
+        "params": labels.get("params") if own else (json.loads(str(rows["params"].iloc[0])) or None),
+        "param": labels.get("param") if own else (params or None),
+        "extra_info": {
+            **(_dict(labels.get("extra_info")) if own else {}),
+            "unit": str(rows["unit"].iloc[0]),
+            "better": str(rows["better"].iloc[0]),
+            "benchbed_instances": len(per_instance),
+            "benchbed_median_of_instance_medians": float(per_instance.median()),
+        },
+        "options": {**(_dict(labels.get("options")) if own else {}), "benchbed_run": run_id},
+        "stats": stats,
+    }
+
+
 def build_document(run_dir: Path, target: str | None = None) -> dict[str, Any]:
     """One pytest-benchmark "benchmark" per workload + params + metric of `target` (default: the baseline)."""
     run = load_run(run_dir)
@@ -217,6 +262,7 @@ def build_document(run_dir: Path, target: str | None = None) -> dict[str, Any]:
             hint=f"--target one of: {', '.join(targets) or '(none: the run has no samples)'}",
         )
     usable = measured(df[df["target"] == chosen])
+    run_id = str(run.meta.get("run_id") or run_dir.name)
     if usable.empty:
         raise ResultsFormatError(f"{run_dir}: target {chosen!r} has no measured, valid samples to export")
     benchmarks: list[dict[str, Any]] = []
@@ -225,23 +271,13 @@ def build_document(run_dir: Path, target: str | None = None) -> dict[str, Any]:
     for (workload, params, metric, unit), rows in groups:
         label = f"{workload}[{params}]::{metric}" if params else f"{workload}::{metric}"
         factor = TO_SECONDS.get(str(unit))
-        values = [float(v) * factor for v in rows["value"]] if factor is not None else []
-        if factor is None or not values:
+        if factor is None:
             skipped.append(f"{label} ({unit})")
             continue
-        name = str(metric) if workload == WORKLOAD else label
-        benchmarks.append(
-            {
-                "group": str(workload),
-                "name": name,
-                "fullname": label,
-                "params": None,
-                "param": params or None,
-                "extra_info": {"unit": str(unit), "better": str(rows["better"].iloc[0])},
-                "options": {"benchbed_run": str(run.meta.get("run_id") or run_dir.name)},
-                "stats": pb_stats(values),
-            }
-        )
+        if rows["reason"].map(lambda r: isinstance(r, str) and r.startswith("summary only")).any():
+            skipped.append(f"{label} (summary only: no rounds to export, only a median per file)")
+            continue
+        benchmarks.append(_benchmark(str(workload), str(params), str(metric), label, factor, rows, run_id))
     if not benchmarks:
         raise ResultsFormatError(
             f"{run_dir}: target {chosen!r} has no time-like samples to export (left out: {', '.join(skipped) or '-'})",
@@ -249,7 +285,9 @@ def build_document(run_dir: Path, target: str | None = None) -> dict[str, Any]:
         )
     env = run.env.get(chosen, {})
     commit = env.get("commit_info") if isinstance(env.get("commit_info"), dict) else None
-    started = str(run.meta.get("started") or datetime.now(UTC).isoformat())
+    imported = _dict(run.meta.get("imported"))
+    dates = [d for d in imported.get("datetimes") or [] if isinstance(d, str)]
+    started = dates[0] if dates else str(run.meta.get("started") or datetime.now(UTC).isoformat())
     return {
         "machine_info": _machine_info(env),
         "commit_info": commit or {"id": "unversioned", "time": None, "author_time": None, "dirty": False},
@@ -258,10 +296,11 @@ def build_document(run_dir: Path, target: str | None = None) -> dict[str, Any]:
         "version": EXPORT_VERSION,
         "benchbed": {
             "version": __version__,
-            "run": str(run.meta.get("run_id") or run_dir.name),
+            "run": run_id,
             "target": chosen,
             "controller": platform.node(),
             "skipped": skipped,
+            "medians": MEDIANS,
         },
     }
 

@@ -113,6 +113,16 @@ def _box(rows: Sequence[Mapping[Any, Any]], name: str, color: str) -> dict[str, 
     }
 
 
+def _flat_range(values: Sequence[float]) -> list[float] | None:
+    """An explicit axis for a chart whose values are all one number (one tiny sample, 2.2e-7 s): plotly would
+    draw it on −1..1, where it reads as zero. From zero to twice the value instead, so its size is visible."""
+    finite = [float(v) for v in values if isinstance(v, int | float) and np.isfinite(v)]
+    if not finite or max(finite) != min(finite) or finite[0] == 0:
+        return None
+    v = finite[0]
+    return [0.0, 2 * v] if v > 0 else [2 * v, 0.0]
+
+
 def distribution_charts(
     measured: pd.DataFrame, inst: pd.DataFrame, order: Sequence[str], baseline: str = "", start: int = 0
 ) -> list[tuple[tuple[str, str], Chart]]:
@@ -160,6 +170,9 @@ def distribution_charts(
         )
         layout = _layout(CHART_HEIGHT, boxmode="overlay", showlegend=False)
         layout["yaxis"]["title"] = {"text": _axis_title(key[2], unit, better)}
+        flat = _flat_range([*ys, *(r[k] for r in rows for k in ("lowerfence", "upperfence"))])
+        if flat is not None:
+            layout["yaxis"]["range"] = flat
         layout["xaxis"].update(type="category", categoryorder="array", categoryarray=[esc(r["target"]) for r in rows])
         fig = go.Figure(data=traces, layout=layout)
         n = start + len(charts)

@@ -11,8 +11,9 @@ import math
 from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
+from benchbed.report import gpunotes
 from benchbed.report.merge import ReportInput
-from benchbed.report.model import SYMBOL, Analysis, headline
+from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, spectrum, summary_only
 from benchbed.report.runinfo import group_skips, problems
 from benchbed.stacks import parity
 
@@ -63,7 +64,16 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     if any(s != "complete" for s in statuses):
         lines.append("")
         lines.append("> ⚠ **Incomplete run**: the numbers cover only the instances that completed.")
+    marked = summary_only(inp.samples)
+    if marked:
+        lines += ["", f"> ⚠ **Summary only**: {len(marked)} benchmark(s) came from pytest-benchmark files without raw "
+                  "rounds (one value per file, its median; spreads and CIs are across files, not rounds): "
+                  + ", ".join(md(m) for m in marked)]  # fmt: skip
     h = headline(a, inp.baseline)
+    groups = spectrum(inp, a.targets)
+    if groups:
+        text = " → ".join(f"{md(g['boundary'])}: {', '.join(md(t) for t in g['targets'])}" for g in groups)
+        lines.append(f"- Isolation spectrum: {text}")
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]
     lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]
@@ -92,6 +102,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     else:
         lines.append("No ratios: " + ("no measured samples." if a.summary.empty else "only the baseline was measured."))
     lines += _medians(a)
+    lines += _thresholds(a)
     lines += ["", "## Failures and skips", ""]
     if probs:
         lines += ["| target | workload | params | instance | status | reason |", "|---|---|---|---:|---|---|"]
@@ -100,6 +111,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("Every instance ran to completion.")
+    lines += _gpu_notes(inp, a)
     seeds = ", ".join(md(r.meta.get("seed", "—")) for r in inp.runs)
     lines += [
         "",
@@ -110,6 +122,39 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         "Details: the HTML report (`benchbed report RUN`) and docs/methodology.md.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _gpu_notes(inp: ReportInput, a: Analysis) -> list[str]:
+    """The GPU notes section, only when there is something to say (a CPU report is unchanged)."""
+    rows = gpunotes.sample_notes(inp.samples)
+    envs = gpunotes.env_notes(inp.env, [t for t in a.targets if t in inp.env])
+    if not rows and not envs:
+        return []
+    lines = ["", "## GPU notes", ""]
+    if rows:
+        lines += ["| target | workload | params | metric | samples | detail |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(
+                "| " + " | ".join(md(r[k]) for k in ("target", "workload", "params", "metric", "note", "detail")) + " |"
+            )
+    lines += [""] * bool(rows and envs) + [f"- {md(n['target'])}: {md(n['note'])}" for n in envs]
+    return lines
+
+
+def _thresholds(a: Analysis) -> list[str]:
+    """Per verdict row: the threshold that judged it, its source, and the MDE it is to be read against."""
+    rows = mde_rows(a)
+    if not rows:
+        return []
+    lines = ["", "## Verdicts: threshold (source) and MDE", ""]
+    lines += [
+        "| case | metric | target | instances | threshold (source) | MDE | verdict |",
+        "|---|---|---|---:|---|---:|---|",
+    ]
+    for r in rows:
+        cells = [f"{r['workload']} {r['params']}", r["metric"], r["target"], r["n"], r["threshold"], r["mde"]]
+        lines.append("| " + " | ".join(md(c) for c in [*cells, r["verdict"]]) + " |")
+    return lines
 
 
 def _num(x: object) -> float | int | None:
@@ -157,6 +202,7 @@ def to_json(inp: ReportInput, a: Analysis) -> str:
         v = verdicts.get(key)
         row["verdict"] = str(v["verdict"]) if v else None
         row.update({k: (_num(v[k]) if v else None) for k in VERDICT_FIELDS})
+        row["threshold_source"] = str(v["threshold_source"]) if v else None
         row["note"] = str(v["note"]) if v else None
         rows.append(row)
     probs = problems(inp.cases)

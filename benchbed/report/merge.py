@@ -93,6 +93,8 @@ def _rename_meta(meta: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any
     out = dict(meta)
     if isinstance(meta.get("targets"), dict):
         out["targets"] = {mapping.get(str(k), str(k)): v for k, v in meta["targets"].items()}
+    if isinstance(meta.get("boundaries"), dict):
+        out["boundaries"] = {mapping.get(str(k), str(k)): v for k, v in meta["boundaries"].items()}
     if isinstance(meta.get("plan"), list):
         out["plan"] = [
             {**c, "target": mapping.get(str(c.get("target")), c.get("target"))} if isinstance(c, dict) else c

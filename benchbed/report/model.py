@@ -8,11 +8,13 @@ environment's comparability from the run's recorded rules (`benchbed.rules`, as 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from benchbed.boundary import rank
 from benchbed.errors import ResultsFormatError
 from benchbed.fmt import finite, flatten, fmt_ci, fmt_num, params_label
 from benchbed.report.merge import ReportInput
@@ -47,8 +49,38 @@ def _key(r: dict[str, Any]) -> tuple[str, str, str, str]:
     return (str(r["workload"]), str(r["params"]), str(r["metric"]), str(r["target"]))
 
 
+def boundaries(inp: ReportInput) -> dict[str, str]:
+    """Target ▸ boundary class (bare metal … VMs), as the runs recorded it (runs before 0.3 did not)."""
+    out: dict[str, str] = {}
+    for run in inp.runs:
+        known = run.meta.get("boundaries")
+        out.update({str(k): str(v) for k, v in known.items()} if isinstance(known, dict) else {})
+    return out
+
+
 def _targets(inp: ReportInput, summary: pd.DataFrame) -> list[str]:
-    """Baseline first, then the planned targets in run order, then any other name the data mentions."""
+    """Baseline first, then along the isolation spectrum (bare metal, container runtimes, sandboxed runtimes, VMs)
+    where the runs recorded it, in run order within a class; then any other name the data mentions."""
+    names = _named(inp, summary)
+    classes = boundaries(inp)
+    if not classes:
+        return names
+    head, rest = names[:1] if inp.baseline else [], names[1:] if inp.baseline else names
+    return head + sorted(rest, key=lambda t: rank(classes.get(t)))
+
+
+def spectrum(inp: ReportInput, targets: list[str]) -> list[dict[str, Any]]:
+    """Targets grouped by boundary class, left to right along the spectrum; [] when the runs did not record it."""
+    classes = boundaries(inp)
+    if not classes:
+        return []
+    groups: dict[str, list[str]] = {}
+    for t in sorted(targets, key=lambda t: rank(classes.get(t))):
+        groups.setdefault(classes.get(t, "other"), []).append(t)
+    return [{"boundary": b, "targets": ts} for b, ts in groups.items()]
+
+
+def _named(inp: ReportInput, summary: pd.DataFrame) -> list[str]:
     names = [inp.baseline] if inp.baseline else []
     for run in inp.runs:
         planned = run.meta.get("targets")
@@ -76,7 +108,7 @@ def analyse(inp: ReportInput) -> Analysis:
         if pairs:
             info = inp.samples.drop_duplicates(["workload", "params", "metric"])
             rules = inp.rules()
-            verdicts = compare_pairs(pairs, thresholds=rules.threshold_table(rules.thresholds), info=info)
+            verdicts = compare_pairs(pairs, thresholds=rules.threshold_rules(), info=info)
             base_stacks = SideStacks.of(inp.cases, inp.env, inp.baseline)
             stacks = {(inp.baseline, t): (base_stacks, SideStacks.of(inp.cases, inp.env, t)) for t in others}
             verdicts = annotate(verdicts, stacks, accepted=False)
@@ -105,7 +137,7 @@ def _cell(row: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]
     stack_differs = verdict is not None and verdict.get("stack") == DIFFERS
     if verdict:
         mde = finite(verdict["mde_pct"])
-        title = f"{v}; threshold ±{verdict['threshold'] * 100:g}%; MDE {'—' if mde is None else fmt_num(mde) + '%'}"
+        title = f"{v}; threshold {_threshold(verdict)}; MDE {'—' if mde is None else fmt_num(mde) + '%'}"
         title += f"; {verdict['note']}" if verdict["note"] else ""
         title += f"; {verdict['stack_note']}" if stack_differs else ""
     if stack_differs:  # never shown as a plain boundary cost: the two sides ran different userland bytes
@@ -177,12 +209,30 @@ def sections(a: Analysis) -> list[dict[str, Any]]:
             cell["verdict"] = {
                 "verdict": str(v["verdict"]),
                 "text": VERDICT_TEXT.get(str(v["verdict"]), str(v["verdict"])),
-                "threshold": f"±{v['threshold'] * 100:g}%",
+                "threshold": _threshold(v),
                 "mde": "—" if mde is None else f"{fmt_num(mde)}%",
                 "note": str(v["note"]),
             }
         blocks[key]["rows"].append(cell)
     return list(out.values())
+
+
+SUMMARY_ONLY = "summary only"  # the `reason` prefix of an imported benchmark that had no raw rounds
+
+
+def summary_only(samples: pd.DataFrame) -> list[str]:
+    """Metrics with a sample imported from summary statistics alone (one value per file: pytest-benchmark's
+    median, no rounds): every page that shows them says so, since their spread is across files, not rounds."""
+    if samples.empty or "reason" not in samples.columns:
+        return []
+    marked = samples[samples["reason"].map(lambda r: isinstance(r, str) and r.startswith(SUMMARY_ONLY))]
+    return sorted({str(m) for m in marked["metric"]})
+
+
+def _threshold(v: Mapping[Any, Any]) -> str:
+    """ "±2% (suite default)": the value that judged the row and where it came from (`benchbed.thresholds`)."""
+    source = v.get("threshold_source")
+    return f"±{v['threshold'] * 100:g}%" + (f" ({source})" if isinstance(source, str) and source else "")
 
 
 def mde_rows(a: Analysis) -> list[dict[str, Any]]:
@@ -196,7 +246,7 @@ def mde_rows(a: Analysis) -> list[dict[str, Any]]:
                 "metric": str(r["metric"]),
                 "target": str(r["target"]),
                 "n": f"{r['n_base']} / {r['n_new']}",
-                "threshold": f"±{r['threshold'] * 100:g}%",
+                "threshold": _threshold(r),
                 "mde": "—" if mde is None else f"{fmt_num(mde)}%",
                 "above": mde is not None and mde > r["threshold"] * 100,
                 "verdict": str(r["verdict"]),

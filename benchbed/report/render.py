@@ -39,7 +39,7 @@ from benchbed.fmt import (  # re-exported: the report's formatting API
     params_label,
     suite_doc,
 )
-from benchbed.report import charts, model, runinfo
+from benchbed.report import charts, gpunotes, model, runinfo
 from benchbed.report.csvtext import to_csv
 from benchbed.report.formats import to_json, to_markdown
 from benchbed.report.merge import ReportInput, combine
@@ -181,6 +181,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "baseline": inp.baseline,
         "baseline_present": inp.baseline in set(summary["target"]),
         "targets": [{"name": t, "kind": kinds.get(t, "?")} for t in targets],
+        "target_groups": model.spectrum(inp, targets),
         "headline": model.headline(a, inp.baseline),
         "stack_line": "; ".join([parity.summary(inp.cases, targets), *parity.expected_differences(inp.env, targets)]),
         "dist_groups": list(groups.values()),
@@ -193,6 +194,9 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "env_rows": model.env_rows(inp.env, env_targets, {w["key"] for w in warnings}),
         "env_warnings": warnings,
         "problems": runinfo.group_skips(problems),
+        "gpu_sample_notes": gpunotes.sample_notes(inp.samples),
+        "gpu_env_notes": gpunotes.env_notes(inp.env, env_targets),
+        "summary_only": model.summary_only(inp.samples),
         "n_failed": counts.get("failed", 0),
         "n_skipped": counts.get("skipped", 0),
         "n_cases": len(inp.cases),

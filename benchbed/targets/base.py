@@ -199,6 +199,12 @@ class Kind:
     def target(self, name: str, spec: Any, run_id: str) -> Target:
         return self.implementation(name)(name, spec, run_id)  # type: ignore[call-arg]
 
+    boundary_class: ClassVar[str] = "other"  # benchbed.boundary: bare metal, container/sandboxed runtimes, VMs
+
+    def boundary(self, spec: Any) -> str:
+        """Where this target sits on the isolation spectrum (the report groups targets by it)."""
+        return self.boundary_class
+
     def lane(self, spec: Any) -> str:
         """The machine the target occupies, for `--parallel`: two instances never share one."""
         return CONTROLLER

@@ -13,6 +13,7 @@ from benchbed.owner import owner_label
 from benchbed.targets.base import CommandResult, TargetImpl
 
 if TYPE_CHECKING:
+    from benchbed.targets.containerspec import ContainerFields
     from benchbed.targets.docker import DockerTarget as DockerSpec
 
 LABEL_RUN = "benchbed.run"
@@ -26,8 +27,9 @@ def _size(text: str | None) -> int | str | None:
     return text.lower() if text else None
 
 
-def create_args(spec: DockerSpec, name: str, run_id: str) -> dict[str, Any]:
-    """The container as the spec asks for it: labelled for the sweep, idle until the agent is exec'd."""
+def create_args(spec: ContainerFields, name: str, run_id: str) -> dict[str, Any]:
+    """The container as the spec asks for it: labelled for the sweep, idle until the agent is exec'd (the keys
+    docker and podman targets share; `gpu_requests` adds docker's GPUs)."""
     args: dict[str, Any] = {
         "entrypoint": [spec.python, "-c", SLEEPER],
         "command": [],
@@ -43,25 +45,28 @@ def create_args(spec: DockerSpec, name: str, run_id: str) -> dict[str, Any]:
         args["mem_limit"] = _size(spec.memory)
     if spec.shm_size:
         args["shm_size"] = _size(spec.shm_size)
-    if spec.runtime:
-        args["runtime"] = spec.runtime
+    if spec.oci_runtime:
+        args["runtime"] = spec.oci_runtime
     if spec.user:
         args["user"] = spec.user
     if spec.volumes:
         args["volumes"] = list(spec.volumes)
-    if spec.gpus is not None:
-        gpus = spec.gpus
-        if gpus == "all":
-            req = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-        elif isinstance(gpus, int):
-            req = docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])
-        else:
-            req = docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
-        args["device_requests"] = [req]
     return args
 
 
-def start_error(target: TargetImpl, spec: DockerSpec, err: docker.errors.APIError) -> ProvisionError:
+def gpu_requests(spec: DockerSpec) -> list[docker.types.DeviceRequest]:
+    """`gpus: all | N | [ids]` as Docker device requests (the NVIDIA runtime hook serves them)."""
+    gpus = spec.gpus
+    if gpus is None:
+        return []
+    if gpus == "all":
+        return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if isinstance(gpus, int):
+        return [docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+    return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+
+
+def start_error(target: TargetImpl, spec: ContainerFields, err: docker.errors.APIError) -> ProvisionError:
     """What the engine's refusal to create or start means, and what to do about it."""
     text = str(err.explanation or err)
     if "could not select device driver" in text:
@@ -70,10 +75,24 @@ def start_error(target: TargetImpl, spec: DockerSpec, err: docker.errors.APIErro
             f"GPUs requested but this Docker engine has no NVIDIA runtime ({text})",
             hint="install nvidia-container-toolkit and restart dockerd, or drop `gpus:`",
         )
+    if "cannot run with network enabled in root network namespace" in text:
+        return target.error(
+            ProvisionError,
+            f"runtime {spec.oci_runtime!r} (gVisor) refuses to start with networking in the engine's namespace",
+            hint='add "--network=none" to its runtimeArgs (/etc/docker/daemon.json, then SIGHUP dockerd; '
+            "docs/runtimes.md)",
+        )
+    if "error setting rlimit" in text:
+        return target.error(
+            ProvisionError,
+            f"the runtime may not set the container's ulimits ({text[-160:]})",
+            hint="give `ulimits:` at or below the engine's own hard limits, e.g. {nofile: '1024:1024', "
+            "nproc: '1024:1024'}",
+        )
     if "unknown or invalid runtime" in text or "unknown runtime" in text:
         return target.error(
             ProvisionError,
-            f"runtime {spec.runtime!r} is unknown to the engine",
+            f"runtime {spec.oci_runtime!r} is unknown to the engine",
             hint="see `docker info` for the runtimes it has",
         )
     if any(m in text for m in _MISSING_EXE):
@@ -85,7 +104,7 @@ def start_error(target: TargetImpl, spec: DockerSpec, err: docker.errors.APIErro
     return target.error(ProvisionError, f"container failed to start: {text}")
 
 
-def not_ready(target: TargetImpl, spec: DockerSpec, ready: CommandResult) -> ProvisionError:
+def not_ready(target: TargetImpl, spec: ContainerFields, ready: CommandResult) -> ProvisionError:
     """Tell a missing interpreter apart from a container that died while starting."""
     text = ready.stderr.strip()[-200:] or "no output"
     if ready.rc in (126, 127) or any(m in text for m in _MISSING_EXE):

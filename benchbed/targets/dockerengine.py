@@ -1,21 +1,20 @@
 """`docker`: a fresh container per instance through the Docker SDK — the container boundary under test.
 
-create → start → first exec (makes the workdir and proves python is there) → put the agent (put_archive) →
+create → start → first exec (makes the workdir and proves python is there) → put the agent (over an exec: see
+`dockership`) →
 exec the agent, streaming → remove. Every container carries `benchbed.*` labels so a crashed harness's leftovers
 can be found and removed (`benchbed cleanup`, and the sweep at the start of every run).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -25,7 +24,17 @@ from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
 from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
-from benchbed.targets.dockerargs import LABEL_OWNER, LABEL_RUN, LABEL_TARGET, create_args, not_ready, start_error
+from benchbed.targets.dockerargs import (
+    LABEL_OWNER,
+    LABEL_RUN,
+    LABEL_TARGET,
+    create_args,
+    gpu_requests,
+    not_ready,
+    start_error,
+)
+from benchbed.targets.dockerruntime import check_known, engine_runtimes, runtime_facts
+from benchbed.targets.dockership import ShipError, send_file
 from benchbed.targets.streams import iter_lines, pumped
 
 if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
@@ -61,20 +70,20 @@ class DockerSession(SessionImpl):
         self.ready = False  # the workdir exists only after the first exec made it
 
     def put(self, local: Path, remote: str) -> None:
-        dest = PurePosixPath(remote)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tar.gettarinfo(str(local), arcname=dest.name)
-            info.uid = info.gid = 0
-            info.mode = 0o644
-            with local.open("rb") as f:
-                tar.addfile(info, f)
+        """Over the exec stream, not the archive API: only a process inside sees the files in every runtime."""
+        spec = self.target.spec
         try:
-            ok = self.container.put_archive(str(dest.parent), buf.getvalue())
-        except docker.errors.APIError as err:
+            send_file(
+                self.api,
+                self.container.id,
+                local,
+                remote,
+                python=spec.python,
+                user=spec.user or "",
+                timeout=spec.start_timeout_s,
+            )
+        except ShipError as err:
             raise self.target.error(TransportError, f"cannot copy the agent into the container: {err}") from err
-        if not ok:
-            raise self.target.error(TransportError, f"put_archive to {dest.parent} refused")
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         t0 = time.perf_counter()
@@ -170,17 +179,34 @@ class DockerSession(SessionImpl):
 
 
 class DockerProvisioner(TargetImpl):
+    engine = "docker"  # the fingerprint's key for the engine's facts
+    runtime_config = "runtimes in /etc/docker/daemon.json, then SIGHUP dockerd"  # where runtimes are registered
+    load_hint = "build or load the image first (scripts/build-test-image), or set pull: missing"
+
     def __init__(self, name: str, spec: DockerSpec, run_id: str) -> None:
         super().__init__(name, spec, run_id)
         self.spec: DockerSpec = spec
         self._client: docker.DockerClient | None = None
         self._described: dict[str, Any] = {}
+        self._runtime_checked = False
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
             self._client = client_for(self.spec.docker_host, f"target {self.name!r}")
         return self._client
+
+    @property
+    def local_engine(self) -> bool:
+        """Whether the engine runs on this host (then the runtime binary's own version is read here)."""
+        url = self.spec.docker_host or os.environ.get("DOCKER_HOST") or "unix://"
+        return url.startswith("unix://")
+
+    def create_args(self) -> dict[str, Any]:
+        args = create_args(self.spec, self.name, self.run_id)
+        if self.spec.gpus is not None:
+            args["device_requests"] = gpu_requests(self.spec)
+        return args
 
     def close(self) -> None:
         """Release the engine connection at the end of a run (the runner calls this)."""
@@ -203,7 +229,7 @@ class DockerProvisioner(TargetImpl):
                 raise self.error(
                     ProvisionError,
                     f"image {name!r} is not present and pull is 'never'",
-                    hint="build or load the image first (scripts/build-test-image), or set pull: missing",
+                    hint=self.load_hint,
                 ) from err
             return self._pull(name)
 
@@ -218,6 +244,9 @@ class DockerProvisioner(TargetImpl):
     def provision(self) -> Iterator[DockerSession]:
         self._clock = PhaseClock()
         clock = self._clock
+        if not self._runtime_checked:  # an unknown runtime: one line naming the registered ones, nothing created
+            check_known(self, self.spec.oci_runtime, engine_runtimes(self.client)[0], self.runtime_config)
+            self._runtime_checked = True
         t = time.perf_counter()
         image = self._image()
         clock.add("image", time.perf_counter() - t)
@@ -226,9 +255,7 @@ class DockerProvisioner(TargetImpl):
         try:
             with held_signals():  # Ctrl-C mid-request would leave a created container unnamed here (until a sweep)
                 try:
-                    container = self.client.containers.create(
-                        image.id, **create_args(self.spec, self.name, self.run_id)
-                    )
+                    container = self.client.containers.create(image.id, **self.create_args())
                 except docker.errors.APIError as err:
                     raise start_error(self, self.spec, err) from err
             clock.add("create", time.perf_counter() - t)
@@ -262,11 +289,11 @@ class DockerProvisioner(TargetImpl):
         except docker.errors.DockerException:
             version = {}
         self._described = {
-            "docker": {
+            self.engine: {
                 "image": self.spec.image,
                 "image_id": image.id,
                 "image_digests": image.attrs.get("RepoDigests") or [],
-                "runtime": host.get("Runtime"),
+                "runtime": runtime_facts(self.client, self.spec.oci_runtime, local_engine=self.local_engine),
                 "engine_version": version.get("Version"),
                 "engine_api": version.get("ApiVersion"),
                 "engine_os": f"{version.get('Os')}/{version.get('Arch')}",
@@ -287,12 +314,12 @@ def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
     """Remove benchbed-labelled containers whose harness is gone (or all of them). Returns what was removed."""
     client = client_for(url, "cleanup")
     try:
-        return _sweep(client, everything)
+        return sweep_with(client, everything)
     finally:
         client.close()
 
 
-def _sweep(client: docker.DockerClient, everything: bool) -> list[str]:
+def sweep_with(client: docker.DockerClient, everything: bool) -> list[str]:
     removed = []
     # the low-level list carries the labels already: no per-container inspect that races with a teardown
     for row in client.api.containers(all=True, filters={"label": LABEL_RUN}):

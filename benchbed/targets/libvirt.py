@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from benchbed import boundary
 from benchbed.targets.base import Kind, distinct
 from benchbed.targets.spec import Strict, TargetBase
 
@@ -60,7 +61,14 @@ class LibvirtTarget(TargetBase):
     vcpus: int = Field(2, ge=1)
     memory: int = Field(2048, ge=64, description="MiB")
     cpu_mode: Literal["host-passthrough", "host-model", "maximum", "custom"] = "host-passthrough"
-    hugepages: bool = False
+    hugepages: bool = Field(
+        False, description="Back guest memory with host hugepages (reserve them first); recommended with a GPU"
+    )
+    numa: Literal["auto", "off"] | int = Field(
+        "auto",
+        description="auto: with a GPU, memory (<numatune> strict) and vCPUs on the GPU's host NUMA node; "
+        "a number: that node; off: no binding",
+    )
     vcpu_pinning: list[str] | None = Field(None, description="Host cpuset per vCPU, e.g. ['2', '3'] or ['2-3', '6']")
     virt_type: Literal["kvm", "qemu"] = Field("kvm", description="qemu = software emulation: never representative")
     machine: str = "q35"
@@ -89,6 +97,7 @@ class LibvirtTarget(TargetBase):
 
 class LibvirtKind(Kind):
     name = "libvirt"
+    boundary_class = boundary.VM
     spec = LibvirtTarget
     extra = "libvirt"
     system_needs = "apt-get install libvirt-dev pkg-config gcc python3-dev"  # libvirt-python is an sdist

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from benchbed.errors import ProvisionError
+from benchbed.targets import vmplace
 from benchbed.targets.vmspec import Pci
 
 if TYPE_CHECKING:
@@ -26,6 +27,23 @@ def _nodedev(conn: libvirt.virConnect, pci: Pci) -> ET.Element | None:
 def host_driver(conn: libvirt.virConnect, pci: Pci) -> str | None:
     node = _nodedev(conn, pci)
     return None if node is None else node.findtext("driver/name")
+
+
+def gpu_numa_node(conn: libvirt.virConnect, pci: list[Pci]) -> int | None:
+    """The host NUMA node of the first passed-through function that has one (libvirt's node device)."""
+    for p in pci:
+        with suppress(libvirt.libvirtError):
+            node = vmplace.pci_numa_node(conn.nodeDeviceLookupByName(p.nodedev).XMLDesc(0))
+            if node is not None:
+                return node
+    return None
+
+
+def host_cells(conn: libvirt.virConnect) -> dict[int, set[int]]:
+    try:
+        return vmplace.host_cells(conn.getCapabilities())
+    except libvirt.libvirtError:
+        return {}
 
 
 def _in_use(conn: libvirt.virConnect) -> dict[Pci, str]:

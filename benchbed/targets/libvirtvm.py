@@ -24,7 +24,7 @@ import libvirt
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
-from benchbed.targets import libvirtdev, vmspec
+from benchbed.targets import libvirtdev, vmplace, vmspec
 from benchbed.targets.base import PhaseClock, TargetImpl
 from benchbed.targets.sshhost import SshProvisioner
 from benchbed.targets.sshlink import SshSession
@@ -92,6 +92,7 @@ class LibvirtProvisioner(TargetImpl):
         self.dir = vmspec.overlay_dir(spec)
         self._conn: libvirt.virConnect | None = None
         self._described: dict[str, Any] = {}
+        self._placement = vmplace.VmPlacement()
         self._stack: dict[str, Any] = {}
         self.warnings: list[str] = []
 
@@ -130,6 +131,8 @@ class LibvirtProvisioner(TargetImpl):
         t = time.perf_counter()
         self._files_exist()
         pci, drivers = libvirtdev.check_devices(self.conn, spec, self.name)  # before anything exists that needs undoing
+        cells = libvirtdev.host_cells(self.conn) if spec.numa != "off" else {}
+        self._placement = vmplace.plan(spec, self.name, libvirtdev.gpu_numa_node(self.conn, pci), cells)
         name = f"{PREFIX}{self.run_id}-{next(_SEQ)}"
         overlay = self.dir / f"{name}.qcow2"
         dom: libvirt.virDomain | None = None
@@ -159,7 +162,7 @@ class LibvirtProvisioner(TargetImpl):
                 ) from None
             clock.add("boot", time.perf_counter() - t)
             if not self._described:
-                self._described = describe_domain(self.conn, spec, dom, xml, pci, drivers)
+                self._described = describe_domain(self.conn, spec, dom, xml, pci, drivers, self._placement)
             ssh = SshProvisioner(self.name, vmspec.guest_ssh_spec(self.spec, self.dir, host, port, name), self.run_id)
             ssh.remove_workdir = False  # the VM is destroyed right after
             try:
@@ -194,6 +197,7 @@ class LibvirtProvisioner(TargetImpl):
                 pci=pci,
                 host_port=port,
                 console_log=console,
+                placement=self._placement,
             )
             try:
                 return self.conn.createXML(xml, 0), xml, port
@@ -274,6 +278,7 @@ def describe_domain(
     xml: str,
     pci: list[Pci],
     drivers: dict[str, str | None],
+    placement: vmplace.VmPlacement,
 ) -> dict[str, Any]:
     """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices."""
     try:
@@ -287,8 +292,16 @@ def describe_domain(
         "cpu_mode": vmspec.effective_cpu_mode(spec),
         "libvirt_version": _version(conn.getLibVersion()),
         "domain_xml": live_xml,
+        "placement": placement.to_json(),
         "passthrough": {
-            "pci": [{"address": str(p), "host_driver": drivers.get(str(p))} for p in pci],
+            "pci": [
+                {
+                    "address": str(p),
+                    "host_driver": drivers.get(str(p)),
+                    "host_driver_version": vmplace.driver_version(spec.uri, drivers.get(str(p))),
+                }
+                for p in pci
+            ],
             "mdevs": list(spec.mdevs),
         },
     }

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from benchbed import boundary
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.stacks import chroot
@@ -44,6 +45,7 @@ class LocalTarget(TargetBase):
 
 class LocalKind(Kind):
     name = "local"
+    boundary_class = boundary.BARE_METAL
     spec = LocalTarget
     impl = "benchbed.targets.local:LocalProvisioner"
 

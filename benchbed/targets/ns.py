@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from benchbed import boundary
 from benchbed.errors import ProvisionError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
@@ -73,6 +74,7 @@ class NsTarget(TargetBase):
 
 class NsKind(Kind):
     name = "ns"
+    boundary_class = boundary.CONTAINER
     spec = NsTarget
     impl = "benchbed.targets.ns:NsProvisioner"
 

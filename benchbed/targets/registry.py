@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "local": "benchbed.targets.local:LocalKind",
     "ssh": "benchbed.targets.ssh:SshKind",
     "docker": "benchbed.targets.docker:DockerKind",
+    "podman": "benchbed.targets.podman:PodmanKind",
     "libvirt": "benchbed.targets.libvirt:LibvirtKind",
     "ns": "benchbed.targets.ns:NsKind",
     "slurm": "benchbed.targets.slurm:SlurmKind",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+VARIANT_SEP = "@"  # `box@runsc`: the target `box` on the runtime `runsc` (see TargetBase.variants)
 
 
 class Strict(BaseModel):
@@ -23,3 +24,8 @@ class TargetBase(Strict):
     python: str = Field("python3", description="Python interpreter inside the target that runs the agent")
     scratch_dir: str | None = Field(None, description="Where I/O workloads write; a private temp dir by default")
     description: str = ""
+
+    def variants(self) -> dict[str, TargetBase]:
+        """Suffix ▸ spec of the targets this entry stands for: itself alone, unless a kind has an axis
+        (a container's `runtime: [runc, runsc]` is `box@runc` and `box@runsc`)."""
+        return {"": self}

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from benchbed import boundary
 from benchbed.targets.base import Kind
 from benchbed.targets.spec import TargetBase
 
@@ -60,6 +61,7 @@ class SshTemplate(SshFields):
 
 class SshKind(Kind):
     name = "ssh"
+    boundary_class = boundary.BARE_METAL
     spec = SshTarget
     extra = "ssh"
     impl = "benchbed.targets.sshhost:SshProvisioner"

@@ -24,6 +24,7 @@ import jinja2
 from benchbed.errors import ConfigError, ProvisionError
 from benchbed.owner import owner_alive, owner_label
 from benchbed.targets.ssh import SshTarget
+from benchbed.targets.vmplace import VmPlacement
 
 if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
     from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
@@ -181,8 +182,10 @@ def render_domain(
     pci: list[Pci],
     host_port: int | None,
     console_log: Path | None,
+    placement: VmPlacement | None = None,
 ) -> str:
     template = load_template(spec.template)
+    placed = placement or VmPlacement()
     try:
         return template.render(
             name=name,
@@ -197,6 +200,8 @@ def render_domain(
             cpu_mode=effective_cpu_mode(spec),
             hugepages=spec.hugepages,
             pinning=spec.vcpu_pinning or [],
+            numa_node=placed.numa_node,
+            vcpu_cpuset=placed.vcpu_cpuset,
             kernel=str(Path(spec.kernel).expanduser()) if spec.kernel else None,
             initrd=str(Path(spec.initrd).expanduser()) if spec.initrd else None,
             cmdline=spec.cmdline,

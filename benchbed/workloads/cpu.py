@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from benchbed.workloads.base import Context, Sample, require_module, workload
+from benchbed.workloads.base import Context, Sample, Skipped, require_module, workload
+
+# The thread-count variables of the BLAS libraries numpy is built against; each is read once, when the library loads.
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
 @dataclass(frozen=True)
 class CpuGemm:
     n: int = 512
     dtype: str = "float64"
+    threads: int = 0  # BLAS threads; 0 = the library's default (all cores it sees)
+
+
+def blas_threads(threads: int) -> contextlib.AbstractContextManager[Any]:
+    """Pin numpy's BLAS to `threads` threads for the block.
+
+    One thread per GEMM leaves the other cores to the harness and the engine, which on a small machine decides
+    whether instances are comparable at all (a multi-threaded BLAS stalls whenever any thread loses its core).
+    Before numpy loads, the libraries' own variables do it; once loaded only threadpoolctl can, and without it the
+    workload skips rather than report a number measured at a thread count nobody asked for.
+    """
+    if threads <= 0:
+        return contextlib.nullcontext()
+    if "numpy" not in sys.modules:
+        for var in BLAS_THREAD_VARS:
+            os.environ[var] = str(threads)
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as err:
+        raise Skipped(
+            f"cpu.gemm threads={threads}: numpy was loaded before the workload and threadpoolctl is not installed "
+            "to change its BLAS threads (run it in a fresh agent, or install threadpoolctl)"
+        ) from err
+    return threadpool_limits(limits=threads, user_api="blas")  # type: ignore[no-any-return]
 
 
 @workload("cpu.gemm", params=CpuGemm, needs=("numpy",), tags={"cpu", "compute"})
 def cpu_gemm(p: CpuGemm, ctx: Context) -> Iterator[Sample]:
     """n×n matrix multiply with numpy's BLAS; 2n³ flops per call, reported in GFLOP/s."""
+    if p.threads < 0:
+        raise Skipped(f"cpu.gemm threads={p.threads}: give a positive thread count, or 0 for the library default")
+    with blas_threads(p.threads):
+        yield from _gemm(p, ctx)
+
+
+def _gemm(p: CpuGemm, ctx: Context) -> Iterator[Sample]:
     np = require_module("numpy", "cpu.gemm multiplies numpy arrays")
     rng = np.random.default_rng(0)
     a = rng.standard_normal((p.n, p.n)).astype(p.dtype)

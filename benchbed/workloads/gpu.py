@@ -1,16 +1,19 @@
 """GPU workloads: GEMM, copy bandwidths, kernel-launch latency and CUDA context start-up.
 
 torch is preferred and cupy is the fallback, both imported lazily so this module stays stdlib-only. Device time
-is taken with CUDA events around batches of at least `batch_ms_min`, so event resolution (~0.5 µs) and the gap
-before the first kernel stay below 1%; the batch size is calibrated once, then fixed for every measured sample.
-The first call ever is timed by wall clock (synchronize before and after) and kept apart as the `cold` sample:
-it holds cuBLAS handle creation, kernel selection and lazy module loading, which a VM can make slower.
-Without a CUDA device every workload raises Skipped before its first sample: no number is ever invented.
-Rates above the GPU's datasheet peak are reported with valid=False (see peaks.py).
+is taken with CUDA events around batches of at least `batch_ms_min`, each queued behind a hold kernel so the
+host's dispatch gap is not counted, with NVML telemetry around every batch (gpubatch.py, telemetry.py); the batch
+size is calibrated once, then fixed for every measured sample. The first call ever is timed by wall clock
+(synchronize before and after) and kept apart as the `cold` sample: it holds cuBLAS handle creation, kernel
+selection and lazy module loading, which a VM can make slower. Host copies place their host buffers on the
+GPU's NUMA node (numa.py). Without a CUDA device every workload raises Skipped before its first sample: no number
+is ever invented. Rates above the GPU's datasheet peak are reported with valid=False, tensor-core rates at fp32
+speed are labelled suspicious (see peaks.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -20,40 +23,13 @@ from typing import Any
 
 from benchbed.workloads import peaks
 from benchbed.workloads.base import Context, Sample, Skipped, workload
+from benchbed.workloads.gpubatch import Rate, batched
 from benchbed.workloads.gpudevice import Gpu, TorchGpu, no_device_nodes, open_gpu, optional
+from benchbed.workloads.numa import PLACEMENTS, place
 from benchbed.workloads.startup import child_report, spawn_until_line
+from benchbed.workloads.telemetry import watch
 
 MiB = 1 << 20
-
-
-def _batched(
-    gpu: Gpu,
-    ctx: Context,
-    fn: Callable[[], object],
-    *,
-    metric: str,
-    unit: str,
-    work: float,
-    scale: float,
-    batch_ms_min: float,
-    guard: Callable[[float], tuple[bool, str | None]],
-    labels: dict[str, Any],
-) -> Iterator[Sample]:
-    """cold = first call by wall clock; then calibrate the batch; then one event-timed batch per sample.
-    value = work × iters / seconds / scale."""
-    iters = 1
-    for phase, rep in ctx.schedule():
-        if phase == "cold":
-            seconds, timer = gpu.wall_s(fn), "wall"
-            iters = gpu.calibrate(fn, batch_ms_min)
-            used = 1
-        else:
-            seconds, timer, used = gpu.batch_ms(fn, iters) / 1e3, "cuda-event", iters
-        value = work * used / seconds / scale
-        valid, reason = guard(value)
-        yield Sample(
-            metric, value, unit, "higher", phase, rep, valid, reason, {**labels, "iters": used, "timer": timer}
-        )
 
 
 # --------------------------------------------------------------------------------------------------- gemm
@@ -67,12 +43,13 @@ class Gemm:
     n: int = 4096
     device: int = 0
     batch_ms_min: float = 1.0
+    sustained_s: float = 0.0  # > 0: also `throughput_sustained`, back-to-back for this long (20 s: at the power cap)
 
     def __post_init__(self) -> None:
         if self.dtype not in GEMM_DTYPES:
             raise ValueError(f"gpu.gemm: dtype {self.dtype!r} is not one of {', '.join(GEMM_DTYPES)}")
-        if self.n < 1 or self.batch_ms_min <= 0:
-            raise ValueError("gpu.gemm: n must be ≥ 1 and batch_ms_min > 0")
+        if self.n < 1 or self.batch_ms_min <= 0 or self.sustained_s < 0:
+            raise ValueError("gpu.gemm: n must be ≥ 1, batch_ms_min > 0 and sustained_s ≥ 0")
 
 
 def _torch_gemm(gpu: TorchGpu, p: Gemm) -> tuple[Callable[[], object], dict[str, Any]]:
@@ -124,21 +101,22 @@ def gemm(p: Gemm, ctx: Context) -> Iterator[Sample]:
     """Dense n×n matmul via cuBLAS in fp32/tf32/fp16/bf16; TFLOP/s = 2n³·iters / device time."""
     gpu = open_gpu(p.device)
     fn, extra = _torch_gemm(gpu, p) if isinstance(gpu, TorchGpu) else _cupy_gemm(gpu, p)
-    labels = {"backend": gpu.backend, "gpu": gpu.name, "dtype": p.dtype, "n": p.n, **extra}
+    labels = {"backend": gpu.backend, "gpu": gpu.name, "dtype": p.dtype, "n": p.n, "sms": gpu.sms, **extra}
     undo = _tf32(gpu, p)
+    rate = Rate(
+        "throughput",
+        "TFLOP/s",
+        2.0 * p.n**3,
+        1e12,
+        guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name, gpu.sms),
+        suspect=lambda v: peaks.suspicious_matmul(v, p.dtype, p.n, gpu.name, gpu.sms),
+    )
     try:
-        yield from _batched(
-            gpu,
-            ctx,
-            fn,
-            metric="throughput",
-            unit="TFLOP/s",
-            work=2.0 * p.n**3,
-            scale=1e12,
-            batch_ms_min=p.batch_ms_min,
-            guard=lambda v: peaks.guard_matmul(v, p.dtype, gpu.name),
-            labels=labels,
-        )
+        with watch(gpu.pci_bus_id, gpu.index) as (w, how):
+            labels["telemetry"] = how
+            yield from batched(
+                gpu, ctx, fn, rate, batch_ms_min=p.batch_ms_min, labels=labels, sustained_s=p.sustained_s, watch=w
+            )
     finally:
         undo()
 
@@ -153,26 +131,29 @@ class D2D:
     batch_ms_min: float = 1.0
 
 
+RW_UNIT = "GB/s (read+write)"
+ONCE_UNIT = "GB/s (bytes once)"
+
+
 @workload("gpu.d2d_bandwidth", params=D2D, needs=("cuda",), tags={"gpu", "memory"})
 def d2d_bandwidth(p: D2D, ctx: Context) -> Iterator[Sample]:
-    """Device-to-device copy in GB/s (1e9), counting read + write: 2 × bytes per copy, as STREAM copy does.
+    """Device-to-device copy in GB/s (1e9), under both conventions, each named in its unit.
 
-    Counted that way the figure is directly comparable with the memory's datasheet bandwidth."""
+    `bandwidth` counts read + write (2 × bytes per copy, as STREAM copy does): comparable with the memory's
+    datasheet bandwidth. `copy_bandwidth` counts the bytes once, as nvbandwidth and bandwidthTest do: compare it
+    with their figures, never with the other metric."""
     gpu = open_gpu(p.device)
     nbytes = int(p.size_mb * MiB)
     src, dst = gpu.device_bytes(nbytes), gpu.device_bytes(nbytes)
-    yield from _batched(
-        gpu,
-        ctx,
-        lambda: gpu.copy(dst, src, "d2d"),
-        metric="bandwidth",
-        unit="GB/s",
-        work=2.0 * nbytes,
-        scale=1e9,
-        batch_ms_min=p.batch_ms_min,
-        guard=lambda v: peaks.guard_memory(v, gpu.name),
-        labels={"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes, "counted": "read+write"},
-    )
+    rate = Rate("bandwidth", RW_UNIT, 2.0 * nbytes, 1e9, guard=lambda v: peaks.guard_memory(v, gpu.name))
+    labels = {"backend": gpu.backend, "gpu": gpu.name, "bytes": nbytes}
+    copy = lambda: gpu.copy(dst, src, "d2d")  # noqa: E731
+    with watch(gpu.pci_bus_id, gpu.index) as (w, how):
+        labels["telemetry"] = how
+        for s in batched(gpu, ctx, copy, rate, batch_ms_min=p.batch_ms_min, labels=labels, watch=w):
+            yield dataclasses.replace(s, labels={**s.labels, "counted": "read+write"})
+            once = {**s.labels, "counted": "bytes once (nvbandwidth)"}
+            yield dataclasses.replace(s, metric="copy_bandwidth", value=s.value / 2, unit=ONCE_UNIT, labels=once)
 
 
 @dataclass(frozen=True)
@@ -181,30 +162,36 @@ class HostCopy:
     pinned: bool = True  # page-locked host memory (DMA straight from it) vs pageable (staged by the driver)
     device: int = 0
     batch_ms_min: float = 1.0
+    numa: str = "local"  # host buffers on the GPU's NUMA node (local), on another node (remote), or left (any)
+
+    def __post_init__(self) -> None:
+        if self.numa not in PLACEMENTS:
+            raise ValueError(f"gpu host copy: numa {self.numa!r} is not one of {', '.join(PLACEMENTS)}")
 
 
 def _host_copy(p: HostCopy, ctx: Context, kind: str) -> Iterator[Sample]:
+    """Runs on the chosen node's CPUs from before the host buffer is allocated (first touch places its pages)
+    until the last sample; the placement is in every sample's labels."""
     gpu = open_gpu(p.device)
     nbytes = int(p.size_mb * MiB)
-    host, dev = gpu.host_bytes(nbytes, p.pinned), gpu.device_bytes(nbytes)
-    dst, src = (dev, host) if kind == "h2d" else (host, dev)
-    yield from _batched(
-        gpu,
-        ctx,
-        lambda: gpu.copy(dst, src, kind),
-        metric="bandwidth",
-        unit="GB/s",
-        work=float(nbytes),
-        scale=1e9,
-        batch_ms_min=p.batch_ms_min,
-        guard=lambda v: peaks.guard_host_link(v, gpu.name),
-        labels={
+    placement, restore = place(gpu.pci_bus_id, p.numa)
+    try:
+        host, dev = gpu.host_bytes(nbytes, p.pinned), gpu.device_bytes(nbytes)
+        dst, src = (dev, host) if kind == "h2d" else (host, dev)
+        rate = Rate("bandwidth", "GB/s", float(nbytes), 1e9, guard=lambda v: peaks.guard_host_link(v, gpu.name))
+        labels = {
             "backend": gpu.backend,
             "gpu": gpu.name,
             "bytes": nbytes,
             "memory": "pinned" if p.pinned else "pageable",
-        },
-    )
+            **placement.labels(),
+        }
+        with watch(gpu.pci_bus_id, gpu.index) as (w, how):
+            labels["telemetry"] = how
+            copy = lambda: gpu.copy(dst, src, kind)  # noqa: E731
+            yield from batched(gpu, ctx, copy, rate, batch_ms_min=p.batch_ms_min, labels=labels, watch=w)
+    finally:
+        restore()
 
 
 @workload("gpu.h2d_bandwidth", params=HostCopy, needs=("cuda",), tags={"gpu", "pcie"})
@@ -224,48 +211,58 @@ def d2h_bandwidth(p: HostCopy, ctx: Context) -> Iterator[Sample]:
 EMPTY_KERNEL = 'extern "C" __global__ void k() {}'
 
 
+LAUNCHERS = {"torch": "host_submit_torch_add", "cupy": "host_submit_cupy_empty"}
+
+
 @dataclass(frozen=True)
 class Launch:
     launches: int = 1000
     device: int = 0
+    launcher: str = "torch"  # torch: a 1-element add; cupy: an empty RawKernel. Never one standing in for the other
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"gpu.launch_latency: launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
+        if self.launches < 1:
+            raise ValueError("gpu.launch_latency: launches must be ≥ 1")
 
 
-def _launcher(gpu: Gpu) -> tuple[Callable[[], object], dict[str, Any]]:
-    """An empty kernel through cupy.RawKernel where cupy works, else torch's cheapest real launch (1-element add).
+def _launcher(gpu: Gpu, which: str) -> tuple[Callable[[], object], dict[str, Any]]:
+    """The launch the metric is named after, or Skipped: a missing cupy is never replaced by torch's add (the
+    two cost different amounts, so one metric name must mean one launcher).
 
     Loading the module happens here, not in the cold sample: whether NVRTC's disk cache is warm is not what a
     launch costs."""
+    if which == "torch":
+        if not isinstance(gpu, TorchGpu):
+            raise Skipped("gpu.launch_latency launcher=torch: torch cannot use CUDA here (cupy can)")
+        x = gpu.lib.zeros(1, device=gpu.device)
+        return lambda: x.add_(1), {"kernel": "torch-1elem-add", "launcher": "torch"}
     cupy, err = (gpu.lib, None) if gpu.backend == "cupy" else optional("cupy")
-    if cupy is not None:
-        try:
-            if gpu.backend != "cupy":
-                cupy.cuda.Device(gpu.index).use()
-            kernel = cupy.RawKernel(EMPTY_KERNEL, "k")
-            _ = kernel.kernel  # compile and load now
-            return lambda: kernel((1,), (1,), ()), {"kernel": "empty", "launcher": "cupy.RawKernel"}
-        except Exception as exc:  # NVRTC missing, driver/toolkit mismatch: fall back, and say why
-            if gpu.backend == "cupy":
-                raise
-            err = f"cupy.RawKernel failed: {exc}"
-    assert isinstance(gpu, TorchGpu)
-    x = gpu.lib.zeros(1, device=gpu.device)
-    labels: dict[str, Any] = {"kernel": "torch-1elem-add", "launcher": "torch"}
-    if err:
-        labels["empty_kernel_unavailable"] = err[:300]
-    return lambda: x.add_(1), labels
+    if cupy is None:
+        raise Skipped(f"gpu.launch_latency launcher=cupy: {err}")
+    try:
+        if gpu.backend != "cupy":
+            cupy.cuda.Device(gpu.index).use()
+        kernel = cupy.RawKernel(EMPTY_KERNEL, "k")
+        _ = kernel.kernel  # compile and load now
+    except Exception as exc:  # NVRTC missing, driver/toolkit mismatch
+        raise Skipped(f"gpu.launch_latency launcher=cupy: cupy.RawKernel failed: {str(exc)[:300]}") from exc
+    return lambda: kernel((1,), (1,), ()), {"kernel": "empty", "launcher": "cupy.RawKernel"}
 
 
 @workload("gpu.launch_latency", params=Launch, needs=("cuda",), tags={"gpu", "latency"})
 def launch_latency(p: Launch, ctx: Context) -> Iterator[Sample]:
-    """Mean µs per kernel launch over a batch of `launches`, by wall clock with synchronize before and after.
+    """Host submission throughput: mean µs per kernel launch over a batch, by wall clock with synchronize before
+    and after (the workload keeps its historical name; its metric says what it is).
 
-    Launches are asynchronous, so this is the host-side launch rate (driver + ioctl/doorbell path), which is
-    exactly what a VM's or container's extra layers can slow; the cold sample is the first launch alone."""
-    if p.launches < 1:
-        raise ValueError("gpu.launch_latency: launches must be ≥ 1")
+    Launches are asynchronous, so this is the host-side submission rate (driver + ioctl/doorbell path), which is
+    exactly what a VM's or container's extra layers can slow; the cold sample is the first launch alone. The
+    metric names the launcher (host_submit_torch_add, host_submit_cupy_empty): never compare across them."""
     gpu = open_gpu(p.device)
-    fn, extra = _launcher(gpu)
+    fn, extra = _launcher(gpu, p.launcher)
     labels = {"backend": gpu.backend, "gpu": gpu.name, **extra}
+    metric = LAUNCHERS[p.launcher]
     for phase, rep in ctx.schedule():
         n = 1 if phase == "cold" else p.launches
         gpu.sync()
@@ -274,7 +271,7 @@ def launch_latency(p: Launch, ctx: Context) -> Iterator[Sample]:
             fn()
         gpu.sync()
         us = (time.perf_counter_ns() - t0) / 1e3 / n
-        yield Sample("launch_latency", us, "µs", "lower", phase, rep, labels={**labels, "launches": n})
+        yield Sample(metric, us, "µs", "lower", phase, rep, labels={**labels, "launches": n})
 
 
 # ------------------------------------------------------------------------------------------- context init

@@ -8,12 +8,31 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchbed.workloads.base import Skipped
 
 MAX_BATCH = 1 << 20  # calls per timed batch; more means the events or the call are broken
+HOLD_MAX_MS = 50.0  # longest hold kernel queued before a batch
+SPIN_HZ = 2.0e9  # cycles per second assumed for the hold kernel: above any current SM clock, so it never holds short
+SPIN_KERNEL = r"""
+extern "C" __global__ void benchbed_spin(long long cycles) {
+    long long start = clock64();
+    while (clock64() - start < cycles) { }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One event-timed batch: device ms, how long the host took to submit it, and whether a hold kernel ran
+    first (so the start event fired only after the whole batch was queued)."""
+
+    ms: float
+    enqueue_ms: float
+    held: bool
 
 
 def torch_cuda_problem(torch: Any, index: int = 0) -> str | None:
@@ -65,10 +84,12 @@ class Gpu:
 
     backend = ""
 
-    def __init__(self, lib: Any, index: int, name: str) -> None:
+    def __init__(self, lib: Any, index: int, name: str, sms: int | None = None, pci_bus_id: str | None = None) -> None:
         self.lib = lib
         self.index = index
         self.name = name
+        self.sms = sms  # SMs CUDA reports: a MIG slice has fewer than its GPU
+        self.pci_bus_id = pci_bus_id  # "0000:3b:00.0": the sysfs name, for NUMA placement and NVML
 
     def sync(self) -> None:
         raise NotImplementedError
@@ -97,15 +118,31 @@ class Gpu:
         self.sync()
         return (time.perf_counter_ns() - t0) / 1e9
 
-    def batch_ms(self, fn: Callable[[], object], iters: int) -> float:
-        """Device time of `iters` back-to-back calls, by a CUDA event pair on the current stream."""
+    def hold(self, ms: float) -> bool:
+        """Queue a kernel that spins on the device for about `ms`; False (and `hold_why` set) when there is none.
+
+        Recorded after it, the start event fires only once the host has queued the batch behind it, so the
+        host's dispatch gap (a slow Python loop, a starved vCPU) is not counted as device time."""
+        return False
+
+    hold_why: str | None = "this backend has no hold kernel"
+
+    def batch(self, fn: Callable[[], object], iters: int, hold_ms: float = 0.0) -> Batch:
+        """Device time of `iters` back-to-back calls, by a CUDA event pair on the current stream, optionally
+        queued behind a hold kernel; the host's submission time is measured alongside."""
+        held = hold_ms > 0 and self.hold(hold_ms)
         start, stop = self.event(), self.event()
         start.record()
+        t0 = time.perf_counter_ns()
         for _ in range(iters):
             fn()
         stop.record()
+        enqueue_ms = (time.perf_counter_ns() - t0) / 1e6
         stop.synchronize()
-        return self.elapsed_ms(start, stop)
+        return Batch(self.elapsed_ms(start, stop), enqueue_ms, held)
+
+    def batch_ms(self, fn: Callable[[], object], iters: int) -> float:
+        return self.batch(fn, iters).ms
 
     def calibrate(self, fn: Callable[[], object], batch_ms_min: float) -> int:
         """Smallest-ish iteration count whose batch lasts at least batch_ms_min (10% margin)."""
@@ -125,11 +162,26 @@ class TorchGpu(Gpu):
 
     def __init__(self, torch: Any, index: int) -> None:
         torch.cuda.set_device(index)  # events record on the current device's stream
-        super().__init__(torch, index, str(torch.cuda.get_device_name(index)))
+        sms, bus = None, None
+        props_of = getattr(torch.cuda, "get_device_properties", None)
+        if props_of is not None:
+            props = props_of(index)
+            sms = getattr(props, "multi_processor_count", None)
+            if hasattr(props, "pci_bus_id"):
+                bus = f"{getattr(props, 'pci_domain_id', 0):04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        super().__init__(torch, index, str(torch.cuda.get_device_name(index)), sms, bus)
         self.device = torch.device("cuda", index)
 
     def sync(self) -> None:
         self.lib.cuda.synchronize(self.device)
+
+    def hold(self, ms: float) -> bool:
+        spin = getattr(self.lib.cuda, "_sleep", None)  # torch's own device spin (private, long-standing)
+        if spin is None:
+            self.hold_why = "torch.cuda._sleep is missing in this torch"
+            return False
+        spin(int(ms * 1e-3 * SPIN_HZ))
+        return True
 
     def event(self) -> Any:
         return self.lib.cuda.Event(enable_timing=True)
@@ -157,13 +209,29 @@ class CupyGpu(Gpu):
         cupy.cuda.Device(index).use()
         props = cupy.cuda.runtime.getDeviceProperties(index)
         name = props["name"]
-        super().__init__(cupy, index, name.decode() if isinstance(name, bytes) else str(name))
+        bus = str(cupy.cuda.runtime.deviceGetPCIBusId(index)).lower()
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        super().__init__(cupy, index, text, props.get("multiProcessorCount"), bus)
         import numpy
 
         self.np = numpy
 
     def sync(self) -> None:
         self.lib.cuda.Device(self.index).synchronize()
+
+    _spin: Any = None
+
+    def hold(self, ms: float) -> bool:
+        if self._spin is None and self.hold_why is Gpu.hold_why:
+            try:
+                self._spin = self.lib.RawKernel(SPIN_KERNEL, "benchbed_spin")
+                _ = self._spin.kernel  # compile now, not inside a timed batch
+            except Exception as err:  # NVRTC missing: no hold, and the samples say so
+                self.hold_why = f"cupy.RawKernel spin failed: {str(err)[:200]}"
+        if self._spin is None:
+            return False
+        self._spin((1,), (1,), (self.np.int64(int(ms * 1e-3 * SPIN_HZ)),))
+        return True
 
     def event(self) -> Any:
         return self.lib.cuda.Event()

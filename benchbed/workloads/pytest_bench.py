@@ -42,9 +42,26 @@ TIMEOUT_MARGIN = 0.1  # of the case's timeout_s, kept so pytest's tail can be re
 
 @dataclass(frozen=True)
 class PytestBench:
-    path: str
+    path: str  # a directory, a file (bench.py) or a glob (benchmarks/*.py), relative to the suite file
     select: str = ""
     args: str = ""
+    files: str = ""  # more files or globs inside `path`'s directory, space-separated (e.g. "bench.py perf/*.py")
+
+
+GLOB_CHARS = frozenset("*?[")
+
+
+def split_path(path: str, files: str = "") -> tuple[str, list[str]]:
+    """(directory to ship, files/globs inside it for pytest to collect). `bench.py` or `benchmarks/*.py` ship their
+    directory and name what to collect: files given by name are collected whatever the suite's `python_files`;
+    a bare directory is collected by its own config's `python_files` (pytest's default: test_*.py, *_test.py)."""
+    parts = posixpath.normpath(path.replace("\\", "/")).split("/")
+    cut = next((i for i, part in enumerate(parts) if GLOB_CHARS & set(part)), None)
+    if cut is None and parts[-1].endswith(".py"):
+        cut = len(parts) - 1
+    root = "/".join(parts[:cut]) if cut is not None else "/".join(parts)
+    patterns = ["/".join(parts[cut:])] if cut is not None else []
+    return (root or "."), patterns + shlex.split(files)
 
 
 class PytestFailed(Exception):
@@ -92,12 +109,39 @@ def _extract(path: str, dest: Path) -> Path:
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 
 
+def collect_targets(p: PytestBench, suite: Path) -> list[str]:
+    """What pytest is asked to collect: the suite directory, or the files `path` / `files` name (globs expanded
+    inside it, sorted); PytestFailed when a pattern matches nothing."""
+    _, patterns = split_path(p.path, p.files)
+    if not patterns:
+        return [str(suite)]
+    found: list[str] = []
+    for pattern in patterns:
+        matches = sorted(str(m) for m in suite.glob(pattern) if m.is_file())
+        if not matches:
+            raise PytestFailed(f"{pattern!r} matches no file in the pytest suite {split_path(p.path)[0]!r}")
+        found += [m for m in matches if m not in found]
+    return found
+
+
+def collection_note(p: PytestBench, suite: Path) -> str:
+    """One line on what pytest was asked to collect, for a run that selected no tests."""
+    _, patterns = split_path(p.path, p.files)
+    own = next((name for name in CONFIG_FILES if (suite / name).is_file()), None)
+    rules = f"python_files from the suite's {own}" if own else "pytest's default python_files (test_*.py, *_test.py)"
+    asked = f"the files {' '.join(patterns)}" if patterns else f"the directory {p.path!r} by {rules}"
+    select = f", -k {p.select!r}" if p.select else ""
+    hint = "" if patterns else "; benchmarks in other files (bench.py, benchmarks/*.py): name them in `path` or `files`"
+    return f"pytest was asked to collect {asked}{select}{hint}"
+
+
 def command(p: PytestBench, ctx: Context, suite: Path, json_out: Path) -> list[str]:
     """The pytest command line: recorded rounds and warm-up from the case, raw rounds saved in the JSON. A suite
     without a config file of its own gets an empty one, so no pytest.ini above it (in a target, or in the source
     tree when run unpacked) changes how it runs."""
     warm = ["--benchmark-warmup=on", f"--benchmark-warmup-iterations={ctx.warmup}"] if ctx.warmup else []
-    argv = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", f"--rootdir={suite}"]
+    argv = [sys.executable, "-m", "pytest", *collect_targets(p, suite), "-q", "-p", "no:cacheprovider"]
+    argv.append(f"--rootdir={suite}")
     if not any((suite / name).is_file() for name in CONFIG_FILES):
         ini = ctx.scratch_dir / "benchbed-pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
@@ -135,7 +179,7 @@ def pytest_bench(p: PytestBench, ctx: Context) -> Iterator[Sample]:
     for mod, pkg in (("pytest", "python3-pytest"), ("pytest_benchmark", "python3-pytest-benchmark")):
         if importlib.util.find_spec(mod) is None:
             raise Skipped(f"{mod} is not installed for {sys.executable} in this target (install {pkg} or pip {mod})")
-    suite = _extract(p.path, ctx.scratch_dir / "suite")
+    suite = _extract(split_path(p.path)[0], ctx.scratch_dir / "suite")
     json_out = ctx.scratch_dir / "pytest-benchmark.json"
     argv = command(p, ctx, suite, json_out)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -148,8 +192,9 @@ def pytest_bench(p: PytestBench, ctx: Context) -> Iterator[Sample]:
         out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
         raise PytestFailed(f"pytest did not finish within {timeout:.0f} s; its output ends:\n{_tail(out)}") from err
     if res.returncode != 0:
-        what = "selected no tests" if res.returncode == 5 else f"exited {res.returncode}"
-        raise PytestFailed(f"pytest {what}; its output ends:\n{_tail(res.stdout + res.stderr)}")
+        if res.returncode == 5:
+            raise PytestFailed(f"pytest selected no tests: {collection_note(p, suite)}")
+        raise PytestFailed(f"pytest exited {res.returncode}; its output ends:\n{_tail(res.stdout + res.stderr)}")
     if not json_out.is_file():
         raise PytestFailed(f"pytest wrote no benchmark JSON; its output ends:\n{_tail(res.stdout + res.stderr)}")
     doc = json.loads(json_out.read_text(encoding="utf-8"))
@@ -188,6 +233,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def short_data(doc: Any) -> list[str]:
+    """Benchmarks whose raw `data` holds fewer values than their `rounds` (a trimmed file): "name: 4 of 38523"."""
+    out = []
+    for bench, metric in zip(_benchmarks(doc), metric_names(_benchmarks(doc)), strict=True):
+        stats = bench["stats"]
+        data, rounds = stats.get("data"), stats.get("rounds")
+        if isinstance(data, list) and _is_number(rounds) and len(data) < rounds:
+            out.append(f"{metric}: {len(data)} of {rounds:g}")
+    return out
+
+
 def metric_names(benches: list[dict[str, Any]]) -> list[str]:
     """A benchmark's `name` (test_sort[100]); its `fullname` where two files share a name."""
     names = [str(b["name"]) for b in benches]
@@ -204,6 +260,9 @@ def samples_from_json(doc: Any) -> Iterator[Sample]:
         stats = bench["stats"]
         labels: dict[str, Any] = {"fullname": bench.get("fullname"), "group": bench.get("group")}
         labels.update(iterations=stats.get("iterations", 1), pytest_benchmark=version)
+        for key in ("params", "param", "extra_info", "options"):  # kept for a faithful export
+            if bench.get(key):
+                labels[key] = bench[key]
         data = stats.get("data")
         if data is not None:
             for i, value in enumerate(data):

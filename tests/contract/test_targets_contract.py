@@ -66,6 +66,12 @@ def _docker(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"kind": "docker", "image": tag}
 
 
+def _podman(request: pytest.FixtureRequest) -> dict[str, Any]:
+    from tests.integration import podmand
+
+    return {"kind": "podman", "image": podmand.required_image(), "pull": "never"}
+
+
 @pytest.fixture(scope="module")
 def vm_overlays() -> Iterator[Path]:
     from tests.integration import libvirtd
@@ -102,6 +108,7 @@ FACTORIES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "ns": _ns,
     "ssh": _ssh,
     "docker": _docker,
+    "podman": _podman,
     "libvirt": _libvirt,
     "slurm": _slurm,
 }

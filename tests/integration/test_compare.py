@@ -126,6 +126,7 @@ def test_planted_5_percent_slowdown_is_a_regression(runs: dict[str, Path], tmp_p
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert suite.get("failures") == "1"
+    assert "threshold (source): ±2% (--threshold test.*)" in junit.read_text(encoding="utf-8")
     # the same pair the other way round is an improvement, not a regression
     back = cli("compare", str(runs["slow"]), str(runs["a1"]), *gate)
     assert back.returncode == 0, back.stdout + back.stderr
@@ -207,4 +208,4 @@ def test_thresholds_come_from_the_recorded_rules_and_old_runs_fall_back_to_the_s
     # and the report reads the same rules: its verdicts use the suite text's 2 %
     rules = combine(load_runs([old_base, old_new])).rules()
     assert rules.thresholds == strict
-    assert rules.threshold_table(rules.thresholds)["test.*"] == 0.02
+    assert rules.threshold_rules().pick("test.x", "m").value == 0.02

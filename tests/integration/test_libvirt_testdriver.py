@@ -280,3 +280,37 @@ def test_banner_probe_survives_refusals_and_a_silent_forward(lv: Any) -> None:
         for c in held:
             c.close()
         srv.close()
+
+
+def test_gpu_vm_is_bound_to_the_gpus_node(lv: Any, target_of: Any, base: Path, tmp_path: Path) -> None:
+    """libvirt's node device says the GPU is on node 1: numa auto binds the domain's memory there, the XML with
+    <numatune> and hugepages starts on a real libvirt driver, and the placement is in the fingerprint."""
+    from benchbed.targets import libvirtdev, vmplace
+    from benchbed.targets.libvirtvm import describe_domain
+
+    spec = make(base, tmp_path, gpus=["0000:17:00.0"], hugepages=True)
+    t = target_of(spec)
+    pci, drivers = libvirtdev.check_devices(t.conn, spec, "vm")
+    assert libvirtdev.gpu_numa_node(t.conn, pci) == 1
+    placement = vmplace.plan(spec, "vm", libvirtdev.gpu_numa_node(t.conn, pci), libvirtdev.host_cells(t.conn))
+    assert (placement.numa_node, placement.notes) == (1, ())
+    xml = vmspec.render_domain(
+        spec,
+        name="benchbed-r1-2",
+        run_id="r1",
+        target="vm",
+        overlay=tmp_path / "o.qcow2",
+        pci=pci,
+        host_port=2222,
+        console_log=None,
+        placement=placement,
+    )
+    dom = t.conn.createXML(xml.replace("<qemu:commandline>", "<!--").replace("</qemu:commandline>", "-->"), 0)
+    try:
+        live = ET.fromstring(dom.XMLDesc(0))
+        assert live.find("numatune/memory").attrib == {"mode": "strict", "nodeset": "1"}  # type: ignore[union-attr]
+        info = describe_domain(t.conn, spec, dom, xml, pci, drivers, placement)["libvirt"]
+        assert info["placement"]["numa_node"] == 1
+        assert "host_driver_version" in info["passthrough"]["pci"][0]
+    finally:
+        dom.destroy()

@@ -25,15 +25,23 @@ NAMES = {"test_sort[20000]", "test_sort[50000]", "test_json_roundtrip", "test_sh
 REPS = 3
 
 
-def run_suite(tmp: Path, targets: dict[str, Any], *, suite_dir: Path = EXAMPLE, timeout_s: int = 600) -> RunData:
-    """Copy the suite next to a suite file that names it relatively, run it on `targets`, load the run."""
+def run_suite(
+    tmp: Path,
+    targets: dict[str, Any],
+    *,
+    suite_dir: Path = EXAMPLE,
+    timeout_s: int = 600,
+    params: dict[str, Any] | None = None,
+) -> RunData:
+    """Copy the suite next to a suite file that names it relatively, run it on `targets`, load the run; the exit
+    code is 1 exactly when a case failed."""
     shutil.copytree(suite_dir, tmp / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     suite = {
         "name": "pytest-it",
         "baseline": next(iter(targets)),
         "seed": 1,
         "defaults": {"instances": 1, "repetitions": REPS, "warmup": 1, "timeout_s": timeout_s},
-        "workloads": [{"name": "pytest", "params": {"path": "bench"}}],
+        "workloads": [{"name": "pytest", "params": params or {"path": "bench"}}],
     }
     (tmp / "s.yaml").write_text(json.dumps(suite))
     (tmp / "t.yaml").write_text(json.dumps({"targets": targets}))
@@ -46,9 +54,11 @@ def run_suite(tmp: Path, targets: dict[str, Any], *, suite_dir: Path = EXAMPLE, 
         timeout=timeout_s + 600,
         check=False,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = (tmp / "res").iterdir()
-    return load_run(run_dir)
+    run = load_run(run_dir)
+    failed = bool((run.cases["status"] == "failed").any()) if not run.cases.empty else False
+    assert proc.returncode == (1 if failed else 0), proc.stdout + proc.stderr
+    return run
 
 
 def raw_samples(run: RunData, target: str) -> list[dict[str, Any]]:
@@ -127,6 +137,34 @@ def test_a_failing_user_test_fails_the_case_with_pytests_tail(tmp_path: Path) ->
     assert "pytest exited 1" in case["reason"]
     assert "the user's own assertion" in case["reason"]
     assert raw_samples(run, "local") == []  # never a number from a failed suite
+
+
+BENCH_PY = """
+def test_join(benchmark):
+    benchmark(",".join, ["a"] * 100)
+"""
+
+
+@pytest.mark.local
+def test_benchmark_files_not_named_test_star_collect_by_path_glob_or_own_python_files(tmp_path: Path) -> None:
+    suite = tmp_path / "src"
+    (suite / "benchmarks").mkdir(parents=True)
+    (suite / "bench.py").write_text(BENCH_PY)
+    (suite / "benchmarks" / "perf_join.py").write_text(BENCH_PY.replace("test_join", "test_join2"))
+    plain = run_suite(tmp_path / "plain", {"local": local()}, suite_dir=suite)
+    (case,) = plain.cases.to_dict("records")
+    assert case["status"] == "failed"  # as before: the directory by pytest's default python_files finds nothing
+    assert "pytest was asked to collect the directory 'bench' by pytest's default python_files" in case["reason"]
+    assert "name them in `path` or `files`" in case["reason"]
+    by_file = run_suite(tmp_path / "file", {"local": local()}, suite_dir=suite, params={"path": "bench/bench.py"})
+    assert {s["metric"] for s in raw_samples(by_file, "local")} == {"test_join"}
+    globbed = run_suite(
+        tmp_path / "glob", {"local": local()}, suite_dir=suite, params={"path": "bench", "files": "benchmarks/*.py"}
+    )
+    assert {s["metric"] for s in raw_samples(globbed, "local")} == {"test_join2"}
+    (suite / "pytest.ini").write_text("[pytest]\npython_files = bench.py perf_*.py\n")
+    own = run_suite(tmp_path / "own", {"local": local()}, suite_dir=suite)
+    assert {s["metric"] for s in raw_samples(own, "local")} == {"test_join", "test_join2"}
 
 
 # ── ssh ──────────────────────────────────────────────────────────────────────────────────────────────────────

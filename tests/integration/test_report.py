@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from benchbed.errors import ResultsFormatError
+from benchbed.fmt import md as md_text
 from benchbed.report.render import fmt_num, render, write_text
 from benchbed.results import SCALAR_COLUMNS, load_run
 from benchbed.stats import summarize
@@ -259,7 +260,7 @@ def test_verdict_cells_vs_the_baseline(tmp_path: Path) -> None:
     assert cells["regression"].startswith("✗ regression")
     assert cells["improvement"].startswith("✓ improvement")
     assert cells["equivalent"].startswith("≈ equivalent")
-    assert "threshold ±1%" in cells["regression"]  # cpu.gemm's class threshold
+    assert "threshold ±1% (built-in cpu.gemm)" in cells["regression"]  # cpu.gemm's class threshold, and its source
     assert "MDE " in cells["regression"]
     assert cells["inconclusive"].startswith("inconclusive")  # 2 instances: too noisy to tell at ±1 %
     assert cells["inconclusive"].count("MDE") == 1
@@ -452,13 +453,17 @@ def test_markdown_escapes_names_and_json_has_no_nan(tmp_path: Path) -> None:
     assert "a\\|b\\`c\\`&lt;x&gt;\\*y\\*" in out  # one cell, inert
     header = next(line for line in out.splitlines() if line.startswith("| case |"))
     assert header.count(" | ") == 4  # case, metric, baseline median, two targets: the pipe did not add a column
-    table = [line for line in out.splitlines() if line.startswith("| cpu.gemm")]
+    head, thresholds = out.split("## Verdicts: threshold (source) and MDE")
+    table = [line for line in head.splitlines() if line.startswith("| cpu.gemm")]
     assert len(table) == 2  # the headline's row and the medians' row
     assert all(row.count(" | ") == 4 for row in table)
     assert "## Medians [95% CI] (instances)" in out
     assert table[1].split(" | ")[2].startswith("11.0 [")  # local: instance medians 10, 11, 12
     assert table[1].endswith("9.00 — (1) |")  # one instance: no CI
     assert "Median of per-instance medians" in out
+    judged = [line for line in thresholds.splitlines() if line.startswith("| cpu.gemm")]
+    assert len(judged) == 2  # one per non-baseline target, each with its threshold and where it came from
+    assert all(row.count(" | ") == 6 and md_text("±1% (built-in cpu.gemm)") in row for row in judged)
 
     res = cli("report", str(run_dir), "--format", "json", "-o", str(tmp_path / "s.json"))
     assert res.returncode == 0, res.stderr
@@ -562,3 +567,43 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, message: st
     assert lines[0].startswith("benchbed: error: ")
     assert message in lines[0]
     assert not (tmp_path / "r.html").exists()
+
+
+def gpu_sample(instance: int, rep: int, labels: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **hand_sample("local", 600.0 + rep, instance, rep),
+        "workload": "gpu.gemm",
+        "params": {"n": 4096},
+        "unit": "TFLOP/s",
+        "labels": labels,
+    }
+
+
+def test_throttled_samples_and_gpu_settings_are_shown(tmp_path: Path) -> None:
+    calm = {"telemetry": "nvml every 20 ms", "sm_mhz_min": 1980}
+    hot = {**calm, "throttled": "sw_power_cap", "sm_mhz_min": 1410}
+    samples = [gpu_sample(i, r, hot if (i, r) in ((0, 1), (1, 2)) else calm) for i in range(2) for r in range(4)]
+    cases = [{"case": i, "target": "local", "workload": "gpu.gemm", "params": {"n": 4096}, "instance": i,
+              "status": "ok", "reason": None, "phases": {"total": 1.0}} for i in range(2)]  # fmt: skip
+    run_dir = write_run(tmp_path / "run-gpu", samples, cases, targets={"local": {"kind": "local"}})
+    env = {"kind": "local", "gpus": [{"index": 0, "persistence_mode": "disabled", "bar1_note": "BAR1 is 0.25 GiB"}]}
+    (run_dir / "env" / "local.json").write_text(json.dumps(env), encoding="utf-8")
+    html = markup(write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert "GPU notes" in html
+    assert "2 of 8 overlapped a clock-event reason" in html
+    assert "sw_power_cap" in html
+    assert "persistence mode off" in html
+    assert "BAR1 is 0.25 GiB" in html
+    text = render(load_run(run_dir), "md")
+    assert "## GPU notes" in text
+    assert (
+        "| local | gpu.gemm | n=4096 | throughput | 2 of 8 overlapped a clock-event reason | sw\\_power\\_cap |" in text
+    )
+    assert "persistence mode off" in text
+
+
+def test_a_cpu_report_has_no_gpu_notes(tmp_path: Path) -> None:
+    samples = [hand_sample("local", 10.0 + r, i, r) for i in range(2) for r in range(3)]
+    run_dir = write_run(tmp_path / "run-cpu", samples, [], targets={"local": {"kind": "local"}})
+    assert "GPU notes" not in markup(write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert "GPU notes" not in render(load_run(run_dir), "md")

@@ -481,7 +481,7 @@ def test_cli_parallel_summary_names_failed_hosts(server: S.Sshd, tmp_path: Path)
         env={**os.environ, "PYTHONPATH": str(REPO)},
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a failed case fails the run (README: exit codes)
     assert "1 ok, 0 skipped, 1 failed" in proc.stdout
     assert "failed on down:" in proc.stdout
     assert "connection refused" in proc.stdout

@@ -219,3 +219,43 @@ def test_one_stack_over_ssh_is_sent_once_and_gives_the_same_digest(
 
 def stack_id(image: str) -> str:
     return rootfs.inspect(image).id
+
+
+def test_gpu_driver_libraries_come_from_the_host_as_in_a_container(stack: rootfs.Rootfs) -> None:
+    """The NVIDIA-Container-Toolkit-style injection, without a GPU: a stand-in driver library (a real ELF, named
+    like one, behind a versioned symlink as libcuda.so.1 is) exists only on the host; inside the chroot it is bound
+    at its host path and found by soname through the image's own ldconfig — and gone from the cache afterwards."""
+    libdir = Path("/usr/lib/x86_64-linux-gnu")
+    donor = libdir / "libz.so.1"
+    if not donor.exists():
+        pytest.skip("needs the host's libz as a stand-in ELF")
+    real = libdir / "libnvidia-benchbedtest.so.1.0"
+    link = libdir / "libnvidia-benchbedtest.so.1"
+    code = (
+        "import ctypes; ctypes.CDLL('libnvidia-benchbedtest.so.1');"
+        "print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'benchbedtest' in l}))"
+    )
+    shutil.copyfile(donor, real)
+    link.symlink_to(real.name)
+    try:
+        outs = {}
+        for libs in ([], [str(link)]):
+            work = tempfile.mkdtemp(prefix="benchbed-stacktest-")
+            try:
+                argv, extra = chroot.wrap(["python3", "-c", code], rootfs=stack.path, workdir=work, driver_libs=libs)
+                outs[bool(libs)] = subprocess.run(
+                    argv, env={**os.environ, **extra}, capture_output=True, text=True, timeout=60
+                )
+            finally:
+                shutil.rmtree(work)
+    finally:
+        link.unlink()
+        real.unlink()
+    assert outs[False].returncode != 0  # the image alone has no driver
+    assert "benchbedtest" in outs[False].stderr
+    assert outs[True].returncode == 0, outs[True].stderr[-2000:]
+    assert outs[True].stdout.strip() == repr([str(real)])  # mapped from the host's file, at the host's path
+    assert chroot.host_driver_libraries("\tlibnvidia-benchbedtest.so.1 (libc6,x86-64) => " + str(link) + "\n") == [
+        str(link)
+    ]
+    assert not list(stack.path.glob("usr/lib/x86_64-linux-gnu/libnvidia-benchbedtest*"))  # the cache is untouched

@@ -356,8 +356,8 @@ def test_d2h_runs(pinned: bool) -> None:
 def test_launch_latency_is_plausible() -> None:
     _torch_cuda()
     samples = _run("gpu.launch_latency", Context(repetitions=10, warmup=2), launches=1000)
-    _check_shape(samples, {"launch_latency": ("µs", "lower")}, reps=10, warmup=2)
-    median = statistics.median(_measured(samples, "launch_latency"))
+    _check_shape(samples, {"host_submit_torch_add": ("µs", "lower")}, reps=10, warmup=2)
+    median = statistics.median(_measured(samples, "host_submit_torch_add"))
     assert 2.0 <= median <= 10.0, f"{median:.2f} µs per launch ({samples[-1].labels['kernel']})"
 
 
@@ -379,3 +379,33 @@ def test_model_load_cuda(tmp_path: Path) -> None:
     assert {s.metric for s in samples} >= {"cpu_cold", "cpu_warm", "cuda_cold", "cuda_warm"}
     assert all(math.isfinite(s.value) and s.value > 0 for s in samples)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.gpu
+def test_gemm_batches_are_held_and_watched() -> None:
+    """On a real GPU: every timed batch ran behind torch's spin kernel, and with nvidia-ml-py each carries the
+    NVML readings of its window (clocks, power against the limit, PCIe link while busy)."""
+    _torch_cuda()
+    samples = _run("gpu.gemm", Context(repetitions=3, warmup=1), dtype="bf16", n=4096)
+    timed = [s for s in samples if s.phase != "cold"]
+    assert all(s.labels["hold_ms"] > 0 for s in timed), [s.labels.get("hold_missing") for s in timed]
+    try:
+        import pynvml  # noqa: F401
+    except ImportError:
+        assert all("pynvml" in s.labels["telemetry"] for s in timed)
+        return
+    assert all(s.labels["telemetry"].startswith("nvml") for s in timed), timed[0].labels["telemetry"]
+    assert all(s.labels["sm_mhz_max"] > 0 and s.labels["power_limit_w"] > 0 for s in timed)
+    assert all(s.labels["pcie_busy"].startswith("gen") for s in timed)
+
+
+@pytest.mark.gpu
+def test_d2d_conventions_and_host_copy_placement() -> None:
+    _torch_cuda()
+    samples = _run("gpu.d2d_bandwidth", Context(repetitions=3, warmup=1), size_mb=512)
+    rw, once = _measured(samples, "bandwidth"), _measured(samples, "copy_bandwidth")
+    assert rw == pytest.approx([2 * x for x in once])
+    h2d = _run("gpu.h2d_bandwidth", Context(repetitions=2, warmup=1), size_mb=64, numa="local")
+    labels = h2d[-1].labels
+    assert labels["numa"] == "local"
+    assert labels["host_numa_node"] == labels["gpu_numa_node"] or labels.get("placement_note")

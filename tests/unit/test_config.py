@@ -24,7 +24,7 @@ SUITE_CASES = [
     ),
     (
         "name: x\nworkloads:\n  - name: cpu.gemm\n    params: {size: 3}\n",
-        "s.yaml:4: workloads[0].params: unknown parameter 'size' for cpu.gemm (known: n, dtype)",
+        "s.yaml:4: workloads[0].params: unknown parameter 'size' for cpu.gemm (known: n, dtype, threads)",
     ),
     ("name: x\n", "s.yaml:1: workloads: Field required"),
     ("name: x\nworkloads: []\n", "s.yaml:2: workloads: List should have at least 1 item"),

@@ -25,6 +25,7 @@ from benchbed.workloads.pytest_bench import (
     command,
     pytest_bench,
     samples_from_json,
+    split_path,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,7 +231,8 @@ def test_suite_resolves_path_relative_to_the_suite_file(tmp_path: Path) -> None:
     ("params", "message"),
     [
         ("{path: nope}", "s.yaml:4: workloads[0].params.path: 'nope' is not a directory"),
-        ("{path: bench/test_a.py}", "s.yaml:4: workloads[0].params.path: 'bench/test_a.py' is not a directory"),
+        ("{path: bench/nope.py}", "s.yaml:4: workloads[0].params.path: 'nope.py' matches no file in"),
+        ("{path: bench, files: ../x.py}", "s.yaml:4: workloads[0].params.path: '../x.py' must name files inside"),
         ("{select: sort}", "s.yaml:4: workloads[0].params: path: field required"),
         ("{path: bench, k: 1}", "s.yaml:4: workloads[0].params: unknown parameter 'k' for pytest"),
     ],
@@ -250,3 +252,22 @@ def test_oversized_suite_dir_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text("name: x\nworkloads:\n  - name: pytest\n    params:\n      path: bench\n")
     with pytest.raises(ConfigError, match=r"s\.yaml:5: workloads\[0\]\.params\.path: .* more than 16 MiB"):
         load_suite(tmp_path / "s.yaml")
+
+
+def test_split_path_ships_the_directory_and_names_what_to_collect() -> None:
+    assert split_path("suite") == ("suite", [])
+    assert split_path("bench.py") == (".", ["bench.py"])
+    assert split_path("proj/benchmarks/*.py") == ("proj/benchmarks", ["*.py"])
+    assert split_path("proj", "bench.py 'perf/*.py'") == ("proj", ["bench.py", "perf/*.py"])
+
+
+def test_a_path_or_glob_that_names_nothing_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "bench.py").write_text("def test_x(benchmark):\n    benchmark(int)\n")
+    good = tmp_path / "good.yaml"
+    good.write_text("name: s\nworkloads:\n  - name: pytest\n    params: {path: suite/bench.py}\n")
+    assert load_suite(good).suite.workloads[0].params["path"] == "suite/bench.py"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\nworkloads:\n  - name: pytest\n    params: {path: suite, files: 'perf/*.py'}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:4: .*'perf/\*.py' matches no file"):
+        load_suite(bad)

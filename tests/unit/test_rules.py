@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from benchbed.rules import HARDWARE, Rules, merged_thresholds, resolve, rules_of
-from benchbed.verdict import DEFAULT_THRESHOLDS, threshold_for
+from benchbed.thresholds import DEFAULT_THRESHOLDS, Threshold, threshold_for
 
 SUITE_TEXT = "name: s\nthresholds:\n  'io.*': 0.2\nworkloads: []\n"
 
@@ -28,14 +28,16 @@ def test_recorded_defaults_decide_not_todays() -> None:
     recorded = resolve({}).to_json()
     recorded["default_thresholds"] = {"cpu.gemm": 0.25}  # what benchbed's defaults were when the run was made
     rules = rules_of({"rules": recorded})
-    assert threshold_for("cpu.gemm", "gflops", rules.threshold_table(rules.thresholds)) == 0.25
-    assert threshold_for("cpu.gemm", "gflops", Rules().threshold_table({})) == DEFAULT_THRESHOLDS["cpu.gemm"]
+    assert rules.threshold_rules().pick("cpu.gemm", "gflops") == Threshold(0.25, "built-in cpu.gemm")
+    assert Rules().threshold_rules().pick("cpu.gemm", "gflops").value == DEFAULT_THRESHOLDS["cpu.gemm"]
 
 
 def test_suite_and_command_line_globs_come_before_the_defaults() -> None:
-    table = Rules().threshold_table({"cpu.*": 0.5})
-    assert next(iter(table)) == "cpu.*"
-    assert threshold_for("cpu.gemm", "gflops", table) == 0.5
+    rules = Rules(thresholds={"cpu.*": 0.5})
+    assert rules.threshold_rules().pick("cpu.gemm", "gflops") == Threshold(0.5, "suite cpu.*")
+    picked = rules.threshold_rules(cli={"cpu.gemm": 0.2}).pick("cpu.gemm", "gflops")
+    assert picked == Threshold(0.2, "--threshold cpu.gemm")
+    assert threshold_for("cpu.gemm", "gflops", {"cpu.*": 0.5}) == 0.5
 
 
 def test_merged_thresholds_later_runs_win() -> None:

@@ -1,0 +1,87 @@
+"""What every container kind's spec shares (`docker`, `podman`): the image, limits, binds — and the OCI runtime,
+which may be an axis: `runtime: [runc, runsc]` makes one target per runtime (`box@runc`, `box@runsc`).
+
+pydantic and the stdlib only, like every kind module.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from benchbed.targets.spec import NAME_PATTERN, VARIANT_SEP, TargetBase
+
+RuntimeName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class ContainerFields(TargetBase):
+    """A fresh container per instance; the keys docker and podman targets have in common."""
+
+    image: str = Field(min_length=1)
+    pull: Literal["never", "missing", "always"] = "missing"
+    runtime: RuntimeName | list[RuntimeName] | None = Field(
+        None,
+        description="OCI runtime (runc, runsc, kata, nvidia, ...): the boundary compared. A list is an axis: one "
+        "target per runtime, named `<target>@<runtime>`",
+    )
+    cpus: float | None = Field(None, gt=0, description="CPU limit (NanoCpus)")
+    memory: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$", description="Memory limit, e.g. 4g")
+    shm_size: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$")
+    network: str = Field("none", description="`none` (default), `host`, or a named network")
+    volumes: list[str] = Field(default_factory=list, description="host:container[:ro|rw] binds (models, scratch)")
+    env: dict[str, str] = Field(default_factory=dict)
+    user: str | None = None
+    privileged: bool = Field(False, description="Never by default")
+    workdir: str = Field(
+        "/var/tmp/benchbed",
+        description="Directory inside the container for the agent and (by default) the I/O scratch: on the "
+        "container's own filesystem in every runtime (gVisor mounts a tmpfs over an empty /tmp)",
+    )
+    start_timeout_s: float = Field(60.0, gt=0)
+
+    stack: str | None = Field(
+        None, description="The stack this target runs on: for a container, its image (give `stack` or `image`)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stack_is_the_image(cls, data: Any) -> Any:
+        """A container's userland is its image, so `stack: X` means `image: X`; two different names are a mistake."""
+        if isinstance(data, dict) and data.get("stack"):
+            image = data.get("image")
+            if image and image != data["stack"]:
+                raise ValueError(f"image {image!r} and stack {data['stack']!r} differ: a container runs its image")
+            data = {**data, "image": data["stack"]}
+        return data
+
+    @field_validator("runtime")
+    @classmethod
+    def _axis(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("a runtime list names each runtime once, and at least one")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _binds(cls, value: list[str]) -> list[str]:
+        for bind in value:
+            parts = bind.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+                raise ValueError(f"volume {bind!r} must be host:/container[:ro|rw]")
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"volume {bind!r}: mode must be ro or rw")
+        return value
+
+    def variants(self) -> dict[str, TargetBase]:
+        """`runtime: [a, b]` ▸ {"@a": this spec on a, "@b": ... on b}; a single runtime (or none) is itself."""
+        if not isinstance(self.runtime, list):
+            return {"": self}
+        return {f"{VARIANT_SEP}{r}": self.model_copy(update={"runtime": r}) for r in self.runtime}
+
+    @property
+    def oci_runtime(self) -> str | None:
+        """The one runtime of an expanded spec (None: the engine's default)."""
+        if isinstance(self.runtime, list):
+            raise ValueError(f"runtime list {self.runtime} was not expanded into one target per runtime")
+        return self.runtime

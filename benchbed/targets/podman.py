@@ -1,0 +1,74 @@
+"""`podman`: a fresh container per instance without a daemon, rootful or rootless — the same lifecycle, labels,
+sweep, start-up phases and errors as `docker`.
+
+The client is the Docker SDK the docker kind already uses, talking to podman's Docker-compatible API: by default a
+private `podman system service` this harness starts for the run and stops at its end (or `podman_host`, an
+existing socket). That reuses the docker kind's provisioning, exec streaming, shipping and diagnosis as they are,
+rather than a second engine binding (podman-py) or CLI parsing, and podman's API is the one it keeps compatible for
+docker-compose. This module is the kind; `podmanengine` (imported on use) holds the service and provisioner.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from benchbed import boundary
+from benchbed.targets.base import Kind, distinct
+from benchbed.targets.containerspec import ContainerFields
+
+_LIMIT = re.compile(r"^(\d+|-1)(:(\d+|-1))?$")
+
+
+class PodmanTarget(ContainerFields):
+    """A fresh podman container per instance (daemonless: benchbed runs podman's API service for the run)."""
+
+    podman_host: str | None = Field(
+        None, description="A podman API socket (unix://...); a private `podman system service` per run if absent"
+    )
+    podman: str = Field("podman", description="The podman binary that serves the private API socket")
+    ulimits: dict[str, str] | None = Field(
+        None,
+        description="soft[:hard] per resource (nofile, nproc, ...). Default: this host's own hard limits for nofile "
+        "and nproc — podman's built-in defaults exceed them on some hosts ('error setting rlimit … not permitted')",
+    )
+    kind: Literal["podman"]
+
+    @field_validator("ulimits")
+    @classmethod
+    def _limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, limit in (value or {}).items():
+            if not _LIMIT.match(str(limit)):
+                raise ValueError(f"ulimit {name}: {limit!r} is not soft[:hard] (integers, -1 for unlimited)")
+        return value
+
+
+class PodmanKind(Kind):
+    name = "podman"
+    spec = PodmanTarget
+    extra = "docker"  # the Docker SDK speaks podman's compatible API
+    impl = "benchbed.targets.podmanengine:PodmanProvisioner"
+
+    def boundary(self, spec: Any) -> str:
+        """runc and crun are container runtimes; gVisor and Kata sandbox the workload (docs/runtimes.md)."""
+        return boundary.runtime_class(spec.oci_runtime)
+
+    def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
+        try:
+            from benchbed.targets.podmanengine import sweep
+        except ImportError as err:
+            raise self.missing(err, "cleanup") from err
+        removed: list[str] = []
+        for url, binary in distinct((spec.podman_host, spec.podman) for spec in specs):
+            removed += sweep(url, binary, everything=everything)
+        return removed
+
+    def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
+        """This host's podman is swept (when installed) unless a targets file says which kinds were used."""
+        if targets_given or shutil.which("podman") is None:
+            return None
+        return PodmanTarget(kind="podman", image="-")

@@ -1,0 +1,129 @@
+"""The `podman` target against real podman (rootful; its API service started by the target) and the test image:
+the quick suite's sample shapes equal local's, and no labelled container or API service is left after success,
+failure, Ctrl-C, or a SIGKILLed harness followed by `benchbed cleanup`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from benchbed.results import load_run
+from tests.integration import podmand
+from tests.integration.test_docker import bench, reap, run_suite, start_run, write
+
+pytestmark = pytest.mark.podman
+__all__ = ["reap"]  # the fixture, shared with test_docker
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return podmand.required_image()
+
+
+def services() -> list[str]:
+    return sorted(p.name for p in Path("/tmp").glob("benchbed-podman-*"))
+
+
+def shapes(samples: object, target: str) -> set[tuple[str, str, str, str, str]]:
+    s = samples[samples.target == target]  # type: ignore[index]
+    return set(zip(s.workload, s.metric, s.unit, s.better, s.phase, strict=True))
+
+
+def test_quick_suite_in_podman_matches_local_shapes(tmp_path: Path, image: str) -> None:
+    before = services()
+    targets = {"local": {"kind": "local"}, "pod": {"kind": "podman", "image": image, "pull": "never"}}
+    t, _ = write(tmp_path, targets, "unused: true\n")
+    proc = bench(tmp_path, "run", "quick", "--targets", str(t), "--repeat", "1", "--out", str(tmp_path / "res"))
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "res").iterdir()
+    run = load_run(run_dir)
+    bad = run.cases[(run.cases.target == "pod") & (run.cases.status == "failed")]
+    assert bad.empty, bad[["workload", "reason"]].to_string()
+    assert shapes(run.samples, "pod") == shapes(run.samples, "local")
+    env = run.env["pod"]
+    assert env["kind"] == "podman"
+    assert env["podman"]["service"] == "private"
+    assert env["podman"]["runtime"]["name"] == "runc"
+    assert env["podman"]["ulimits"]["nofile"]
+    for _, case in run.cases[run.cases.target == "pod"].iterrows():
+        for name in ("image", "create", "start", "exec_ready", "put_agent", "agent_ready", "workload", "teardown"):
+            assert case.phases[name] >= 0, name
+    assert podmand.labelled_containers() == []
+    assert services() == before  # the private API service stopped with the run
+
+
+def test_failures_are_clear_and_leave_nothing(tmp_path: Path, image: str) -> None:
+    targets = {
+        "local": {"kind": "local"},
+        "noimage": {"kind": "podman", "image": "benchbed/does-not-exist:1", "pull": "never"},
+        "nopodman": {"kind": "podman", "image": image, "podman": "/nonexistent/podman"},
+        "badlimit": {"kind": "podman", "image": image, "pull": "never", "ulimits": {"nofile": "99999999:99999999"}},
+        "odd": {"kind": "podman", "image": image, "pull": "never", "runtime": "nosuch"},
+    }
+    proc, run = run_suite(
+        tmp_path,
+        targets,
+        "name: errs\nbaseline: local\ndefaults: {instances: 1}\n"
+        "workloads:\n  - {name: util.noop, params: {duration_ms: 1}}\n",
+    )
+    reasons = dict(zip(run.cases.target, run.cases.reason, strict=True))
+    assert "image 'benchbed/does-not-exist:1' is not present and pull is 'never'" in reasons["noimage"]
+    assert "podman not found ('/nonexistent/podman'" in reasons["nopodman"]
+    assert "may not set the container's ulimits" in reasons["badlimit"]
+    assert "ulimits:" in proc.stdout + str(reasons["badlimit"])
+    assert "runtime 'nosuch' is not registered with the engine (registered: " in reasons["odd"]
+    for target in ("noimage", "nopodman", "badlimit", "odd"):
+        assert "\n" not in reasons[target]
+        assert target in proc.stdout
+    assert podmand.labelled_containers() == []
+
+
+def wait_for_container(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if podmand.labelled_containers():
+            return
+        time.sleep(0.2)
+    raise AssertionError("no benchbed podman container appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_nothing_left_after_interrupt_or_kill_plus_cleanup(
+    tmp_path: Path, image: str, sig: int, reap: list[subprocess.Popen[str]]
+) -> None:
+    before = services()
+    targets = {"pod": {"kind": "podman", "image": image, "pull": "never"}}
+    t, s = write(
+        tmp_path,
+        targets,
+        "name: int\nbaseline: pod\nmodules: [slow.py]\ndefaults: {instances: 1}\n"
+        "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
+    )
+    proc = start_run(tmp_path, t, s, reap)
+    wait_for_container()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        "test.slow" in p.read_text() for p in (tmp_path / "res").glob("*/samples.jsonl")
+    ):
+        time.sleep(0.1)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "Traceback" not in err
+        assert podmand.labelled_containers() == []
+        assert services() == before
+    else:
+        assert podmand.labelled_containers() != []  # a SIGKILLed harness cannot clean up after itself...
+        assert services() != before
+        cleanup = bench(tmp_path, "cleanup")
+        assert cleanup.returncode == 0, cleanup.stderr
+        assert "removed podman container" in cleanup.stdout
+        assert "podman API service" in cleanup.stdout
+        assert podmand.labelled_containers() == []  # ...but `benchbed cleanup` finds what it left
+        assert services() == before
