@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from benchbed import boundary
 from benchbed.targets.base import Kind
 from benchbed.targets.spec import TargetBase
 
@@ -67,6 +68,10 @@ class SlurmKind(Kind):
     spec = SlurmTarget
     impl = "benchbed.targets.slurmjob:SlurmProvisioner"
     group_template = SlurmTarget
+
+    def boundary(self, spec: Any) -> str:
+        """A job step on a node is bare metal; with `stack`/`container` it runs in an OCI container (runc)."""
+        return boundary.CONTAINER if spec.stack or spec.container else boundary.BARE_METAL
 
     def group_member(self, template: Any, member: str) -> Any:
         """A group's member is a node: the template pinned to it (`nodelist`)."""
