@@ -85,6 +85,11 @@ class Cases:
     def stop(self) -> None:
         """End the run early: lanes finish no new case, and live sessions that can abort do so now."""
         self.stopping.set()
+        for target in list(self.targets.values()):  # a provision still waiting (a queued Slurm job) gives up
+            try:
+                target.stop()
+            except Exception:
+                log.debug("stop failed", exc_info=True)
         with self._lock:
             live = list(self.live.values())
         for session in live:

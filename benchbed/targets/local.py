@@ -64,6 +64,7 @@ class LocalSession(SessionImpl):
         self.workdir = workdir
         self.agents: set[subprocess.Popen[bytes]] = set()  # started and not yet reaped
         self.env: dict[str, str] | None = None  # the environment of started commands (None: this process's)
+        self.launch_dir: str | None = workdir  # where commands start (None: here; a Slurm workdir is on the node)
         # the host's own files: hashes keyed by file identity stay valid across instances and runs
         self.stack_cache = str(Path.home() / ".cache" / "benchbed" / "stack-hashes.json")
 
@@ -95,7 +96,7 @@ class LocalSession(SessionImpl):
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         stdin=subprocess.DEVNULL,
-                        cwd=self.workdir,
+                        cwd=self.launch_dir,
                         start_new_session=True,  # its own process group: one killpg ends the agent and its children
                     )
                 except OSError as err:
