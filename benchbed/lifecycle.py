@@ -18,13 +18,13 @@ from typing import Any, Protocol
 from benchbed.agent.build import Agent
 from benchbed.casestate import CaseState, Sink, outcome
 from benchbed.envbook import EnvBook
-from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError
+from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError, StoreError
 from benchbed.plan import Case, Plan
 from benchbed.protocol import PROTOCOL
 from benchbed.results import RunWriter
 from benchbed.schema import AnyTarget
 from benchbed.targets.base import Session, Target
-from benchbed.targets.registry import make_target
+from benchbed.targets.registry import kind, make_target
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,18 @@ class Cases:
                     with self._lock:
                         self.live.pop(case.target, None)
             phases["teardown"] = time.perf_counter() - body_end
+        except StoreError:
+            raise  # the results store cannot take more: the run ends (runner), it is no case's failure
         except BenchbedError as err:
             status, reason, extra = "failed", str(err), {}
+        except Exception as err:
+            if not isinstance(err, kind(spec.kind).transport_errors()):
+                raise  # a bug, not a fault of the target: the traceback is what is wanted
+            status, reason, extra = (
+                "failed",
+                f"target {case.target!r}: connection lost ({type(err).__name__}: {err})",
+                {},
+            )
         if self.stopping.is_set():  # interrupted instance: like Ctrl-C in a sequential run, no case record
             return
         total = time.perf_counter() - t0
