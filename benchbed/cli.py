@@ -156,7 +156,7 @@ def _execute(
     """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
-    from benchbed.results import new_run_id
+    from benchbed.results import check_store, new_run_id
     from benchbed.runner import Runner
     from benchbed.schema import DEFAULT_TARGETS
 
@@ -165,11 +165,12 @@ def _execute(
         loaded = load_suite(resolve_suite_path(suite))
         specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
         plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
+        check_store(out_dir)  # a store that cannot take the run is refused before anything is swept or started
         from benchbed.cleanup import sweep
 
         for line in sweep(specs[name] for name in plan.targets):
             out.print(f"removed leftover {line}", markup=False)
-        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
         try:
             runner.execute()
         finally:

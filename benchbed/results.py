@@ -15,11 +15,13 @@ Schema history:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,14 +30,29 @@ from typing import Any
 
 import pandas as pd
 
-from benchbed.errors import ResultsFormatError
-from benchbed.fileio import write_json
+from benchbed.errors import ResultsFormatError, StoreError
+from benchbed.fileio import store_error, write_json
 from benchbed.owner import owner_alive
 from benchbed.protocol import SAMPLE_COLUMNS
 
 SCHEMA_VERSION = 1
 SCALAR_COLUMNS = [c for c in SAMPLE_COLUMNS if c != "labels"]  # flat files (the report's CSV)
 FSYNC_INTERVAL_S = 0.5
+RESERVE = ".reserve"  # room kept back so a full store can still be told how the run ended (see RunWriter)
+RESERVE_MIN = 64 * 1024
+
+
+def check_store(out_dir: Path) -> None:
+    """Refuse a results store that cannot take files before anything runs (read-only, no permission)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".benchbed-probe-", dir=out_dir)
+        os.close(fd)
+        Path(probe).unlink()
+    except OSError as err:
+        raise StoreError(
+            f"results store {out_dir} is not writable ({err.strerror or err})", hint="pick another --out"
+        ) from err
 
 
 def new_run_id(suite: str) -> str:
@@ -46,30 +63,57 @@ def new_run_id(suite: str) -> str:
 
 class JsonlAppender:
     """Unbuffered O_APPEND writer: each line reaches the OS at once (a killed harness loses nothing);
-    fsync is throttled so durability against an OS crash costs no per-sample latency."""
+    fsync is throttled so durability against an OS crash costs no per-sample latency.
+
+    A line is written whole or not at all: a short write is continued, and a failed one (disk full) is cut back
+    to the last complete line before the error is raised, so the file never holds half a record."""
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            self.size = os.fstat(self.fd).st_size
+        except OSError as err:
+            raise store_error(path, err) from err
         self._last_sync = time.monotonic()
 
     def append(self, record: dict[str, Any]) -> None:
-        os.write(self.fd, (json.dumps(record, default=str, allow_nan=True) + "\n").encode())
+        data = (json.dumps(record, default=str, allow_nan=True) + "\n").encode()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)  # back to the last complete line
+            raise store_error(self.path, err) from err
+        self.size += len(data)
         now = time.monotonic()
         if now - self._last_sync > FSYNC_INTERVAL_S:
-            os.fsync(self.fd)
+            self.sync()
             self._last_sync = now
 
     def sync(self) -> None:
-        os.fsync(self.fd)
+        try:
+            os.fsync(self.fd)
+        except OSError as err:
+            raise store_error(self.path, err) from err
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            try:
+                os.fsync(fd)
+            except OSError as err:
+                raise store_error(self.path, err) from err
+            finally:
+                os.close(fd)
 
 
 class RunWriter:
+    """One run directory being written. A store that fills up mid-run still gets its run marked: a reserve file,
+    as big as run.json and then some, is given back just before the final run.json is written."""
+
     def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
         if run_dir.exists():
             raise ResultsFormatError(f"{run_dir}: already exists; a run directory is never overwritten")
@@ -88,7 +132,8 @@ class RunWriter:
             "controller_host": socket.gethostname(),
             **meta,
         }
-        write_json(run_dir / "run.json", self.meta)
+        self._reserved = 0
+        self.update()
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")
 
@@ -101,16 +146,44 @@ class RunWriter:
 
     def env(self, target: str, data: dict[str, Any]) -> None:
         """Written whole each time (atomic): the lifecycle adds each new stack to the target's fingerprint."""
-        write_json(self.dir / "env" / f"{target}.json", data)
+        write_json(self.dir / "env" / f"{target}.json", data, what="results store")
 
     def update(self, **fields: Any) -> None:
         self.meta.update(fields)
-        write_json(self.dir / "run.json", self.meta)
+        write_json(self.dir / "run.json", self.meta, what="results store")
+        self._reserve(2 * (self.dir / "run.json").stat().st_size + RESERVE_MIN)
+
+    def _reserve(self, size: int) -> None:
+        if size <= self._reserved:
+            return
+        try:
+            fd = os.open(self.dir / RESERVE, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+            self._reserved = size
+        except OSError as err:
+            raise store_error(self.dir / RESERVE, err) from err
 
     def finish(self, status: str, **fields: Any) -> None:
-        self.samples.close()
-        self.cases.close()
-        self.update(status=status, finished=datetime.now(UTC).isoformat(), **fields)
+        """Close the files and write the final run.json (with the reserve given back first). Raises StoreError
+        only if even that fails; the samples and cases written so far are complete lines either way."""
+        errors: list[StoreError] = []
+        for appender in (self.samples, self.cases):
+            try:
+                appender.close()
+            except StoreError as err:
+                errors.append(err)
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / RESERVE).unlink()
+        self._reserved = 2**62  # no new reserve for the last write
+        try:
+            self.update(status=status, finished=datetime.now(UTC).isoformat(), **fields)
+        except StoreError as err:
+            errors.append(err)
+        if errors:
+            raise errors[0]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 from benchbed.results import load_run
 from tests.conftest import interruptible
 from tests.integration import dockerd
-from tests.integration.faultkit import EngineLink
+from tests.integration.faultkit import EngineLink, tmpfs, unmount
 
 SLOW = '''
 import time
@@ -144,3 +144,63 @@ def test_engine_stopped_mid_case_fails_that_target_and_the_suite_goes_on(
         assert run.meta["run_id"] not in " ".join(dockerd.labelled_containers())
     finally:
         link.close()
+
+
+# ── 2. the results store fills up ──────────────────────────────────────────────────────────────────────────
+MANY = (
+    "name: many\nbaseline: local\ndefaults: {instances: 3, repetitions: 2000, warmup: 0}\n"
+    "workloads:\n  - {name: util.noop, params: {duration_ms: 0}}\n"
+)
+
+
+@pytest.fixture
+def small_store() -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmpfs(400)
+    try:
+        yield where
+    finally:
+        unmount(where)
+
+
+@pytest.mark.local
+def test_full_store_is_one_line_keeps_every_complete_line_and_marks_the_run_incomplete(
+    tmp_path: Path, small_store: Path
+) -> None:
+    (tmp_path / "s.yaml").write_text(MANY)
+    proc = bench(tmp_path, "run", "s.yaml", "--out", str(small_store), "--no-report", "--seed", "1")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("benchbed: error: results store full: "), line
+    (run_dir,) = [p for p in small_store.iterdir() if p.is_dir()]
+    text = (run_dir / "samples.jsonl").read_bytes()
+    assert len(text) > 50_000  # the run got somewhere before the store filled
+    assert text.endswith(b"\n")  # no partial line
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert all(r["workload"] == "util.noop" for r in rows)
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "incomplete"
+    assert "results store full" in meta["status_note"]
+    assert [p.name for p in small_store.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")] == []
+    assert load_run(run_dir).meta["status"] == "incomplete"
+
+
+# ── 3. the results store is read-only ──────────────────────────────────────────────────────────────────────
+@pytest.mark.local
+def test_read_only_store_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a read-only mount needs root (root ignores file modes)")
+    store = tmpfs(64)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+        (tmp_path / "s.yaml").write_text(MANY)
+        proc = bench(tmp_path, "run", "s.yaml", "--out", str(store), "--no-report")
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"benchbed: error: results store {store} is not writable"), line
+        assert "run " not in proc.stdout  # nothing started
+        assert list(store.iterdir()) == []
+    finally:
+        unmount(store)

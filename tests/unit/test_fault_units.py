@@ -55,3 +55,55 @@ def test_a_bug_is_not_taken_for_a_transport_error(tmp_path: Path) -> None:
 def test_a_full_store_ends_the_run_instead_of_failing_a_case(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         run_one(raising(StoreError("results store full")), tmp_path)
+
+
+def test_a_short_write_is_continued_and_a_failed_one_cut_back_to_the_last_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import json
+    import os
+
+    from benchbed.results import JsonlAppender
+
+    path = tmp_path / "samples.jsonl"
+    app = JsonlAppender(path)
+    app.append({"n": 1})
+    real_write = os.write
+    calls = {"n": 0}
+
+    def flaky(fd: int, data: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:3]))  # a short write: the rest must follow
+        if calls["n"] == 3:
+            real_write(fd, bytes(data[:5]))  # half a line reaches the disk, then it is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("benchbed.results.os.write", flaky)
+    app.append({"n": 2})
+    with pytest.raises(StoreError, match=r"^results store full: .*samples.jsonl: No space left on device"):
+        app.append({"n": 3, "pad": "x" * 100})
+    monkeypatch.undo()
+    app.append({"n": 4})  # space came back: the next line follows the last complete one
+    app.close()
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == [1, 2, 4]
+
+
+def test_results_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from benchbed.results import RunWriter
+
+    monkeypatch.setattr("benchbed.fileio.UMASK", 0o077)
+    old = os.umask(0o077)
+    try:
+        writer = RunWriter(tmp_path / "run", {"x": 1})
+        writer.sample({"a": 1})
+        writer.finish("complete")
+    finally:
+        os.umask(old)
+    for name in ("run.json", "samples.jsonl", "cases.jsonl"):
+        assert os.stat(tmp_path / "run" / name).st_mode & 0o777 == 0o600, name
+    assert not (tmp_path / "run" / ".reserve").exists()
