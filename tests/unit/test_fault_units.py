@@ -105,5 +105,5 @@ def test_results_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.Monk
     finally:
         os.umask(old)
     for name in ("run.json", "samples.jsonl", "cases.jsonl"):
-        assert os.stat(tmp_path / "run" / name).st_mode & 0o777 == 0o600, name
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o600, name
     assert not (tmp_path / "run" / ".reserve").exists()
