@@ -195,10 +195,36 @@ class RunData:
     env: dict[str, dict[str, Any]]
 
 
+def _text(path: Path) -> str:
+    """A run file as text; anything unreadable is one ResultsFormatError naming the file (the one set of messages
+    `report` and `compare` share)."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError as err:
+        raise ResultsFormatError(f"{path}: not a file (a directory)") from err
+    except OSError as err:
+        raise ResultsFormatError(f"{path}: cannot read ({err.strerror or err})") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ResultsFormatError(f"{path}:{line}: not UTF-8 text (byte {err.start})") from err
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(_text(path))
+    except json.JSONDecodeError as err:
+        raise ResultsFormatError(f"{path}: corrupt JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(value, dict):
+        raise ResultsFormatError(f"{path}: not a JSON object (a {type(value).__name__})")
+    return value
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _text(path).splitlines()
     filled = [line for line in lines if line.strip()]
     try:  # one parse of the whole file as an array: ~1.5-2x faster than a loads() per line (keys memoised once)
         parsed: list[Any] = json.loads("[" + ",".join(filled) + "]")
@@ -211,11 +237,14 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as err:
             if i == len(lines):  # a crash can cut the last line short: that one sample is lost, no more
                 break
             raise ResultsFormatError(f"{path}:{i}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise ResultsFormatError(f"{path}:{i}: not a JSON object (a {type(row).__name__})")
+        rows.append(row)
     return rows
 
 
@@ -226,31 +255,34 @@ def _writer_alive(meta: dict[str, Any]) -> bool:
 
 
 def load_run(run_dir: Path) -> RunData:
-    """Read a run directory into tidy DataFrames (one row per sample / per instance)."""
+    """Read a run directory into tidy DataFrames (one row per sample / per instance). The one reader of run
+    directories: every way one can be unreadable is a ResultsFormatError naming the file, for every command."""
     meta_path = run_dir / "run.json"
-    if not meta_path.is_file():
+    if not run_dir.is_dir():
+        raise ResultsFormatError(
+            f"{run_dir}: not a benchbed run (no such run directory)", hint="pass a results/<run-id> dir"
+        )
+    if not meta_path.exists():
         raise ResultsFormatError(f"{run_dir}: not a benchbed run (no run.json)", hint="pass a results/<run-id> dir")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ResultsFormatError(f"{meta_path}: corrupt JSON ({err.msg})") from err
+    meta = _json_object(meta_path)
     version = meta.get("schema_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ResultsFormatError(f"{meta_path}: no schema_version")
     if version > SCHEMA_VERSION:
         raise ResultsFormatError(
             f"{run_dir}: written with results schema {version}, this benchbed reads up to {SCHEMA_VERSION}",
             hint="upgrade benchbed",
         )
+    if version < 1:
+        raise ResultsFormatError(f"{meta_path}: schema_version {version} is no benchbed results schema (1..)")
     if meta.get("status") == "running" and not _writer_alive(meta):
         meta["status"] = "incomplete"
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
+    case_rows = _read_jsonl(run_dir / "cases.jsonl")
     samples = pd.DataFrame(_read_jsonl(run_dir / "samples.jsonl"), columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
     labels = [v if isinstance(v, dict) else {} for v in samples["labels"]]  # rows of older writers have none
     samples["labels"] = pd.Series(labels, index=samples.index, dtype=object)
-    cases = pd.DataFrame(_read_jsonl(run_dir / "cases.jsonl"))
-    env = {}
-    for path in sorted((run_dir / "env").glob("*.json")):
-        env[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+    cases = pd.DataFrame(case_rows)
+    env = {path.stem: _json_object(path) for path in sorted((run_dir / "env").glob("*.json"))}
     return RunData(run_dir, meta, samples, cases, env)

@@ -204,3 +204,72 @@ def test_read_only_store_is_refused_before_anything_runs(tmp_path: Path) -> None
         assert list(store.iterdir()) == []
     finally:
         unmount(store)
+
+
+# ── 4. a corrupt run: one reader, one message, for report and compare ──────────────────────────────────────
+TINY = (
+    "name: tiny\nbaseline: local\ndefaults: {instances: 2, repetitions: 3, warmup: 0}\n"
+    "workloads:\n  - {name: util.noop, params: {duration_ms: 0}}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("tiny")
+    (tmp / "s.yaml").write_text(TINY)
+    proc = bench(tmp, "run", "s.yaml", "--out", str(tmp / "res"), "--no-report", "--seed", "5")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp / "res").iterdir()
+    return run_dir
+
+
+def _array_line(run: Path) -> None:
+    with (run / "samples.jsonl").open("a") as f:
+        f.write("[1, 2]\n")
+        f.write((run / "samples.jsonl").read_text().splitlines()[0] + "\n")
+
+
+def _samples_dir(run: Path) -> None:
+    (run / "samples.jsonl").unlink()
+    (run / "samples.jsonl").mkdir()
+
+
+def _set_meta(**fields: Any) -> Any:
+    def corrupt(run: Path) -> None:
+        meta = json.loads((run / "run.json").read_text())
+        meta.update(fields)
+        (run / "run.json").write_text(json.dumps(meta))
+
+    return corrupt
+
+
+CORRUPTIONS = {
+    "non-utf8-samples": (lambda run: (run / "samples.jsonl").write_bytes(b'{"a": "\xff\xfe"}\n' * 3), "not UTF-8"),
+    "truncated-env": (lambda run: (run / "env" / "local.json").write_text('{"kernel": "6.'), "corrupt JSON"),
+    "array-line": (_array_line, "not a JSON object"),
+    "samples-a-directory": (_samples_dir, "not a file"),
+    "run-json-a-list": (lambda run: (run / "run.json").write_text("[1, 2]\n"), "not a JSON object"),
+    "schema-version-0": (_set_meta(schema_version=0), "schema_version 0"),
+    "env-a-list": (lambda run: (run / "env" / "local.json").write_text("[]\n"), "not a JSON object"),
+}
+
+
+@pytest.mark.local
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corrupt_run_is_the_same_one_line_for_report_and_compare(name: str, finished_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    corrupt, expected = CORRUPTIONS[name]
+    run = tmp_path / finished_run.name
+    shutil.copytree(finished_run, run)
+    corrupt(run)
+    lines = []
+    for args in (["report", str(run), "--format", "md"], ["report", str(run)], ["compare", str(run)]):
+        proc = bench(tmp_path, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert expected in line, line
+        assert str(run) in line
+        lines.append(line)
+    assert len(set(lines)) == 1, lines

@@ -532,7 +532,7 @@ def test_plotly_from_the_cdn(tmp_path: Path) -> None:
         ("missing", "no such run directory"),
         ("format", "unknown report format 'pdf'"),
         ("plotly", "unknown --plotly mode 'web'"),
-        ("env", "cannot read this run"),
+        ("env", "corrupt JSON"),
         ("runjson", "corrupt JSON"),
         ("samples", "not valid JSON"),
         ("twice", "given more than once"),
