@@ -254,6 +254,24 @@ def _writer_alive(meta: dict[str, Any]) -> bool:
     return not isinstance(pid, int) or owner_alive(f"{meta.get('controller_host')}:{pid}")
 
 
+def attempt_key(row: dict[str, Any]) -> tuple[Any, int]:
+    """Which try of which planned instance a sample or case record belongs to (a resumed run retries some)."""
+    return row.get("case"), int(row.get("attempt") or 0)
+
+
+def finished_samples(
+    rows: list[dict[str, Any]], case_rows: list[dict[str, Any]], meta: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int]:
+    """The samples of instances that finished `ok`, and how many others were left out. An instance that failed
+    or was cut short (no case record) may have written samples before it died; they stay on disk, out of the
+    statistics. A directory without case records or plan (hand-made, imported) is taken as it is."""
+    if not case_rows and not meta.get("plan"):
+        return rows, 0
+    ok = {attempt_key(c) for c in case_rows if c.get("status") == "ok"}
+    kept = [r for r in rows if "case" not in r or attempt_key(r) in ok]
+    return kept, len(rows) - len(kept)
+
+
 def load_run(run_dir: Path) -> RunData:
     """Read a run directory into tidy DataFrames (one row per sample / per instance). The one reader of run
     directories: every way one can be unreadable is a ResultsFormatError naming the file, for every command."""
@@ -279,7 +297,10 @@ def load_run(run_dir: Path) -> RunData:
         meta["status"] = "incomplete"
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     case_rows = _read_jsonl(run_dir / "cases.jsonl")
-    samples = pd.DataFrame(_read_jsonl(run_dir / "samples.jsonl"), columns=SAMPLE_COLUMNS)
+    rows, unfinished = finished_samples(_read_jsonl(run_dir / "samples.jsonl"), case_rows, meta)
+    if unfinished:
+        meta["unfinished_samples"] = unfinished
+    samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
     labels = [v if isinstance(v, dict) else {} for v in samples["labels"]]  # rows of older writers have none
     samples["labels"] = pd.Series(labels, index=samples.index, dtype=object)

@@ -273,3 +273,47 @@ def test_corrupt_run_is_the_same_one_line_for_report_and_compare(name: str, fini
         assert str(run) in line
         lines.append(line)
     assert len(set(lines)) == 1, lines
+
+
+# ── 5. samples of instances that did not finish stay out of the statistics ─────────────────────────────────
+DIES = '''
+import os
+from dataclasses import dataclass
+from benchbed.workloads import Sample, workload
+
+@dataclass(frozen=True)
+class P:
+    flag: str = ""
+
+@workload("test.dies", params=P)
+def dies(p, ctx):
+    """Two samples; the first instance to run then dies as a container killed mid-case would (SIGKILL)."""
+    first = not os.path.exists(p.flag)
+    open(p.flag, "a").close()
+    for i in range(2):
+        yield Sample("x", 100.0 * first + i, "s", "lower", "measure", i)
+    if first:
+        os.kill(os.getpid(), 9)
+'''
+
+
+@pytest.mark.local
+def test_samples_of_a_failed_instance_are_kept_on_disk_but_not_counted(tmp_path: Path) -> None:
+    (tmp_path / "dies.py").write_text(DIES)
+    (tmp_path / "s.yaml").write_text(
+        "name: dies\nbaseline: local\nmodules: [dies.py]\ndefaults: {instances: 3, repetitions: 2, warmup: 0}\n"
+        f"workloads:\n  - {{name: test.dies, params: {{flag: {tmp_path / 'died'}}}}}\n"
+    )
+    proc = bench(tmp_path, "run", "s.yaml", "--out", "res", "--no-report", "--seed", "2")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "res").iterdir()
+    on_disk = (run_dir / "samples.jsonl").read_text().splitlines()
+    assert len(on_disk) == 6  # nothing the agent said is lost...
+    run = load_run(run_dir)
+    assert sorted(run.cases.status) == ["failed", "ok", "ok"]
+    assert len(run.samples) == 4  # ...but the dead instance's two samples are not statistics
+    assert len(set(run.samples.instance)) == 2
+    assert run.samples.value.max() < 100
+    summary = json.loads(bench(tmp_path, "report", str(run_dir), "--format", "json").stdout)
+    text = json.dumps(summary)
+    assert '"n_samples": 4' in text, text[:2000]
