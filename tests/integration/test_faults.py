@@ -317,3 +317,59 @@ def test_samples_of_a_failed_instance_are_kept_on_disk_but_not_counted(tmp_path:
     summary = json.loads(bench(tmp_path, "report", str(run_dir), "--format", "json").stdout)
     text = json.dumps(summary)
     assert '"n_samples": 4' in text, text[:2000]
+
+
+# ── 6. a SIGKILLed harness: the local agent ends itself, `cleanup` sweeps its workdir ──────────────────────
+def agent_pids(tmpdir: Path) -> list[int]:
+    """Agents started under `tmpdir` (their command line names their workdir's agent.pyz)."""
+    from tests.integration.test_agent import processes_mentioning
+
+    return [pid for pid in processes_mentioning(str(tmpdir)) if pid != os.getpid()]
+
+
+@pytest.mark.local
+def test_sigkilled_harness_leaves_no_local_agent_and_cleanup_sweeps_the_workdir(
+    tmp_path: Path, reap: list[subprocess.Popen[str]]
+) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    t, s = write(
+        tmp_path,
+        {"local": {"kind": "local"}},
+        "name: kill\nbaseline: local\nmodules: [slow.py]\ndefaults: {instances: 1, repetitions: 1}\n"
+        "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
+    )
+    env_tmp = {"TMPDIR": str(tmpdir)}
+    res = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchbed.cli", "run", str(s), "-t", str(t), "--out", str(res), "--no-report"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**cli_env(), **env_tmp},
+    )
+    reap.append(proc)
+    try:
+        wait_for("a sample from the local agent", lambda: "test.slow" in samples_text(res))
+        assert agent_pids(tmpdir)
+        proc.kill()
+        proc.communicate(timeout=30)
+        wait_for("the orphaned agent to end itself", lambda: not agent_pids(tmpdir), timeout=30)
+        (workdir,) = tmpdir.iterdir()  # the harness could not remove it...
+        assert workdir.name.startswith("benchbed-")
+        swept = subprocess.run(
+            [sys.executable, "-m", "benchbed.cli", "cleanup", "-t", str(t)],  # local only: no engine swept
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**cli_env(), **env_tmp},
+            check=False,
+        )
+        assert swept.returncode == 0, swept.stderr
+        assert f"removed workdir {workdir}" in swept.stdout, swept.stdout
+        assert list(tmpdir.iterdir()) == []  # ...`benchbed cleanup` does
+    finally:
+        for pid in agent_pids(tmpdir):
+            os.kill(pid, 9)
