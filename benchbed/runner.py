@@ -70,7 +70,7 @@ class Runner:
             "run_id": self.run_id,
             "benchbed_version": __version__,
             "suite": {"name": self.loaded.suite.name, "path": str(self.loaded.path), "text": self.loaded.source_text},
-            "targets": {n: s.model_dump(mode="json") for n, s in self.specs.items() if n in self.plan.targets},
+            "targets": {n: s.recorded() for n, s in self.specs.items() if n in self.plan.targets},  # no secrets
             "baseline": self.plan.baseline,
             "seed": self.plan.seed,
             "parallel": self.parallel,

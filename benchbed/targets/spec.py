@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+REDACTED = "<redacted>"
+SECRET_KEY = re.compile(r"password|passphrase|secret|token|credential", re.IGNORECASE)
 
 
 class Strict(BaseModel):
@@ -23,3 +26,15 @@ class TargetBase(Strict):
     python: str = Field("python3", description="Python interpreter inside the target that runs the agent")
     scratch_dir: str | None = Field(None, description="Where I/O workloads write; a private temp dir by default")
     description: str = ""
+
+    def recorded(self) -> dict[str, Any]:
+        """The spec as results, reports and logs may show it: an `env` keeps its keys, and its values only for
+        the keys in `env_safe`; a field named like a password or token is never shown."""
+        data = self.model_dump(mode="json")
+        safe = set(data.get("env_safe") or ())
+        if isinstance(data.get("env"), dict):
+            data["env"] = {k: v if k in safe else REDACTED for k, v in data["env"].items()}
+        for key, value in data.items():
+            if SECRET_KEY.search(key) and value:
+                data[key] = REDACTED
+        return data

@@ -373,3 +373,41 @@ def test_sigkilled_harness_leaves_no_local_agent_and_cleanup_sweeps_the_workdir(
     finally:
         for pid in agent_pids(tmpdir):
             os.kill(pid, 9)
+
+
+# ── 7. secrets: env keys are recorded, their values only where marked safe ─────────────────────────────────
+SECRET = "s3cr3t-Val-8d1f"
+ENVLEN = '''
+import os
+from benchbed.workloads import Sample, workload
+
+@workload("test.envlen")
+def envlen(p, ctx):
+    """How long the API_TOKEN the target was given is: proof it arrived, without recording it."""
+    yield Sample("len", float(len(os.environ.get("API_TOKEN", ""))), "chars", "higher", "measure", 0)
+'''
+
+
+@pytest.mark.docker
+def test_env_values_reach_the_container_but_never_the_results_reports_or_logs(tmp_path: Path) -> None:
+    image = dockerd.required_image()
+    env = {"API_TOKEN": SECRET, "MODE": "fast"}
+    t, s = write(
+        tmp_path,
+        {"box": {"kind": "docker", "image": image, "pull": "never", "env": env, "env_safe": ["MODE"]}},
+        "name: secret\nbaseline: box\nmodules: [envlen.py]\ndefaults: {instances: 1, repetitions: 1, warmup: 0}\n"
+        "workloads:\n  - {name: test.envlen}\n",
+    )
+    (tmp_path / "envlen.py").write_text(ENVLEN)
+    proc = bench(tmp_path, "run", str(s), "-t", str(t), "--out", "res", "--seed", "4")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "res").iterdir()
+    assert list(load_run(run_dir).samples.value) == [len(SECRET)]  # the container got it
+    recorded = json.loads((run_dir / "run.json").read_text())["targets"]["box"]["env"]
+    assert recorded == {"API_TOKEN": "<redacted>", "MODE": "fast"}
+    md = bench(tmp_path, "report", str(run_dir), "--format", "md")
+    for path in [*run_dir.rglob("*"), *(tmp_path / "reports").glob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    for text in (proc.stdout, proc.stderr, md.stdout, md.stderr):
+        assert SECRET not in text

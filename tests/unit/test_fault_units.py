@@ -107,3 +107,13 @@ def test_results_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.Monk
     for name in ("run.json", "samples.jsonl", "cases.jsonl"):
         assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o600, name
     assert not (tmp_path / "run" / ".reserve").exists()
+
+
+def test_a_recorded_spec_keeps_env_keys_and_only_safe_values() -> None:
+    from benchbed.targets.docker import DockerTarget
+
+    spec = DockerTarget(kind="docker", image="i", env={"API_TOKEN": "t0k", "MODE": "fast"}, env_safe=["MODE"])
+    recorded = spec.recorded()
+    assert recorded["env"] == {"API_TOKEN": "<redacted>", "MODE": "fast"}
+    assert "t0k" not in repr(recorded)
+    assert spec.env["API_TOKEN"] == "t0k"  # the container still gets it
