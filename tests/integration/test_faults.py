@@ -411,3 +411,53 @@ def test_env_values_reach_the_container_but_never_the_results_reports_or_logs(tm
             assert SECRET.encode() not in path.read_bytes(), path
     for text in (proc.stdout, proc.stderr, md.stdout, md.stderr):
         assert SECRET not in text
+
+
+# ── 8. hostile Markdown: `compare --markdown` escapes like `report --format md` ────────────────────────────
+EVIL_MOD = '''
+from dataclasses import dataclass
+from benchbed.workloads import Sample, workload
+
+@dataclass(frozen=True)
+class P:
+    tag: str = ""
+
+@workload("test.evil", params=P)
+def evil(p, ctx):
+    """Hostile metric and unit names."""
+    for i in range(3):
+        yield Sample("<script>alert(1)</script>", 1.0 + i, "<b>u</b>|x", "lower", "measure", i)
+'''
+HOSTILE = ("<script", "<img", "<b>")
+
+
+@pytest.mark.local
+def test_compare_markdown_escapes_every_string_it_did_not_write(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "evil.py").write_text(EVIL_MOD)
+    t, s = write(
+        tmp_path,
+        {"local": {"kind": "local"}, "again": {"kind": "local"}},
+        "name: evil\nbaseline: local\nmodules: [evil.py]\ndefaults: {instances: 3, repetitions: 3, warmup: 0}\n"
+        "workloads:\n  - {name: test.evil, params: {tag: '<img src=x onerror=alert(2)>'}}\n",
+    )
+    proc = bench(tmp_path, "run", str(s), "-t", str(t), "--out", "res", "--no-report", "--seed", "6")
+    assert proc.returncode == 0, proc.stderr
+    (made,) = (tmp_path / "res").iterdir()
+    run = tmp_path / "res" / "r<img src=y onerror=alert(3)>"  # a directory name is the user's text too
+    shutil.move(made, run)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "status": "incomplete"}))  # so a note names the run
+    out = tmp_path / "summary.md"
+    cmp = bench(tmp_path, "compare", str(run), "--markdown", str(out))
+    assert cmp.returncode in (0, 1), cmp.stderr
+    text = out.read_text()
+    assert "&lt;script&gt;" in text
+    assert "&lt;img src=y" in text  # the run's name, in the note and the environment heading
+    for raw in HOSTILE:
+        assert raw not in text, [line for line in text.splitlines() if raw in line]
+    report = bench(tmp_path, "report", str(run), "--format", "md").stdout
+    assert "&lt;script&gt;" in report
+    for raw in HOSTILE:
+        assert raw not in report
