@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from benchbed.console import err_console, fail, out
 from benchbed.errors import BenchbedError
+from benchbed.progress import Progress as _Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -27,64 +27,6 @@ targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(targets_app, name="targets")
 _fail = fail
-
-
-class _Progress:
-    """rich progress bar in a terminal, one plain line per instance otherwise (CI logs)."""
-
-    def __init__(self) -> None:
-        self.tty = out.is_terminal
-        self.bar: Progress | None = None
-        self.task: Any = None
-        self.done = 0
-        self.total = 0
-
-    def started(self, plan: Any, run_dir: Path) -> None:
-        self.total = len(plan.cases)
-        n = f"{self.total} instances"
-        what = f"pilot of {n} on {plan.baseline}, then N per case" if plan.pilot else n
-        out.print(f"run {run_dir.name}: {what} on {', '.join(plan.targets)} (seed {plan.seed})", markup=False)
-        if self.tty:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("running", total=self.total)
-
-    def replanned(self, plan: Any) -> None:
-        """`instances: auto`: the pilot chose N, so the total is known now."""
-        self.total = len(plan.cases)
-        out.print(f"pilot done: {self.total} instances in all", markup=False)
-        if self.bar is not None:
-            self.bar.update(self.task, total=self.total)
-
-    def case_started(self, case: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=f"{case.target}: {case.workload}")
-
-    def case_finished(self, case: Any, record: dict[str, Any]) -> None:
-        self.done += 1
-        status = record["status"]
-        note = f" — {record['reason']}" if record.get("reason") else ""
-        line = (
-            f"[{self.done}/{self.total}] {case.target} {case.workload} {json.dumps(case.params)} "
-            f"#{case.instance}: {status}{note}"
-        )
-        if self.bar is not None:
-            self.bar.advance(self.task)
-            if status == "failed":
-                self.bar.console.print(line, markup=False)
-        else:
-            out.print(line, markup=False, soft_wrap=True)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 Parallel = Annotated[
@@ -113,11 +55,15 @@ def run(
     seed: Seed = None,
     report: ReportFlag = True,
     parallel: Parallel = 1,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue an incomplete run (results/<run-id>): same suite, targets")
+    ] = None,
 ) -> None:
-    """Run a suite on its targets and write results/<run-id>/."""
+    """Run a suite on its targets and write results/<run-id>/ (or, with --resume, finish an incomplete one)."""
     _execute(
-        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
-    )
+        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel,
+        resume=resume,
+    )  # fmt: skip
 
 
 @app.command()
@@ -152,6 +98,7 @@ def _execute(
     seed: int | None,
     report: bool,
     parallel: int = 1,
+    resume: Path | None = None,
 ) -> None:
     """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
@@ -162,10 +109,20 @@ def _execute(
 
     progress = _Progress()
     try:
-        loaded = load_suite(resolve_suite_path(suite))
-        specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
-        plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
-        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
+        options = {"only": only, "repeat": repeat}
+        if resume is not None:
+            from benchbed.resume import from_cli
+
+            loaded, specs, point = from_cli(resume, suite, targets)
+            progress.done = len(point.done)
+            runner = Runner(loaded, specs, point.plan, resume.parent, resume.name, progress, parallel, resume=point)
+        else:
+            loaded = load_suite(resolve_suite_path(suite))
+            specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
+            plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+            run_id = new_run_id(loaded.suite.name)
+            runner = Runner(loaded, specs, plan, out_dir, run_id, progress, parallel, options=options)
+        plan = runner.plan
         check_store(out_dir)  # a store that cannot take the run is refused before anything is swept or started
         from benchbed.cleanup import sweep
 

@@ -68,8 +68,11 @@ class SerialSink:
 class Cases:
     """Runs cases one at a time per caller (lanes call it from several threads; shared state is locked)."""
 
-    def __init__(self, specs: dict[str, AnyTarget], run_id: str, agent: Agent, observer: Observer | None) -> None:
+    def __init__(
+        self, specs: dict[str, AnyTarget], run_id: str, agent: Agent, observer: Observer | None, attempt: int = 0
+    ) -> None:
         self.specs = specs
+        self.attempt = attempt  # > 0: a resumed run; records and samples carry it
         self.run_id = run_id
         self.agent = agent
         self.observer = observer
@@ -81,6 +84,14 @@ class Cases:
         self.live: dict[str, Session] = {}  # the journal: target → session provisioned right now
         self._lock = threading.RLock()  # counts, journal, observer
         self.stopping = threading.Event()
+
+    def count_done(self, records: list[dict[str, Any]]) -> None:
+        """A resumed run's kept instances count in its totals."""
+        for rec in records:
+            status = str(rec.get("status"))
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if status == "failed":
+                self.failed_targets.setdefault(str(rec.get("target")), str(rec.get("reason") or "failed"))
 
     def stop(self) -> None:
         """End the run early: lanes finish no new case, and live sessions that can abort do so now."""
@@ -120,6 +131,8 @@ class Cases:
             "params": case.params,
             "instance": case.instance,
         }
+        if self.attempt:
+            record["attempt"] = self.attempt
         phases: dict[str, float] = {}
         try:
             target = self._target(case.target)
@@ -197,7 +210,7 @@ class Cases:
             self.book.fingerprint(case.target, {"kind": spec.kind, **data, **described}, writer)
             self.fingerprinted.add(case.target)
 
-        st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp)
+        st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp, attempt=self.attempt)
         argv = [spec.python, remote, "run", json.dumps(payload, separators=(",", ":"))]
         log.debug("case %d: %s", case.index, shlex.join(argv))
 

@@ -61,6 +61,19 @@ def new_run_id(suite: str) -> str:
     return f"{stamp}-{safe}-{secrets.token_hex(2)}"
 
 
+def _last_line_end(fd: int, size: int) -> int:
+    """Offset just past the last newline of the file (0 if none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        at = chunk.rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        pos = start
+    return 0
+
+
 class JsonlAppender:
     """Unbuffered O_APPEND writer: each line reaches the OS at once (a killed harness loses nothing);
     fsync is throttled so durability against an OS crash costs no per-sample latency.
@@ -71,8 +84,11 @@ class JsonlAppender:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
             self.size = os.fstat(self.fd).st_size
+            if self.size:  # appending to a file a killed writer left: never after half a line
+                self.size = _last_line_end(self.fd, self.size)
+                os.ftruncate(self.fd, self.size)
         except OSError as err:
             raise store_error(path, err) from err
         self._last_sync = time.monotonic()
@@ -136,6 +152,24 @@ class RunWriter:
         self.update()
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")
+
+    @classmethod
+    def reopen(cls, run_dir: Path, resumed: dict[str, Any]) -> RunWriter:
+        """Continue writing an existing run (`benchbed run --resume`): status `running` again, this harness its
+        controller, the resumption listed under `resumed`; samples and cases are appended."""
+        self = cls.__new__(cls)
+        self.dir = run_dir
+        self.meta = _json_object(run_dir / "run.json")
+        for key in ("finished", "status_note"):
+            self.meta.pop(key, None)
+        self.meta.update(status="running", controller_pid=os.getpid(), controller_host=socket.gethostname())
+        self.meta["resumed"] = [*(self.meta.get("resumed") or []), resumed]
+        self._reserved = 0
+        (run_dir / "env").mkdir(exist_ok=True)
+        self.update()
+        self.samples = JsonlAppender(run_dir / "samples.jsonl")
+        self.cases = JsonlAppender(run_dir / "cases.jsonl")
+        return self
 
     def sample(self, record: dict[str, Any]) -> None:
         self.samples.append(record)
@@ -219,6 +253,11 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ResultsFormatError(f"{path}: not a JSON object (a {type(value).__name__})")
     return value
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file of a run (a cut-off last line is dropped)."""
+    return _read_jsonl(path)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

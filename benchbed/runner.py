@@ -24,6 +24,7 @@ from benchbed.lifecycle import Cases, Observer, SerialSink
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
 from benchbed.results import RunWriter, check_store, load_run
+from benchbed.resume import ResumePoint
 from benchbed.rules import resolve
 from benchbed.schema import AnyTarget
 from benchbed.targets.registry import kind
@@ -42,6 +43,9 @@ class Runner:
         run_id: str,
         observer: Observer | None = None,
         parallel: int = 1,
+        *,
+        options: dict[str, Any] | None = None,
+        resume: ResumePoint | None = None,
     ) -> None:
         self.loaded = loaded
         self.specs = specs
@@ -50,6 +54,8 @@ class Runner:
         self.run_id = run_id
         self.observer = observer
         self.parallel = max(1, parallel)
+        self.options = options or {}  # the plan's command-line options (--only, --repeat): a resume re-plans with them
+        self.resume = resume
         self.cases: Cases | None = None
         self._counts = {"ok": 0, "skipped": 0, "failed": 0}
         # Every target's implementation (with its optional dependency) loads before the first case: a missing
@@ -74,6 +80,7 @@ class Runner:
             "baseline": self.plan.baseline,
             "seed": self.plan.seed,
             "parallel": self.parallel,
+            "options": self.options,
             "plan": [c.to_json() for c in self.plan.cases],
             "agent": {
                 "sha256": agent.sha256,
@@ -93,14 +100,21 @@ class Runner:
         sink: SerialSink | None = None
         try:
             with held_signals():  # an interrupt during setup lands once the run exists, so it ends up marked
-                writer = RunWriter(self.run_dir, {})
-                agent = self._stage_agent()
-                writer.update(**self._meta(agent))
+                if self.resume is None:
+                    writer = RunWriter(self.run_dir, {})
+                    agent = self._stage_agent()
+                    writer.update(**self._meta(agent))
+                else:
+                    writer = RunWriter.reopen(self.run_dir, self.resume.entry)
+                    agent = Agent(self.run_dir / "agent.pyz", str(writer.meta["agent"]["sha256"]), 0)
                 sink = SerialSink(writer)
-                self.cases = Cases(self.specs, self.run_id, agent, self.observer)
+                attempt = self.resume.attempt if self.resume else 0
+                self.cases = Cases(self.specs, self.run_id, agent, self.observer, attempt)
+                if self.resume:
+                    self.cases.count_done(self.resume.done)
             if self.observer:
                 self.observer.started(self.plan, self.run_dir)
-            self._run_cases(self.plan.cases, sink)
+            self._run_cases(self.resume.todo if self.resume else self.plan.cases, sink)
             if self.plan.pilot and not self.cases.stopping.is_set():
                 rest = self._after_pilot(writer)
                 self._run_cases(rest, sink)

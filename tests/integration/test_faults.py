@@ -461,3 +461,78 @@ def test_compare_markdown_escapes_every_string_it_did_not_write(tmp_path: Path) 
     assert "&lt;script&gt;" in report
     for raw in HOSTILE:
         assert raw not in report
+
+
+# ── resume: a SIGKILLed run, resumed, ends with the instances of an uninterrupted run ──────────────────────
+RESUMABLE = (
+    "name: resumable\nbaseline: local\nmodules: [slow.py]\ndefaults: {instances: 3, repetitions: 2, warmup: 0}\n"
+    "workloads:\n  - {name: test.slow, params: {seconds: 0.6, samples: 3}}\n"
+    "  - {name: util.noop, params: {duration_ms: 0}}\n"
+)
+TWO_LOCAL = {"local": {"kind": "local"}, "other": {"kind": "local", "description": "the same host again"}}
+
+
+def sample_keys(run_dir: Path) -> set[tuple[Any, ...]]:
+    samples = load_run(run_dir).samples
+    return {
+        (r.target, r.workload, json.dumps(r.params, sort_keys=True), r.instance, r.metric, r.phase, r.repetition)
+        for r in samples.itertuples()
+    }
+
+
+@pytest.mark.local
+def test_resume_after_sigkill_gives_the_instances_of_an_uninterrupted_run(
+    tmp_path: Path, reap: list[subprocess.Popen[str]]
+) -> None:
+    t, s = write(tmp_path, TWO_LOCAL, RESUMABLE)
+    res = tmp_path / "res"
+    proc = start(tmp_path, reap, "run", str(s), "-t", str(t), "--out", str(res), "--no-report", "--seed", "11")
+
+    def records() -> int:
+        return sum(len(p.read_text().splitlines()) for p in res.glob("*/cases.jsonl"))
+
+    wait_for("two finished instances", lambda: records() >= 2)
+    time.sleep(0.3)  # somewhere in the next instance
+    proc.kill()
+    proc.communicate(timeout=30)
+    (run_dir,) = res.iterdir()
+    kept = records()
+    assert 2 <= kept < 12
+    resumed = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    straight = bench(tmp_path, "run", str(s), "-t", str(t), "--out", "straight", "--no-report", "--seed", "11")
+    assert straight.returncode == 0, straight.stderr
+    (straight_dir,) = (tmp_path / "straight").iterdir()
+
+    run = load_run(run_dir)
+    assert run.meta["status"] == "complete"
+    (entry,) = run.meta["resumed"]
+    assert entry["kept"] == kept
+    assert len(entry["rerun"]) == 12 - kept
+    assert sorted(run.cases.case) == list(range(12))  # every planned instance has exactly one record
+    assert set(run.cases.status) == {"ok"}
+    assert run.meta["counts"] == {"ok": 12, "skipped": 0, "failed": 0}
+    assert sample_keys(run_dir) == sample_keys(straight_dir)
+    assert len(run.samples) == len(load_run(straight_dir).samples)
+    assert '"attempt": 1' in (run_dir / "samples.jsonl").read_text()  # the rerun instances' samples say so
+
+
+@pytest.mark.local
+def test_resume_is_refused_with_other_targets_or_a_complete_run(tmp_path: Path) -> None:
+    t, s = write(tmp_path, TWO_LOCAL, RESUMABLE.replace("instances: 3", "instances: 1"))
+    done = bench(tmp_path, "run", str(s), "-t", str(t), "--out", "res", "--no-report", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "res").iterdir()
+    again = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
+    assert again.returncode == 2
+    assert "the run is complete; there is nothing to resume" in again.stderr
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "status": "incomplete"}))
+    (tmp_path / "t2.yaml").write_text(
+        json.dumps({"targets": {**TWO_LOCAL, "other": {"kind": "local", "description": "changed"}}})
+    )
+    other = bench(tmp_path, "run", "--resume", str(run_dir), "-t", "t2.yaml", "--no-report")
+    assert other.returncode == 2
+    (line,) = other.stderr.strip().splitlines()
+    assert "target 'other' differs from the run's at 'description'" in line, line
