@@ -108,6 +108,7 @@ def _execute(
     from benchbed.schema import DEFAULT_TARGETS
 
     progress = _Progress()
+    runner: Runner | None = None
     try:
         options = {"only": only, "repeat": repeat}
         if resume is not None:
@@ -123,7 +124,7 @@ def _execute(
             run_id = new_run_id(loaded.suite.name)
             runner = Runner(loaded, specs, plan, out_dir, run_id, progress, parallel, options=options)
         plan = runner.plan
-        check_store(out_dir)  # a store that cannot take the run is refused before anything is swept or started
+        check_store(runner.run_dir.parent)  # a store that cannot take the run is refused before anything is swept or started
         from benchbed.cleanup import sweep
 
         for line in sweep(specs[name] for name in plan.targets):
@@ -135,7 +136,12 @@ def _execute(
     except KeyboardInterrupt:
         for sig in (signal.SIGINT, signal.SIGTERM):  # torn down already: a second one must not cut this exit short
             signal.signal(sig, signal.SIG_IGN)
-        err_console.print("benchbed: interrupted; finished samples are kept and the run is marked incomplete")
+        err_console.print(
+            "benchbed: interrupted; finished samples are kept and the run is marked incomplete"
+            + (f"; continue it with: benchbed run --resume {runner.run_dir}" if runner is not None else ""),
+            markup=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     except BenchbedError as err:
         _fail(err)
