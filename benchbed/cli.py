@@ -124,7 +124,7 @@ def _execute(
             run_id = new_run_id(loaded.suite.name)
             runner = Runner(loaded, specs, plan, out_dir, run_id, progress, parallel, options=options)
         plan = runner.plan
-        check_store(runner.run_dir.parent)  # a store that cannot take the run is refused before anything is swept or started
+        check_store(runner.run_dir.parent)  # refused before anything is swept or started
         from benchbed.cleanup import sweep
 
         for line in sweep(specs[name] for name in plan.targets):
