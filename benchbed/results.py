@@ -302,12 +302,19 @@ def finished_samples(
     rows: list[dict[str, Any]], case_rows: list[dict[str, Any]], meta: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], int]:
     """The samples of instances that finished `ok`, and how many others were left out. An instance that failed
-    or was cut short (no case record) may have written samples before it died; they stay on disk, out of the
-    statistics. A directory without case records or plan (hand-made, imported) is taken as it is."""
-    if not case_rows and not meta.get("plan"):
-        return rows, 0
-    ok = {attempt_key(c) for c in case_rows if c.get("status") == "ok"}
-    kept = [r for r in rows if "case" not in r or attempt_key(r) in ok]
+    or was cut short may have written samples before it died; they stay on disk, out of the statistics. Cut short
+    means: planned (run.json's plan) but without a case record. A directory without a plan (hand-made, imported)
+    loses only the samples of instances recorded as not ok."""
+    outcome = {attempt_key(c): c.get("status") for c in case_rows}
+    planned = bool(meta.get("plan"))
+
+    def counts(row: dict[str, Any]) -> bool:
+        if "case" not in row:
+            return True
+        status = outcome.get(attempt_key(row))
+        return status == "ok" if status is not None or planned else True
+
+    kept = [r for r in rows if counts(r)]
     return kept, len(rows) - len(kept)
 
 
