@@ -37,7 +37,12 @@ log = logging.getLogger(__name__)
 MKDIR = "import os, sys\nos.makedirs(sys.argv[1], mode=0o700, exist_ok=True)"
 # What a call to the engine raises when the engine itself is gone or dropped the connection (dockerd stopped,
 # socket removed): the SDK's own errors and the HTTP transport's underneath it, which it does not wrap.
-ENGINE_ERRORS: tuple[type[Exception], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
+# The SDK reads an exec's stream from the raw socket, so a reset connection can surface as a bare ConnectionError.
+ENGINE_ERRORS: tuple[type[Exception], ...] = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    ConnectionError,
+)
 
 
 def engine_lost(where: str, err: BaseException) -> TransportError:
@@ -135,7 +140,7 @@ class DockerSession(SessionImpl):
             rest = iter_lines(pumped(stdout_only(), kill_quietly), on_line)
             if rest:
                 on_line(rest)
-        except requests.exceptions.RequestException as err:
+        except (requests.exceptions.RequestException, ConnectionError) as err:
             raise engine_lost(f"target {self.target.name!r}", err) from err
         except docker.errors.DockerException as err:
             raise self.target.error(TransportError, f"lost the exec stream: {err}") from err
@@ -212,7 +217,7 @@ class DockerProvisioner(TargetImpl):
                 self.client.api.remove_container(cid, force=True)
             except docker.errors.NotFound:
                 pass
-            except (docker.errors.DockerException, requests.exceptions.RequestException, ProvisionError):
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, ProvisionError):
                 log.warning("target %r: container %s left for `benchbed cleanup` (engine unreachable)", self.name, cid)
         if self._client is not None:
             self._client.close()
