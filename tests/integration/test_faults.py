@@ -138,9 +138,11 @@ def test_engine_stopped_mid_case_fails_that_target_and_the_suite_goes_on(
         assert set(box.status) == {"failed"} or set(box[box.case > box.case.min()].status) == {"failed"}
         assert all("Docker engine" in r for r in box[box.status == "failed"].reason), list(box.reason)
         assert "failed on box" in out
+        assert "left for `benchbed cleanup`" in err  # the one container the lost engine could not remove
         link.restore()  # the engine returns: what the dead connection could not remove, cleanup does
         swept = bench(tmp_path, "cleanup", "--docker-host", link.url)
         assert swept.returncode == 0, swept.stderr
+        assert "removed container" in swept.stdout, swept.stdout
         assert run.meta["run_id"] not in " ".join(dockerd.labelled_containers())
     finally:
         link.close()
@@ -536,3 +538,7 @@ def test_resume_is_refused_with_other_targets_or_a_complete_run(tmp_path: Path) 
     assert other.returncode == 2
     (line,) = other.stderr.strip().splitlines()
     assert "target 'other' differs from the run's at 'description'" in line, line
+    s.write_text(s.read_text().replace("duration_ms: 0", "duration_ms: 1"))
+    edited = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
+    assert edited.returncode == 2
+    assert "is not the text the run was started with" in edited.stderr
