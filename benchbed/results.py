@@ -11,10 +11,10 @@ Schema history:
   1 — first version (benchbed 0.1). Sample `labels` were always written; `load_run` keeps them since 0.2
       (a reader-side change: no new schema). run.json has `rules` since 0.2 (thresholds and comparability as
       resolved at run time, `benchbed.rules`); readers of a run.json without it fall back to the suite text.
-      Also additive (no new schema; readers of older runs unaffected): run.json `options` (--only, --repeat) and `resumed`
-      (one entry per `run --resume`), `status_note` when a run ended on a store error; samples and case records
-      of a resumed instance carry `attempt`. Only samples of instances with an `ok` record are statistics
-      (`finished_samples`). A `.reserve` file lives in the directory while the run is written (see RunWriter).
+      Also additive (no new schema; older runs read as before): run.json `options` (--only, --repeat),
+      `resumed` (one entry per `run --resume`) and `status_note` when a run ended on a store error; samples and
+      case records of a resumed instance carry `attempt`. Only samples of instances with an `ok` record are
+      statistics (`finished_samples`). A `.reserve` file lives in the directory while the run is written.
 """
 
 from __future__ import annotations
