@@ -542,3 +542,49 @@ def test_resume_is_refused_with_other_targets_or_a_complete_run(tmp_path: Path) 
     edited = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
     assert edited.returncode == 2
     assert "is not the text the run was started with" in edited.stderr
+
+
+# ── 1b. the libvirt daemon's connection goes away mid-case ─────────────────────────────────────────────────
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_libvirt_connection_lost_mid_case_fails_cleanly_and_cleanup_finds_the_guest(
+    tmp_path: Path, reap: list[subprocess.Popen[str]]
+) -> None:
+    from tests.integration import libvirtd
+
+    with libvirtd.required_overlays() as overlays:
+        link = EngineLink("/var/run/libvirt/libvirt-sock")
+        uri = f"qemu+unix:///system?socket={link.path}"
+        try:
+            targets = {"local": {"kind": "local"}, "vm": libvirtd.guest_spec(overlays, uri=uri)}
+            suite = (
+                "name: virtlost\nbaseline: local\nmodules: [slow.py]\nseed: 2\n"
+                "defaults: {instances: 2, repetitions: 1, warmup: 0, timeout_s: 900}\n"
+                "workloads:\n  - {name: test.slow, params: {seconds: 3}}\n"
+            )
+            t, s = write(tmp_path, targets, suite)
+            res = tmp_path / "res"
+            proc = start(tmp_path, reap, "run", str(s), "-t", str(t), "--out", str(res), "--no-report")
+            wait_for("a sample from the guest", lambda: '"target": "vm"' in samples_text(res), timeout=1500)
+            link.cut()  # libvirtd is gone for the harness while the guest's case runs, and for the rest of the run
+            _, err = proc.communicate(timeout=900)
+            assert "Traceback" not in err, err
+            assert proc.returncode == 0, err
+            (run_dir,) = res.iterdir()
+            run = load_run(run_dir)
+            assert run.meta["status"] == "complete"
+            local = run.cases[run.cases.target == "local"]
+            assert set(local.status) == {"ok"}
+            assert len(local) == 2
+            vm = run.cases[run.cases.target == "vm"]
+            assert len(vm) == 2  # every planned instance has its record: none ended the suite
+            assert "failed" in set(vm.status)
+            assert all("libvirt" in r or "socket" in r for r in vm[vm.status == "failed"].reason), list(vm.reason)
+            assert "left for `benchbed cleanup`" in err  # the guest the lost connection could not destroy
+            link.restore()
+            swept = bench(tmp_path, "cleanup", "--libvirt-uri", uri, "-t", str(t))
+            assert swept.returncode == 0, swept.stderr
+            assert "removed domain" in swept.stdout, swept.stdout
+            assert run.meta["run_id"] not in " ".join(libvirtd.benchbed_domains())
+        finally:
+            link.close()
