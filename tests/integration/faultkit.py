@@ -1,18 +1,27 @@
-"""Fault injectors for tests/integration/test_faults.py: real faults, confined to what the test owns.
+"""Fault injectors and CLI helpers for tests/integration/test_faults.py and test_resume.py: real faults, confined to
+what the test owns.
 
-`EngineLink` is a Unix-socket relay in front of the real dockerd. Cutting it is, for the harness, exactly the engine
-going away mid-case (open connections aborted, then the socket file gone: `FileNotFoundError` on reconnect), while
-the shared dockerd other tests use keeps running. `restore()` brings the engine back at the same address.
+`EngineLink` is a Unix-socket relay in front of a real daemon's socket (dockerd, libvirtd). Cutting it is, for the
+harness, exactly the daemon going away mid-case (open connections aborted, then the socket file gone:
+`FileNotFoundError` on reconnect), while the shared daemon other tests use keeps running. `restore()` brings the
+engine back at the same address.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
+from typing import Any
+
+from tests.conftest import interruptible
 
 ENGINE = "/var/run/docker.sock"
 
@@ -93,3 +102,74 @@ def unmount(where: Path) -> None:
     subprocess.run(["umount", "-l", str(where)], check=False)
     with contextlib.suppress(OSError):
         where.rmdir()
+
+
+# ── running benchbed as a user does ─────────────────────────────────────────────────────────────────────────
+SLOW = '''
+import time
+from dataclasses import dataclass
+from benchbed.workloads import Sample, workload
+
+@dataclass(frozen=True)
+class P:
+    seconds: float = 5.0
+    samples: int = 1
+
+@workload("test.slow", params=P)
+def slow(p, ctx):
+    """`samples` samples, then a sleep: a case a fault can hit in the middle."""
+    for i in range(p.samples):
+        yield Sample("x", float(i), "s", "lower", "measure", i)
+    time.sleep(p.seconds)
+'''
+
+
+def write(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[Path, Path]:
+    (tmp / "slow.py").write_text(SLOW)
+    (tmp / "t.yaml").write_text(json.dumps({"targets": targets}))
+    (tmp / "s.yaml").write_text(suite)
+    return tmp / "t.yaml", tmp / "s.yaml"
+
+
+def cli_env() -> dict[str, str]:
+    """The local target runs `python3` from PATH: this interpreter's, so the agent matches the harness."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+
+
+def bench(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchbed.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+        env=cli_env(),
+    )
+
+
+def start(cwd: Path, reap: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchbed.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        preexec_fn=interruptible,
+    )
+    reap.append(proc)
+    return proc
+
+
+def wait_for(what: str, check: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def samples_text(res: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in res.glob("*/samples.jsonl"))

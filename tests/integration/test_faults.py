@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,51 +17,18 @@ from typing import Any
 import pytest
 
 from benchbed.results import load_run
-from tests.conftest import interruptible
 from tests.integration import dockerd
-from tests.integration.faultkit import EngineLink, tmpfs, unmount
-
-SLOW = '''
-import time
-from dataclasses import dataclass
-from benchbed.workloads import Sample, workload
-
-@dataclass(frozen=True)
-class P:
-    seconds: float = 5.0
-    samples: int = 1
-
-@workload("test.slow", params=P)
-def slow(p, ctx):
-    """`samples` samples, then a sleep: a case a fault can hit in the middle."""
-    for i in range(p.samples):
-        yield Sample("x", float(i), "s", "lower", "measure", i)
-    time.sleep(p.seconds)
-'''
-
-
-def write(tmp: Path, targets: dict[str, Any], suite: str) -> tuple[Path, Path]:
-    (tmp / "slow.py").write_text(SLOW)
-    (tmp / "t.yaml").write_text(json.dumps({"targets": targets}))
-    (tmp / "s.yaml").write_text(suite)
-    return tmp / "t.yaml", tmp / "s.yaml"
-
-
-def cli_env() -> dict[str, str]:
-    """The local target runs `python3` from PATH: this interpreter's, so the agent matches the harness."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-
-
-def bench(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "benchbed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-        env=cli_env(),
-    )
+from tests.integration.faultkit import (
+    EngineLink,
+    bench,
+    cli_env,
+    samples_text,
+    start,
+    tmpfs,
+    unmount,
+    wait_for,
+    write,
+)
 
 
 @pytest.fixture
@@ -73,33 +39,6 @@ def reap() -> Iterator[list[subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-
-
-def start(cwd: Path, reap: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchbed.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-        preexec_fn=interruptible,
-    )
-    reap.append(proc)
-    return proc
-
-
-def wait_for(what: str, check: Any, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def samples_text(res: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in res.glob("*/samples.jsonl"))
 
 
 # ── 1. the engine goes away mid-case ───────────────────────────────────────────────────────────────────────
@@ -146,6 +85,52 @@ def test_engine_stopped_mid_case_fails_that_target_and_the_suite_goes_on(
         assert run.meta["run_id"] not in " ".join(dockerd.labelled_containers())
     finally:
         link.close()
+
+
+# ── 1b. the libvirt daemon's connection goes away mid-case ─────────────────────────────────────────────────
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_libvirt_connection_lost_mid_case_fails_cleanly_and_cleanup_finds_the_guest(
+    tmp_path: Path, reap: list[subprocess.Popen[str]]
+) -> None:
+    from tests.integration import libvirtd
+
+    with libvirtd.required_overlays() as overlays:
+        link = EngineLink("/var/run/libvirt/libvirt-sock")
+        uri = f"qemu+unix:///system?socket={link.path}"
+        try:
+            targets = {"local": {"kind": "local"}, "vm": libvirtd.guest_spec(overlays, uri=uri)}
+            suite = (
+                "name: virtlost\nbaseline: local\nmodules: [slow.py]\nseed: 2\n"
+                "defaults: {instances: 2, repetitions: 1, warmup: 0, timeout_s: 900}\n"
+                "workloads:\n  - {name: test.slow, params: {seconds: 3}}\n"
+            )
+            t, s = write(tmp_path, targets, suite)
+            res = tmp_path / "res"
+            proc = start(tmp_path, reap, "run", str(s), "-t", str(t), "--out", str(res), "--no-report")
+            wait_for("a sample from the guest", lambda: '"target": "vm"' in samples_text(res), timeout=1500)
+            link.cut()  # libvirtd is gone for the harness while the guest's case runs, and for the rest of the run
+            _, err = proc.communicate(timeout=900)
+            assert "Traceback" not in err, err
+            assert proc.returncode == 0, err
+            (run_dir,) = res.iterdir()
+            run = load_run(run_dir)
+            assert run.meta["status"] == "complete"
+            local = run.cases[run.cases.target == "local"]
+            assert set(local.status) == {"ok"}
+            assert len(local) == 2
+            vm = run.cases[run.cases.target == "vm"]
+            assert len(vm) == 2  # every planned instance has its record: none ended the suite
+            assert "failed" in set(vm.status)
+            assert all("libvirt" in r or "socket" in r for r in vm[vm.status == "failed"].reason), list(vm.reason)
+            assert "left for `benchbed cleanup`" in err  # the guest the lost connection could not destroy
+            link.restore()
+            swept = bench(tmp_path, "cleanup", "--libvirt-uri", uri, "-t", str(t))
+            assert swept.returncode == 0, swept.stderr
+            assert "removed domain" in swept.stdout, swept.stdout
+            assert run.meta["run_id"] not in " ".join(libvirtd.benchbed_domains())
+        finally:
+            link.close()
 
 
 # ── 2. the results store fills up ──────────────────────────────────────────────────────────────────────────
@@ -463,128 +448,3 @@ def test_compare_markdown_escapes_every_string_it_did_not_write(tmp_path: Path) 
     assert "&lt;script&gt;" in report
     for raw in HOSTILE:
         assert raw not in report
-
-
-# ── resume: a SIGKILLed run, resumed, ends with the instances of an uninterrupted run ──────────────────────
-RESUMABLE = (
-    "name: resumable\nbaseline: local\nmodules: [slow.py]\ndefaults: {instances: 3, repetitions: 2, warmup: 0}\n"
-    "workloads:\n  - {name: test.slow, params: {seconds: 0.6, samples: 3}}\n"
-    "  - {name: util.noop, params: {duration_ms: 0}}\n"
-)
-TWO_LOCAL = {"local": {"kind": "local"}, "other": {"kind": "local", "description": "the same host again"}}
-
-
-def sample_keys(run_dir: Path) -> set[tuple[Any, ...]]:
-    samples = load_run(run_dir).samples
-    return {
-        (r.target, r.workload, json.dumps(r.params, sort_keys=True), r.instance, r.metric, r.phase, r.repetition)
-        for r in samples.itertuples()
-    }
-
-
-@pytest.mark.local
-def test_resume_after_sigkill_gives_the_instances_of_an_uninterrupted_run(
-    tmp_path: Path, reap: list[subprocess.Popen[str]]
-) -> None:
-    t, s = write(tmp_path, TWO_LOCAL, RESUMABLE)
-    res = tmp_path / "res"
-    proc = start(tmp_path, reap, "run", str(s), "-t", str(t), "--out", str(res), "--no-report", "--seed", "11")
-
-    def records() -> int:
-        return sum(len(p.read_text().splitlines()) for p in res.glob("*/cases.jsonl"))
-
-    wait_for("two finished instances", lambda: records() >= 2)
-    time.sleep(0.3)  # somewhere in the next instance
-    proc.kill()
-    proc.communicate(timeout=30)
-    (run_dir,) = res.iterdir()
-    kept = records()
-    assert 2 <= kept < 12
-    resumed = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Traceback" not in resumed.stderr
-    straight = bench(tmp_path, "run", str(s), "-t", str(t), "--out", "straight", "--no-report", "--seed", "11")
-    assert straight.returncode == 0, straight.stderr
-    (straight_dir,) = (tmp_path / "straight").iterdir()
-
-    run = load_run(run_dir)
-    assert run.meta["status"] == "complete"
-    (entry,) = run.meta["resumed"]
-    assert entry["kept"] == kept
-    assert len(entry["rerun"]) == 12 - kept
-    assert sorted(run.cases.case) == list(range(12))  # every planned instance has exactly one record
-    assert set(run.cases.status) == {"ok"}
-    assert run.meta["counts"] == {"ok": 12, "skipped": 0, "failed": 0}
-    assert sample_keys(run_dir) == sample_keys(straight_dir)
-    assert len(run.samples) == len(load_run(straight_dir).samples)
-    assert '"attempt": 1' in (run_dir / "samples.jsonl").read_text()  # the rerun instances' samples say so
-
-
-@pytest.mark.local
-def test_resume_is_refused_with_other_targets_or_a_complete_run(tmp_path: Path) -> None:
-    t, s = write(tmp_path, TWO_LOCAL, RESUMABLE.replace("instances: 3", "instances: 1"))
-    done = bench(tmp_path, "run", str(s), "-t", str(t), "--out", "res", "--no-report", "--seed", "1")
-    assert done.returncode == 0, done.stderr
-    (run_dir,) = (tmp_path / "res").iterdir()
-    again = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
-    assert again.returncode == 2
-    assert "the run is complete; there is nothing to resume" in again.stderr
-    meta = json.loads((run_dir / "run.json").read_text())
-    (run_dir / "run.json").write_text(json.dumps({**meta, "status": "incomplete"}))
-    (tmp_path / "t2.yaml").write_text(
-        json.dumps({"targets": {**TWO_LOCAL, "other": {"kind": "local", "description": "changed"}}})
-    )
-    other = bench(tmp_path, "run", "--resume", str(run_dir), "-t", "t2.yaml", "--no-report")
-    assert other.returncode == 2
-    (line,) = other.stderr.strip().splitlines()
-    assert "target 'other' differs from the run's at 'description'" in line, line
-    s.write_text(s.read_text().replace("duration_ms: 0", "duration_ms: 1"))
-    edited = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
-    assert edited.returncode == 2
-    assert "is not the text the run was started with" in edited.stderr
-
-
-# ── 1b. the libvirt daemon's connection goes away mid-case ─────────────────────────────────────────────────
-@pytest.mark.libvirt
-@pytest.mark.slow
-def test_libvirt_connection_lost_mid_case_fails_cleanly_and_cleanup_finds_the_guest(
-    tmp_path: Path, reap: list[subprocess.Popen[str]]
-) -> None:
-    from tests.integration import libvirtd
-
-    with libvirtd.required_overlays() as overlays:
-        link = EngineLink("/var/run/libvirt/libvirt-sock")
-        uri = f"qemu+unix:///system?socket={link.path}"
-        try:
-            targets = {"local": {"kind": "local"}, "vm": libvirtd.guest_spec(overlays, uri=uri)}
-            suite = (
-                "name: virtlost\nbaseline: local\nmodules: [slow.py]\nseed: 2\n"
-                "defaults: {instances: 2, repetitions: 1, warmup: 0, timeout_s: 900}\n"
-                "workloads:\n  - {name: test.slow, params: {seconds: 3}}\n"
-            )
-            t, s = write(tmp_path, targets, suite)
-            res = tmp_path / "res"
-            proc = start(tmp_path, reap, "run", str(s), "-t", str(t), "--out", str(res), "--no-report")
-            wait_for("a sample from the guest", lambda: '"target": "vm"' in samples_text(res), timeout=1500)
-            link.cut()  # libvirtd is gone for the harness while the guest's case runs, and for the rest of the run
-            _, err = proc.communicate(timeout=900)
-            assert "Traceback" not in err, err
-            assert proc.returncode == 0, err
-            (run_dir,) = res.iterdir()
-            run = load_run(run_dir)
-            assert run.meta["status"] == "complete"
-            local = run.cases[run.cases.target == "local"]
-            assert set(local.status) == {"ok"}
-            assert len(local) == 2
-            vm = run.cases[run.cases.target == "vm"]
-            assert len(vm) == 2  # every planned instance has its record: none ended the suite
-            assert "failed" in set(vm.status)
-            assert all("libvirt" in r or "socket" in r for r in vm[vm.status == "failed"].reason), list(vm.reason)
-            assert "left for `benchbed cleanup`" in err  # the guest the lost connection could not destroy
-            link.restore()
-            swept = bench(tmp_path, "cleanup", "--libvirt-uri", uri, "-t", str(t))
-            assert swept.returncode == 0, swept.stderr
-            assert "removed domain" in swept.stdout, swept.stdout
-            assert run.meta["run_id"] not in " ".join(libvirtd.benchbed_domains())
-        finally:
-            link.close()
