@@ -79,6 +79,10 @@ def test_resume_after_sigkill_gives_the_instances_of_an_uninterrupted_run(
     assert sample_keys(run_dir) == sample_keys(straight_dir)
     assert len(run.samples) == len(load_run(straight_dir).samples)
     assert '"attempt": 1' in (run_dir / "samples.jsonl").read_text()  # the rerun instances' samples say so
+    for args in (["report", str(run_dir), "--format", "md"], ["compare", str(run_dir), str(straight_dir)]):
+        shown = bench(tmp_path, *args)
+        assert shown.returncode in (0, 1), shown.stderr  # a resumed run reads like any other
+        assert "Traceback" not in shown.stderr
 
 
 @pytest.mark.local

@@ -117,3 +117,13 @@ def test_a_recorded_spec_keeps_env_keys_and_only_safe_values() -> None:
     assert recorded["env"] == {"API_TOKEN": "<redacted>", "MODE": "fast"}
     assert "t0k" not in repr(recorded)
     assert spec.env["API_TOKEN"] == "t0k"  # the container still gets it
+
+
+def test_resume_names_the_first_difference_of_two_specs() -> None:
+    from benchbed.resume import _first_difference
+
+    was = {"kind": "docker", "image": "a", "env": {"MODE": "fast", "K": "<redacted>"}}
+    assert _first_difference(was, dict(was)) is None
+    assert _first_difference(was, {**was, "image": "b"}) == "image"
+    assert _first_difference(was, {**was, "env": {"MODE": "slow", "K": "<redacted>"}}) == "env.MODE"
+    assert _first_difference(was, {**was, "cpus": 2}) == "cpus"
