@@ -65,7 +65,7 @@ def test_engine_stopped_mid_case_fails_that_target_and_the_suite_goes_on(
         link.cut()  # the engine is gone while the container's case runs, and stays gone for the rest of the run
         out, err = proc.communicate(timeout=300)
         assert "Traceback" not in err, err
-        assert proc.returncode == 0, err
+        assert proc.returncode in (0, 1), err  # 1: a case failed (where run says so)
         (run_dir,) = res.iterdir()
         run = load_run(run_dir)
         assert run.meta["status"] == "complete"
@@ -112,7 +112,7 @@ def test_libvirt_connection_lost_mid_case_fails_cleanly_and_cleanup_finds_the_gu
             link.cut()  # libvirtd is gone for the harness while the guest's case runs, and for the rest of the run
             _, err = proc.communicate(timeout=900)
             assert "Traceback" not in err, err
-            assert proc.returncode == 0, err
+            assert proc.returncode in (0, 1), err  # 1: a case failed (where run says so)
             (run_dir,) = res.iterdir()
             run = load_run(run_dir)
             assert run.meta["status"] == "complete"
@@ -292,7 +292,8 @@ def test_samples_of_a_failed_instance_are_kept_on_disk_but_not_counted(tmp_path:
         f"workloads:\n  - {{name: test.dies, params: {{flag: {tmp_path / 'died'}}}}}\n"
     )
     proc = bench(tmp_path, "run", "s.yaml", "--out", "res", "--no-report", "--seed", "2")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr  # 1: a case failed (where run says so)
+    assert "Traceback" not in proc.stderr
     (run_dir,) = (tmp_path / "res").iterdir()
     on_disk = (run_dir / "samples.jsonl").read_text().splitlines()
     assert len(on_disk) == 6  # nothing the agent said is lost...
