@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from benchbed import __version__
-from benchbed.protocol import PROTOCOL, Line, decode, encode
+from benchbed.protocol import PROTOCOL, WATCH_ENV, Line, decode, encode
 
 
 def _own_sha256() -> str:
@@ -167,9 +167,6 @@ def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
     except Exception as err:  # a digest we cannot take is reported as such, not guessed
         record = {"digest": None, "reason": f"{type(err).__name__}: {err}"}
     emit(Line.STACK, data=record, seconds=time.perf_counter() - t0)
-
-
-WATCH_ENV = "BENCHBED_AGENT_WATCH"  # "stdin": the controller holds our stdin open for as long as it lives
 
 
 def _end_with_controller() -> None:

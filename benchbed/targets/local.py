@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from benchbed.agent.main import WATCH_ENV
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive, owner_label
+from benchbed.protocol import WATCH_ENV
 from benchbed.stacks import chroot
 from benchbed.stacks.rootfs import Rootfs, ensure_rootfs
 from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
