@@ -14,7 +14,8 @@ Schema history:
       Also additive (no new schema; older runs read as before): run.json `options` (--only, --repeat),
       `resumed` (one entry per `run --resume`) and `status_note` when a run ended on a store error; samples and
       case records of a resumed instance carry `attempt`. Only samples of instances with an `ok` record are
-      statistics (`finished_samples`). A `.reserve` file lives in the directory while the run is written (a killed run keeps it until resumed).
+      statistics (`finished_samples`). A `.reserve` file lives in the directory while the run is written (a
+      killed run keeps it until resumed).
 """
 
 from __future__ import annotations
