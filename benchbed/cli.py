@@ -12,10 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from benchbed.clirun import RunProgress
 from benchbed.console import err_console, fail, out
 from benchbed.errors import BenchbedError
 from benchbed.history import commands as history  # light: SQLAlchemy is imported only when a command needs it
+from benchbed.progress import Progress as _Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -57,14 +57,19 @@ def run(
     report: ReportFlag = True,
     parallel: Parallel = 1,
     publish: history.PublishOpt = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue an incomplete run (results/<run-id>): same suite, targets")
+    ] = None,
 ) -> None:
-    """Run a suite on its targets and write results/<run-id>/. Exit 0: every case ok or skipped, 1: a case failed
-    (results, report and any publish are still done), 2: bad input, 130: interrupted."""
+    """Run a suite on its targets and write results/<run-id>/ (or, with --resume, finish an incomplete one).
+    Exit 0: every case ok or skipped, 1: a case failed (results, report and any publish are still done), 2: bad
+    input, 130: interrupted."""
     if publish:
         history.before_run(publish)  # masks the password in the argv run.json records; an unreachable db fails now
     run_dir, failed = _execute(
-        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
-    )
+        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel,
+        resume=resume,
+    )  # fmt: skip
     if publish:
         history.publish_after(run_dir, publish)
     _exit_if_failed(failed)
@@ -108,25 +113,38 @@ def _execute(
     seed: int | None,
     report: bool,
     parallel: int = 1,
+    resume: Path | None = None,
 ) -> tuple[Path, int]:
     """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`; returns the run
     directory and how many cases failed."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
-    from benchbed.results import new_run_id
+    from benchbed.results import check_store, new_run_id
     from benchbed.runner import Runner
     from benchbed.schema import DEFAULT_TARGETS
 
-    progress = RunProgress()
+    progress = _Progress()
+    runner: Runner | None = None
     try:
-        loaded = load_suite(resolve_suite_path(suite))
-        specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
-        plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+        options = {"only": only, "repeat": repeat}
+        if resume is not None:
+            from benchbed.resume import from_cli
+
+            loaded, specs, point = from_cli(resume, suite, targets)
+            progress.done = len(point.done)
+            runner = Runner(loaded, specs, point.plan, resume.parent, resume.name, progress, parallel, resume=point)
+        else:
+            loaded = load_suite(resolve_suite_path(suite))
+            specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
+            plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+            run_id = new_run_id(loaded.suite.name)
+            runner = Runner(loaded, specs, plan, out_dir, run_id, progress, parallel, options=options)
+        plan = runner.plan
+        check_store(runner.run_dir.parent)  # refused before anything is swept or started
         from benchbed.cleanup import sweep
 
         for line in sweep(specs[name] for name in plan.targets):
             out.print(f"removed leftover {line}", markup=False)
-        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
         try:
             runner.execute()
         finally:
@@ -134,7 +152,12 @@ def _execute(
     except KeyboardInterrupt:
         for sig in (signal.SIGINT, signal.SIGTERM):  # torn down already: a second one must not cut this exit short
             signal.signal(sig, signal.SIG_IGN)
-        err_console.print("benchbed: interrupted; finished samples are kept and the run is marked incomplete")
+        err_console.print(
+            "benchbed: interrupted; finished samples are kept and the run is marked incomplete"
+            + (f"; continue it with: benchbed run --resume {runner.run_dir}" if runner is not None else ""),
+            markup=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     except BenchbedError as err:
         _fail(err)

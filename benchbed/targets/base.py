@@ -217,6 +217,12 @@ class Kind:
         """`benchbed cleanup` without this kind in a targets file: a spec naming what to sweep, or None."""
         return None
 
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        """What this kind's client library raises when its engine, daemon or connection goes away. The lifecycle
+        turns any of them that a target did not translate into a failed case, so one lost engine never ends the
+        suite. Called only once a target of this kind exists (its dependency is imported by then)."""
+        return ()
+
     def install_hint(self) -> str | None:
         """How to get the extra: system packages first where pip alone cannot build it."""
         if not self.extra:

@@ -72,3 +72,8 @@ class SshKind(Kind):
 
     def lane(self, spec: Any) -> str:
         return f"{spec.host}:{spec.port}"
+
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        import paramiko
+
+        return (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)

@@ -1,4 +1,4 @@
-"""The `benchbed run` progress display: part of the command line, the one place (with cli.py) that prints."""
+"""The run's progress on the terminal: a rich bar in a terminal, one plain line per instance otherwise (CI logs)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
 
 from benchbed.console import out
 
 
-class RunProgress:
+class Progress:
     """rich progress bar in a terminal, one plain line per instance otherwise (CI logs)."""
 
     def __init__(self) -> None:
         self.tty = out.is_terminal
-        self.bar: Progress | None = None
+        self.bar: Bar | None = None
         self.task: Any = None
         self.done = 0
         self.total = 0
@@ -27,7 +28,7 @@ class RunProgress:
         what = f"pilot of {n} on {plan.baseline}, then N per case" if plan.pilot else n
         out.print(f"run {run_dir.name}: {what} on {', '.join(plan.targets)} (seed {plan.seed})", markup=False)
         if self.tty:
-            self.bar = Progress(
+            self.bar = Bar(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
