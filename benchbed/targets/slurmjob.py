@@ -223,12 +223,7 @@ class SlurmProvisioner(TargetImpl):
         """scancel, then wait until the job is gone from the node (its holder removed the workdir)."""
         cli.cancel([job], timeout=self.timeout)
         t0 = time.perf_counter()
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            info = cli.show(job, timeout=self.timeout)
-            if info is None or info.state in cli.ENDED:
-                break
-            time.sleep(0.05)
+        self._wait_ended([job])
         with self._lock:
             self._jobs.discard(job)
         self._clock.add("job_end", time.perf_counter() - t0)
@@ -248,6 +243,17 @@ class SlurmProvisioner(TargetImpl):
             left = sorted(self._jobs)
             self._jobs.clear()
         cli.cancel(left, timeout=self.timeout)
+        self._wait_ended(left)  # a cancelled running job is COMPLETING until its node has cleaned up
+
+    def _wait_ended(self, jobs: Sequence[str]) -> None:
+        """Until each job has left the queue (ended, or forgotten by the scheduler), at most `timeout` seconds."""
+        deadline = time.monotonic() + self.timeout
+        for job in jobs:
+            while time.monotonic() < deadline:
+                info = cli.show(job, timeout=self.timeout)
+                if info is None or info.state in cli.ENDED:
+                    break
+                time.sleep(0.05)
 
 
 def ended_why(job: str, stderr: str, timeout: float) -> str | None:
