@@ -37,6 +37,7 @@ class CaseState:
     stack: dict[str, Any] | None = None  # the userland the workload ran on (agent/stack.py)
     stack_s: float = 0.0  # what taking that digest cost, inside the agent's wall time
     noise: list[str] = field(default_factory=list)
+    on_serve: Callable[[dict[str, Any]], None] | None = None  # serve.latency's controller side (servedrive)
 
     def on_line(self, line: str) -> None:
         decoded = decode(line)
@@ -74,6 +75,9 @@ class CaseState:
         elif kind is Line.STACK:
             self.stack = dict(rec.get("data") or {})
             self.stack_s = float(rec.get("seconds") or 0.0)
+        elif kind is Line.SERVE:
+            if self.on_serve is not None:
+                self.on_serve(rec)
         elif kind is Line.DONE:
             self.done = True
 

@@ -63,6 +63,15 @@ class Session(Protocol):
         """Called from another thread when the run stops: end the running command now (may do nothing)."""
         ...
 
+    def serve_net(self) -> dict[str, Any]:
+        """Where a server in the target may listen: {"bind": address, "port": port or 0 for any, or None when the
+        controller cannot reach a port in this target}. serve.latency's across-the-boundary path needs a port."""
+        ...
+
+    def endpoint(self, port: int) -> tuple[str, int] | None:
+        """The controller's 127.0.0.1 address of `port` in the target, or None where it cannot reach it."""
+        ...
+
 
 class Target(Protocol):
     name: str
@@ -157,6 +166,12 @@ class SessionImpl:
         return collect_stdout(self.stream, argv, timeout)
 
     def abort(self) -> None:
+        return None
+
+    def serve_net(self) -> dict[str, Any]:
+        return {"bind": "127.0.0.1", "port": None}  # a kind that can expose a port says so
+
+    def endpoint(self, port: int) -> tuple[str, int] | None:
         return None
 
 

@@ -69,6 +69,27 @@ class DockerSession(SessionImpl):
         self.api = target.client.api
         self.ready = False  # the workdir exists only after the first exec made it
 
+    def serve_net(self) -> dict[str, Any]:
+        spec = self.target.spec
+        if spec.network == "host":  # the host's own stack: loopback is the controller's loopback
+            return {"bind": "127.0.0.1", "port": 0}
+        if spec.publish is not None:  # reached through the engine's port mapping: listen on the bridge too
+            return {"bind": "0.0.0.0", "port": spec.publish}  # in the container's namespace
+        return {"bind": "127.0.0.1", "port": None}
+
+    def endpoint(self, port: int) -> tuple[str, int] | None:
+        spec = self.target.spec
+        if spec.network == "host":
+            return ("127.0.0.1", port)
+        if spec.publish is None or port != spec.publish:
+            return None
+        self.container.reload()
+        bound = (self.container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+        for b in bound:
+            if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
+                return ("127.0.0.1", int(b["HostPort"]))
+        return None
+
     def put(self, local: Path, remote: str) -> None:
         """Over the exec stream, not the archive API: only a process inside sees the files in every runtime."""
         spec = self.target.spec
@@ -206,6 +227,8 @@ class DockerProvisioner(TargetImpl):
         args = create_args(self.spec, self.name, self.run_id)
         if self.spec.gpus is not None:
             args["device_requests"] = gpu_requests(self.spec)
+        if self.spec.publish is not None:  # only ever on the host's loopback (an ephemeral port)
+            args["ports"] = {f"{self.spec.publish}/tcp": ("127.0.0.1", None)}
         return args
 
     def close(self) -> None:

@@ -71,6 +71,12 @@ class LocalSession(SessionImpl):
         """The command line actually started for argv (a stack session wraps it)."""
         return list(argv)
 
+    def serve_net(self) -> dict[str, Any]:
+        return {"bind": "127.0.0.1", "port": 0}  # the host's own loopback: any free port
+
+    def endpoint(self, port: int) -> tuple[str, int] | None:
+        return ("127.0.0.1", port)
+
     def put(self, local: Path, remote: str) -> None:
         try:
             shutil.copyfile(local, remote)

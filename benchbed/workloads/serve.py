@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,7 +40,7 @@ class ServeLatency:
     width: int = 256  # model size: inputs and hidden units per layer
     layers: int = 2
     batch: int = 1  # rows per request
-    rates: list[float] = field(default_factory=lambda: [50.0, 200.0])  # open-loop requests/s
+    rates: str = "50,200"  # open-loop requests/s, comma-separated (a YAML list would be a grid axis: one server each)
     duration_s: float = 2.0  # per open-loop rate
     closed_s: float = 2.0  # closed-loop run for peak throughput (0: none)
     connections: int = 4
@@ -53,8 +53,14 @@ class ServeLatency:
             raise ValueError(f"serve.latency: path {self.path!r} is not one of {', '.join(PATHS)}")
         if self.backend not in ("auto", "torch", "numpy", "python"):
             raise ValueError(f"serve.latency: backend {self.backend!r} is not auto, torch, numpy or python")
-        if min(self.width, self.layers, self.batch, self.connections) < 1 or any(r <= 0 for r in self.rates):
-            raise ValueError("serve.latency: width, layers, batch, connections ≥ 1 and rates > 0")
+        try:
+            rates = [float(r) for r in str(self.rates).split(",") if r.strip()]
+        except ValueError:
+            rates = []
+        if not rates or any(r <= 0 for r in rates):
+            raise ValueError(f"serve.latency: rates {self.rates!r} must be requests/s > 0, comma-separated")
+        if min(self.width, self.layers, self.batch, self.connections) < 1:
+            raise ValueError("serve.latency: width, layers, batch, connections must be ≥ 1")
 
 
 class Server:
@@ -149,7 +155,7 @@ def level_samples(res: dict[str, Any], where: str, p: ServeLatency) -> Iterator[
 def _plan(p: ServeLatency, ctx: Context) -> dict[str, Any]:
     schedule = [(ph, rep) for ph, rep in ctx.schedule() if ph != "cold"]
     return {
-        "rates": list(p.rates),
+        "rates": [float(r) for r in p.rates.split(",") if r.strip()],
         "duration_s": p.duration_s,
         "closed_s": p.closed_s,
         "connections": p.connections,

@@ -27,35 +27,47 @@ def say(**fields: Any) -> None:
     sys.stdout.flush()
 
 
+def weights(width: int, layers: int) -> list[tuple[int, int, bytes]]:
+    """(rows, cols, float32 bytes) per layer from one seeded stdlib generator, so every backend and target
+    computes the same function (uniform, unit variance, scaled by 1/sqrt(width))."""
+    import array
+    import random
+
+    rnd = random.Random(0)
+    scale = 2 * 3**0.5 / width**0.5
+    out = []
+    for rows, cols in [(width, width)] * layers + [(width, OUT)]:
+        flat = array.array("f", ((rnd.random() - 0.5) * scale for _ in range(rows * cols)))
+        out.append((rows, cols, flat.tobytes()))
+    return out
+
+
 class Model:
-    """y = relu(x W1) ... W_out, weights seeded so every target computes the same function."""
+    """y = relu(x W1) ... W_out; the weights are built at load time (`weights`), no file is read."""
 
     def __init__(self, backend: str, width: int, layers: int) -> None:
         self.backend, self.width = backend, width
+        layers_ = weights(width, layers)
         if backend == "torch":
             import torch
 
             torch.set_grad_enabled(False)
-            gen = torch.Generator().manual_seed(0)
-            shapes = [(width, width)] * layers + [(width, OUT)]
-            self.w = [torch.randn(*s, generator=gen) / width**0.5 for s in shapes]
             self.torch = torch
+            self.w: list[Any] = [
+                torch.frombuffer(bytearray(b), dtype=torch.float32).reshape(r, c) for r, c, b in layers_
+            ]
         elif backend == "numpy":
             import numpy
 
-            rng = numpy.random.default_rng(0)
-            shapes = [(width, width)] * layers + [(width, OUT)]
-            self.w = [(rng.standard_normal(s) / width**0.5).astype(numpy.float32) for s in shapes]
             self.np = numpy
+            self.w = [numpy.frombuffer(b, dtype=numpy.float32).reshape(r, c) for r, c, b in layers_]
         else:
-            import random
+            import array
 
-            rnd = random.Random(0)
-            dims = [width] * (layers + 1) + [OUT]
-            self.w = [
-                [[rnd.gauss(0, 1) / width**0.5 for _ in range(dims[i + 1])] for _ in range(dims[i])]
-                for i in range(len(dims) - 1)
-            ]
+            self.w = []
+            for r, c, b in layers_:
+                flat = array.array("f", b)
+                self.w.append([list(flat[i * c : (i + 1) * c]) for i in range(r)])
 
     def __call__(self, body: bytes) -> bytes:
         n = len(body) // (4 * self.width)
