@@ -86,6 +86,20 @@ class Run:
         }
 
 
+SPIN_NS = 400_000
+
+
+def until(due_ns: int) -> None:
+    """Wait for `due_ns` (perf_counter_ns). sleep() wakes 50-100 µs late (timer slack), and that lateness would
+    count as the server's latency: sleep to SPIN_NS before, then yield in a loop (sleep(0) lets other threads
+    take the GIL, so a waiting request never delays one whose answer has come back)."""
+    wait = due_ns - time.perf_counter_ns()
+    if wait > SPIN_NS:
+        time.sleep((wait - SPIN_NS) / 1e9)
+    while time.perf_counter_ns() < due_ns:
+        time.sleep(0)
+
+
 def _connect(host: str, port: int, n: int, timeout: float) -> list[Conn]:
     return [Conn(host, port, timeout) for _ in range(n)]
 
@@ -111,9 +125,7 @@ def open_loop(
                     return
                 nxt[0] += 1
             due = t0 + int(i * period)
-            wait = (due - time.perf_counter_ns()) / 1e9
-            if wait > 0:
-                time.sleep(wait)
+            until(due)
             try:
                 status, _ = conn.call(req)
                 ok = status == 200

@@ -162,9 +162,15 @@ def main() -> None:
                 return
             self._reply(200, out)
 
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer.request_queue_size = 1024
-    server = ThreadingHTTPServer((cfg["bind"], int(cfg["port"])), Handler)
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 1024
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is no server error
+                super().handle_error(request, client_address)
+
+    server = Server((cfg["bind"], int(cfg["port"])), Handler)
     say(step="listening", t=time.monotonic(), port=server.server_address[1])
     server.serve_forever()
 
