@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchbed.protocol import Sample, sample_row
-from benchbed.targets.base import Session
+from benchbed.targets.base import Endpoint, Session
 from benchbed.workloads import loadgen
 
 log = logging.getLogger(__name__)
@@ -73,19 +73,25 @@ class ServeDriver:
             self.thread.start()
 
     def _drive(self, port: int, plan: dict[str, Any]) -> None:
-        where = self.session.endpoint(port)
-        if where is None:
-            log.warning("serve.latency: target port %d is not reachable from the controller", port)
-            return
-        host, hport = where
         try:
-            data: dict[str, Any] = {"levels": loadgen.run_plan(host, hport, plan)}
+            with self.session.endpoint(port) as where:
+                if where is None:  # the agent only sends a plan where serve_net gave a port: a kind's bug
+                    log.warning("serve.latency: target port %d is not reachable from the controller", port)
+                    return
+                self._load(where, plan)
+        except Exception as err:  # a tunnel that cannot open: the agent waits for its results until the timeout
+            log.warning("serve.latency: cannot reach the target's port %d: %s", port, err)
+
+    def _load(self, where: Endpoint, plan: dict[str, Any]) -> None:
+        try:
+            levels = loadgen.run_plan(where.host, where.port, plan)
+            data: dict[str, Any] = {"levels": levels, "via": where.via}
         except Exception as err:  # the agent reports it as the case's failure
             data = {"error": f"{err.__class__.__name__}: {err}"}
         try:
-            post_result(host, hport, data)
+            post_result(where.host, where.port, data)
         except OSError as err:  # the server is gone: the agent sees it die and fails the case with its stderr
-            log.debug("serve.latency: cannot post results to %s:%d: %s", host, hport, err)
+            log.debug("serve.latency: cannot post results to %s: %s", where, err)
 
     def join(self, timeout: float = 30.0) -> None:
         if self.thread is not None and self.thread.is_alive():

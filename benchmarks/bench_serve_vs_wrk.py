@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.workloads import loadgen
+from benchbed.workloads.serve import thread_env
 
 ROOT = Path(__file__).resolve().parent.parent
-WIDTH = 256  # --width sets both
-BODY = WIDTH * 4
+BODY = 256 * 4  # float32 inputs of one request (--width)
 LUA = """
 wrk.method = "POST"
 wrk.body = string.rep("\\0", %(body)d)
@@ -69,7 +69,7 @@ asyncio.run(main())
 
 
 def start(argv: list[str], ready: str | None) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **thread_env(1), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     while True:
@@ -133,11 +133,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--gaps", default="20,10,5", help="wrk's per-request gap in ms (one connection)")
-    ap.add_argument("--width", type=int, default=WIDTH, help="model size (a bigger model: more server time)")
+    ap.add_argument("--width", type=int, default=256, help="model size (a bigger model: more server time)")
     a = ap.parse_args()
-    global WIDTH, BODY
-    WIDTH, BODY = a.width, a.width * 4
-    cfg = json.dumps({"backend": "numpy", "width": WIDTH, "layers": 2, "bind": "127.0.0.1", "port": 0})
+    global BODY
+    BODY = a.width * 4
+    cfg = json.dumps({"backend": "numpy", "width": a.width, "layers": 2, "bind": "127.0.0.1", "port": 0})
     server, port = start([sys.executable, "-m", "benchbed.workloads.serving", cfg], "listening")
     canned, cport = start([sys.executable, "-c", CANNED], None)
     try:

@@ -8,12 +8,13 @@ can be found and removed (`benchbed cleanup`, and the sweep at the start of ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import docker.errors
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.dockerargs import (
     LABEL_OWNER,
     LABEL_RUN,
@@ -77,17 +78,20 @@ class DockerSession(SessionImpl):
             return {"bind": "0.0.0.0", "port": spec.publish}  # in the container's namespace
         return {"bind": "127.0.0.1", "port": None}
 
-    def endpoint(self, port: int) -> tuple[str, int] | None:
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        return contextlib.nullcontext(self._endpoint(port))
+
+    def _endpoint(self, port: int) -> Endpoint | None:
         spec = self.target.spec
         if spec.network == "host":
-            return ("127.0.0.1", port)
+            return Endpoint("127.0.0.1", port, "host-network")
         if spec.publish is None or port != spec.publish:
             return None
         self.container.reload()
         bound = (self.container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
         for b in bound:
             if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
-                return ("127.0.0.1", int(b["HostPort"]))
+                return Endpoint("127.0.0.1", int(b["HostPort"]), "published-port")
         return None
 
     def put(self, local: Path, remote: str) -> None:

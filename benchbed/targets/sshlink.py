@@ -20,13 +20,14 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
 from benchbed.errors import TransportError
-from benchbed.targets.base import CommandResult, LineHandler, SessionImpl, Tail, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, LineHandler, SessionImpl, Tail, TargetImpl
 from benchbed.targets.streams import iter_lines
 
 
@@ -151,6 +152,14 @@ class SshSession(SessionImpl):
         if transport is None or not transport.is_active():
             raise self.target.error(TransportError, f"connection to {self.target.where} is closed")
         return transport
+
+    def serve_net(self) -> dict[str, Any]:
+        return {"bind": "127.0.0.1", "port": 0}  # reached through an SSH tunnel (sshtunnel), on the far loopback
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        from benchbed.targets.sshtunnel import tunnel
+
+        return tunnel(self.transport, port)
 
     def alive(self) -> bool:
         transport = self.client.get_transport()

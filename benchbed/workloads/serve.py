@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ class ServeLatency:
     duration_s: float = 2.0  # per open-loop rate
     closed_s: float = 2.0  # closed-loop run for peak throughput (0: none)
     connections: int = 4
+    threads: int = 1  # BLAS/torch threads in the server (1: requests are the parallelism, no spinning pools)
     path: str = "both"  # in-target | across | both
     crash_after: int = 0  # fault injection for tests: the server exits after this many requests (0: never)
     python: str = ""  # "" = the agent's interpreter
@@ -59,8 +61,14 @@ class ServeLatency:
             rates = []
         if not rates or any(r <= 0 for r in rates):
             raise ValueError(f"serve.latency: rates {self.rates!r} must be requests/s > 0, comma-separated")
-        if min(self.width, self.layers, self.batch, self.connections) < 1:
-            raise ValueError("serve.latency: width, layers, batch, connections must be ≥ 1")
+        if min(self.width, self.layers, self.batch, self.connections, self.threads) < 1:
+            raise ValueError("serve.latency: width, layers, batch, connections, threads must be ≥ 1")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The thread count every BLAS and OpenMP runtime reads at import (torch too: set_num_threads in the child)."""
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n, "BENCHBED_SERVE_THREADS": n}
 
 
 class Server:
@@ -79,11 +87,13 @@ class Server:
         self.errf: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by stop()
         self.t_spawn = time.monotonic()
         try:
+            env = {**os.environ, **thread_env(p.threads)}
             self.proc = subprocess.Popen(
                 [p.python or sys.executable, "-c", _CHILD, root, json.dumps(cfg)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self.errf,
+                env=env,
             )
         except FileNotFoundError as err:
             raise Skipped(f"interpreter {p.python!r} does not exist in this target") from err
@@ -130,12 +140,13 @@ class Server:
         self.errf.close()
 
 
-def level_samples(res: dict[str, Any], where: str, p: ServeLatency) -> Iterator[Sample]:
+def level_samples(res: dict[str, Any], where: str, p: ServeLatency, via: str | None) -> Iterator[Sample]:
     """p50/p90/p99/p99.9 (ms) and achieved throughput (requests/s) of one load level."""
     hist = Histogram.from_json(res["hist"])
     level = f"{res['rate']:g}" if res["mode"] == "open" else "closed"
     labels = {
         "path": where,
+        "via": via,  # the network path: loopback in the target, or the controller's (published-port, ssh-tunnel...)
         "mode": res["mode"],
         "rate": res["rate"],
         "requests": hist.total,
@@ -215,15 +226,17 @@ def serve_latency(p: ServeLatency, ctx: Context) -> Iterator[Sample]:
             got = server.wait_for("result")["data"]
             if got.get("error"):
                 raise RuntimeError(f"controller could not drive the across path: {got['error']}")
-            yield from _results(got["levels"], "across", p, server)
+            yield from _results(got["levels"], "across", p, server, got.get("via"))
     finally:
         server.stop()
 
 
-def _results(levels: list[dict[str, Any]], where: str, p: ServeLatency, server: Server) -> Iterator[Sample]:
+def _results(
+    levels: list[dict[str, Any]], where: str, p: ServeLatency, server: Server, via: str | None = "loopback"
+) -> Iterator[Sample]:
     for res in levels:
         if res["errors"]:
             if server.proc.poll() is not None or "closed" in res["first_error"] or "refused" in res["first_error"]:
                 raise server.died()
             raise RuntimeError(f"{where} load at {res['rate']:g} req/s: {res['errors']} failed ({res['first_error']})")
-        yield from level_samples(res, where, p)
+        yield from level_samples(res, where, p, via)

@@ -52,6 +52,7 @@ class Model:
             import torch
 
             torch.set_grad_enabled(False)
+            torch.set_num_threads(int(os.environ.get("BENCHBED_SERVE_THREADS") or 1))
             self.torch = torch
             self.w: list[Any] = [
                 torch.frombuffer(bytearray(b), dtype=torch.float32).reshape(r, c) for r, c, b in layers_
