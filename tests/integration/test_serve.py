@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.integration import dockerd
+from tests.integration import dockerd, sshd
 
 PARAMS = {"backend": "numpy", "width": 64, "rates": "50,150", "duration_s": 0.5, "closed_s": 0.5}
 STEPS = {"interpreter", "import", "model_load", "listen", "first_request"}
@@ -100,7 +100,10 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
     data = run(tmp_path, targets, workloads, rc=1)
     ok = data.cases[data.cases.params.map(lambda p: "crash_after" not in p)].set_index("target")
     assert set(ok.status) == {"ok"}
-    for target in ("bridge", "hostnet"):
+    s = data.samples
+    for target, via in (("bridge", "published-port"), ("hostnet", "host-network")):
+        across = s[(s.target == target) & s.metric.str.startswith("across.")]
+        assert set(across.labels.map(lambda x: x["via"])) == {via}
         assert_both_paths(data, target)
         assert_cold_start(data, target, "create")
     sealed = metrics(data, "sealed")
@@ -112,3 +115,16 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
         assert "inference server exited 3" in case.reason, case.reason
         assert "crash injected" in case.stderr_tail
     assert dockerd.labelled_containers() == []
+
+
+@pytest.mark.ssh
+def test_ssh_target_is_loaded_through_an_ssh_tunnel(tmp_path: Path) -> None:
+    with sshd.required(tmp_path / "sshd") as server:
+        targets = {"box": server.spec(python=sys.executable)}
+        data = run(tmp_path, targets, [{"name": "serve.latency", "params": PARAMS}])
+    assert list(data.cases.status) == ["ok"]
+    assert_both_paths(data, "box")
+    assert_cold_start(data, "box", "connect")
+    s = data.samples
+    assert set(s[s.metric.str.startswith("across.")].labels.map(lambda x: x["via"])) == {"ssh-tunnel"}
+    assert set(s[s.metric.str.startswith("in-target.")].labels.map(lambda x: x["via"])) == {"loopback"}
