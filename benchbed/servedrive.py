@@ -65,7 +65,7 @@ class ServeDriver:
             controller["agent_ready"] = agent_ready_s * 1e3
         rest = ttfi * 1e3 - sum(controller.values()) - sum(steps.values())
         labels = {"controller_ms": controller, "target_ms": steps, "agent_other_ms": max(0.0, rest)}
-        sample = Sample("time_to_first_inference", ttfi * 1e3, "ms", "lower", "cold", 0, labels=labels)
+        sample = Sample("time_to_first_inference", ttfi * 1e3, "ms", "lower", "measure", 0, labels=labels)
         self.write(sample_row(self.case_ctx, sample.to_json()))
         port, plan = int(rec.get("port") or 0), rec.get("plan")
         self.thread = threading.Thread(target=self._drive, args=(port, plan), daemon=True)
