@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.integration import dockerd, sshd
+from tests.integration import dockerd, libvirtd, sshd
 
 PARAMS = {"backend": "numpy", "width": 64, "rates": "50,150", "duration_s": 0.5, "closed_s": 0.5}
 STEPS = {"interpreter", "import", "model_load", "listen", "first_request"}
@@ -41,10 +41,10 @@ def metrics(data: RunData, target: str) -> set[str]:
     return set(s[s.target == target].metric)
 
 
-def assert_both_paths(data: RunData, target: str) -> None:
+def assert_both_paths(data: RunData, target: str, levels: tuple[str, ...] = ("open@50", "open@150")) -> None:
     got = metrics(data, target)
     for path in ("in-target", "across"):
-        for level in ("open@50", "open@150"):
+        for level in levels:
             assert {f"{path}.{level}.{q}" for q in ("p50", "p90", "p99", "p99_9", "throughput")} <= got, target
         assert f"{path}.closed.throughput" in got
     s = data.samples
@@ -128,3 +128,25 @@ def test_ssh_target_is_loaded_through_an_ssh_tunnel(tmp_path: Path) -> None:
     s = data.samples
     assert set(s[s.metric.str.startswith("across.")].labels.map(lambda x: x["via"])) == {"ssh-tunnel"}
     assert set(s[s.metric.str.startswith("in-target.")].labels.map(lambda x: x["via"])) == {"loopback"}
+
+
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_vm_forwarded_port_next_to_ssh_and_ssh_tunnel(tmp_path: Path) -> None:
+    with libvirtd.required_overlays() as overlays:
+        base = libvirtd.guest_spec(overlays)
+        targets = {
+            "vm": {**base, "ssh": {**base["ssh"], "serve_port": 8700}},  # QEMU hostfwd next to SSH's
+            "vmtunnel": base,  # no forwarded port: the across path goes through an SSH tunnel
+        }
+        # the guest's bare python (no numpy), and rates a TCG-emulated guest sustains
+        params = {**PARAMS, "backend": "python", "width": 8, "layers": 1, "rates": "5,15", "duration_s": 1.0}
+        data = run(tmp_path, targets, [{"name": "serve.latency", "params": params}])
+        assert not [d for d in libvirtd.benchbed_domains() if data.dir.name in d]  # other runs may share libvirtd
+    assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
+    s = data.samples
+    for target, via in (("vm", "forwarded-port"), ("vmtunnel", "ssh-tunnel")):
+        assert_both_paths(data, target, ("open@5", "open@15"))
+        assert_cold_start(data, target, "boot")
+        across = s[(s.target == target) & s.metric.str.startswith("across.")]
+        assert set(across.labels.map(lambda x: x["via"])) == {via}
