@@ -9,12 +9,17 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from benchbed.report.runinfo import SERVE_STEPS, workload_steps
+from benchbed.targets import vmspec
 from benchbed.targets.docker import DockerTarget
+from benchbed.targets.libvirt import LibvirtTarget
 from benchbed.workloads import loadgen
 from benchbed.workloads.hdr import PRECISION, Histogram
 from benchbed.workloads.serve import ServeLatency
@@ -132,3 +137,26 @@ def test_bad_parameters_and_publish_without_a_network_are_refused() -> None:
     with pytest.raises(ValidationError, match="publish: 8700 needs network: bridge"):
         DockerTarget(kind="docker", image="x", publish=8700)
     assert DockerTarget(kind="docker", image="x", network="bridge", publish=8700).publish == 8700
+
+
+def test_vm_serve_port_is_a_second_loopback_forward_next_to_ssh(tmp_path: Path) -> None:
+    s = LibvirtTarget.model_validate({"kind": "libvirt", "image": "/img.raw", "ssh": {"serve_port": 8700}})
+    kw: dict[str, Any] = {"name": "n", "run_id": "r", "target": "vm", "overlay": tmp_path / "o", "pci": []}
+    xml = vmspec.render_domain(s, host_port=2200, console_log=None, serve_host_port=40001, **kw)
+    assert "hostfwd=tcp:127.0.0.1:2200-:22,hostfwd=tcp:127.0.0.1:40001-:8700'" in xml
+    plain = vmspec.render_domain(s, host_port=2200, console_log=None, **kw)
+    assert "hostfwd=tcp:127.0.0.1:2200-:22'" in plain
+
+
+def test_start_up_chart_stacks_the_servers_steps_per_target() -> None:
+    rows = [
+        {"workload": "serve.latency", "params": "{}", "metric": f"start.{step}", "target": t, "instance": i,
+         "median": ms, "n": 1}
+        for t in ("local", "box")
+        for i, ms in enumerate((10.0, 30.0))
+        for step in SERVE_STEPS
+    ]  # fmt: skip
+    steps = workload_steps(pd.DataFrame(rows))
+    assert list(steps.phase.unique()) == [f"serve: {s.replace('_', ' ')}" for s in SERVE_STEPS]
+    assert set(steps.median_s) == {0.02}  # median of the instance medians, in seconds
+    assert set(steps.target) == {"local", "box"}
