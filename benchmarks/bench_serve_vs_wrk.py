@@ -106,6 +106,7 @@ def ours(port: int, seconds: float, rate: float) -> dict[str, Any]:
     run = loadgen.open_loop("127.0.0.1", port, bytes(BODY), rate, seconds, connections=1)
     h = run.hist
     return {
+        "lag50": run.lag.percentile(50) / 1e3,
         "p50": h.percentile(50) / 1e3,
         "p90": h.percentile(90) / 1e3,
         "p99": h.percentile(99) / 1e3,
@@ -148,11 +149,12 @@ def main() -> None:
     try:
         ours(port, 1.0, 100.0)  # warm-up: first-touch of the model's pages, the server's threads
         for what, p, body in (("inference server", port, BODY), ("canned asyncio server", cport, 64)):
-            for _ in range(2):  # twice, in both orders: the machine's load drifts
+            for _ in range(2):  # twice: the machine's load drifts
                 w_rps, o_rps = ceiling(p, a.seconds, body)
                 print(f"closed loop, 4 connections, {what}: wrk {w_rps:.0f} req/s, benchbed {o_rps:.0f} req/s")
-        print("| wrk gap | rate wrk / ours (req/s) | p50 wrk / ours (µs) | Δp50 | p99 wrk / ours (µs) | Δp99 |")
-        print("|---|---|---|---|---|---|")
+        head = "| wrk gap | rate wrk / ours (req/s) | p50 wrk / ours (µs) | Δp50 | p99 wrk / ours (µs) | Δp99 |"
+        print(head + " our send lag p50 (µs) |")
+        print("|---|---|---|---|---|---|---|")
         for gap in (int(g) for g in a.gaps.split(",")):
             rows = []
             for _ in range(a.rounds):
@@ -163,11 +165,13 @@ def main() -> None:
                 k: (statistics.median(w[k] for w, _ in rows), statistics.median(o[k] for _, o in rows))
                 for k in ("rate", "p50", "p99", "p999")
             }
+            lag = statistics.median(o["lag50"] for _, o in rows)
             d50 = med["p50"][1] / med["p50"][0] - 1
             d99 = med["p99"][1] / med["p99"][0] - 1
             print(
                 f"| {gap} ms | {med['rate'][0]:.0f} / {med['rate'][1]:.0f} | {med['p50'][0]:.0f} / "
-                f"{med['p50'][1]:.0f} | {d50:+.1%} | {med['p99'][0]:.0f} / {med['p99'][1]:.0f} | {d99:+.1%} |"
+                f"{med['p50'][1]:.0f} | {d50:+.1%} | {med['p99'][0]:.0f} / {med['p99'][1]:.0f} | {d99:+.1%} | "
+                f"{lag:.0f} |"
             )
     finally:
         for proc in (server, canned):

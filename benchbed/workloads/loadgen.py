@@ -13,6 +13,7 @@ cost would be the generator's ceiling long before a small server's.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -69,6 +70,7 @@ class Run:
     mode: str  # open | closed
     rate: float  # requests/s asked for (0 for closed loop)
     hist: Histogram = field(default_factory=Histogram)
+    lag: Histogram = field(default_factory=Histogram)  # open loop: actual send − scheduled time (the generator's)
     sent: int = 0
     errors: int = 0
     elapsed_s: float = 0.0
@@ -79,6 +81,7 @@ class Run:
             "mode": self.mode,
             "rate": self.rate,
             "hist": self.hist.to_json(),
+            "lag": self.lag.to_json(),
             "sent": self.sent,
             "errors": self.errors,
             "elapsed_s": self.elapsed_s,
@@ -91,13 +94,14 @@ SPIN_NS = 400_000
 
 def until(due_ns: int) -> None:
     """Wait for `due_ns` (perf_counter_ns). sleep() wakes 50-100 µs late (timer slack), and that lateness would
-    count as the server's latency: sleep to SPIN_NS before, then yield in a loop (sleep(0) lets other threads
-    take the GIL, so a waiting request never delays one whose answer has come back)."""
+    count as the server's latency: sleep to SPIN_NS before, then yield in a loop. sched_yield releases the GIL, so
+    a waiting request never delays one whose answer has come back; sleep(0) would, too, but it is a timer and
+    wakes after the same 50 µs of slack."""
     wait = due_ns - time.perf_counter_ns()
     if wait > SPIN_NS:
         time.sleep((wait - SPIN_NS) / 1e9)
     while time.perf_counter_ns() < due_ns:
-        time.sleep(0)
+        os.sched_yield()
 
 
 def _connect(host: str, port: int, n: int, timeout: float) -> list[Conn]:
@@ -126,6 +130,7 @@ def open_loop(
                 nxt[0] += 1
             due = t0 + int(i * period)
             until(due)
+            sent = time.perf_counter_ns()
             try:
                 status, _ = conn.call(req)
                 ok = status == 200
@@ -136,6 +141,7 @@ def open_loop(
             end = time.perf_counter_ns()
             with lock:
                 run.sent += 1
+                run.lag.record(sent - due)
                 if ok:
                     run.hist.record(end - due)
                 else:

@@ -159,6 +159,9 @@ def level_samples(res: dict[str, Any], where: str, p: ServeLatency, via: str | N
     phase, rep = res["phase"], res["repetition"]
     for name, q in PERCENTILES:
         yield Sample(f"{prefix}.{name}", hist.percentile(q) / 1e6, "ms", "lower", phase, rep, labels=labels)
+    if res["mode"] == "open" and res.get("lag"):  # the generator's own lateness: when it is large, the client limits
+        lag = Histogram.from_json(res["lag"])
+        yield Sample(f"{prefix}.send_lag_p99", lag.percentile(99) / 1e6, "ms", "lower", phase, rep, labels=labels)
     rps = hist.total / res["elapsed_s"] if res["elapsed_s"] > 0 else math.nan
     yield Sample(f"{prefix}.throughput", rps, "req/s", "higher", phase, rep, labels=labels)
 
