@@ -70,12 +70,17 @@ class DockerSession(SessionImpl):
         self.api = target.client.api
         self.ready = False  # the workdir exists only after the first exec made it
 
+    @property
+    def publish(self) -> int | None:
+        """docker's `publish:`; podman (which shares this session) has none yet."""
+        return getattr(self.target.spec, "publish", None)
+
     def serve_net(self) -> dict[str, Any]:
         spec = self.target.spec
         if spec.network == "host":  # the host's own stack: loopback is the controller's loopback
             return {"bind": "127.0.0.1", "port": 0}
-        if spec.publish is not None:  # reached through the engine's port mapping: listen on the bridge too
-            return {"bind": "0.0.0.0", "port": spec.publish}  # in the container's namespace
+        if self.publish is not None:  # reached through the engine's port mapping: listen on the bridge too
+            return {"bind": "0.0.0.0", "port": self.publish}  # in the container's namespace
         return {"bind": "127.0.0.1", "port": None}
 
     def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
@@ -85,7 +90,7 @@ class DockerSession(SessionImpl):
         spec = self.target.spec
         if spec.network == "host":
             return Endpoint("127.0.0.1", port, "host-network")
-        if spec.publish is None or port != spec.publish:
+        if self.publish is None or port != self.publish:
             return None
         self.container.reload()
         bound = (self.container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
