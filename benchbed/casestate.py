@@ -38,6 +38,7 @@ class CaseState:
     stack_s: float = 0.0  # what taking that digest cost, inside the agent's wall time
     noise: list[str] = field(default_factory=list)
     attempt: int = 0  # a resumed run's retry of an instance: its samples say so (`benchbed.resume`)
+    on_serve: Callable[[dict[str, Any]], None] | None = None  # serve.latency's controller side (servedrive)
 
     def on_line(self, line: str) -> None:
         decoded = decode(line)
@@ -77,6 +78,9 @@ class CaseState:
         elif kind is Line.STACK:
             self.stack = dict(rec.get("data") or {})
             self.stack_s = float(rec.get("seconds") or 0.0)
+        elif kind is Line.SERVE:
+            if self.on_serve is not None:
+                self.on_serve(rec)
         elif kind is Line.DONE:
             self.done = True
 

@@ -88,7 +88,7 @@ UMASK = _read_umask()
 def current_umask() -> int:
     """The umask now: Linux shows it in /proc/self/status without changing it; elsewhere, the one read at import."""
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+        with Path("/proc/self/status").open(encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)

@@ -23,6 +23,7 @@ from benchbed.plan import Case, Plan
 from benchbed.protocol import PROTOCOL
 from benchbed.results import RunWriter
 from benchbed.schema import AnyTarget
+from benchbed.servedrive import ServeDriver
 from benchbed.targets.base import Session, Target
 from benchbed.targets.registry import kind, make_target
 
@@ -149,7 +150,7 @@ class Cases:
                         raise Interrupted(f"target {case.target!r}: run stopping")
                     phases.update(target.startup_phases())
                     described = target.describe()
-                    status, reason, extra = self._in_session(case, session, writer, spec, phases, described)
+                    status, reason, extra = self._in_session(case, session, writer, spec, phases, described, t0)
                     body_end = time.perf_counter()
                 finally:
                     with self._lock:
@@ -190,6 +191,7 @@ class Cases:
         spec: AnyTarget,
         phases: dict[str, float],
         described: dict[str, Any],
+        case_t0: float,
     ) -> tuple[str, str | None, dict[str, Any]]:
         agent = self.agent
         t0 = time.perf_counter()
@@ -209,6 +211,7 @@ class Cases:
             "expect_sha256": agent.sha256,
             "protocol": PROTOCOL,
             "stack_cache": session.stack_cache,
+            "serve": session.serve_net(),
         }
 
         def on_fp(data: dict[str, Any]) -> None:
@@ -216,6 +219,16 @@ class Cases:
             self.fingerprinted.add(case.target)
 
         st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp, attempt=self.attempt)
+        ctx = {
+            "target": case.target,
+            "workload": case.workload,
+            "params": case.params,
+            "instance": case.instance,
+            "case": case.index,
+            **({"attempt": self.attempt} if self.attempt else {}),  # a resumed try's samples say so, as CaseState's
+        }
+        driver = ServeDriver(session, ctx, case_t0, phases, writer.sample)
+        st.on_serve = lambda rec: driver.on_serve(rec, st.ready_s)
         argv = [spec.python, remote, "run", json.dumps(payload, separators=(",", ":"))]
         log.debug("case %d: %s", case.index, shlex.join(argv))
 
@@ -228,6 +241,8 @@ class Cases:
             res = session.stream(argv, on_line, timeout=case.timeout_s)
         except (AgentMismatch, ProtocolError) as err:
             return "failed", str(err), {}
+        finally:
+            driver.join()
         if st.ready_s is not None:
             phases["agent_ready"] = st.ready_s
             phases["workload"] = max(0.0, res.wall_s - st.ready_s)

@@ -13,6 +13,8 @@ names another one, so the two sides can never silently disagree about a line's m
   stack        data: the userland the workload ran on (agent/stack.py: digest, files, driver), seconds taken
   done         samples (count), wall_s
   workload     name (`agent.pyz list`)
+  serve        port, steps, plan: a server in the target answered its first request (serve.latency); with a plan,
+               the controller drives that load across the boundary and posts the results to the server
 
 A sample on disk (samples.jsonl) is the wire sample plus the case it belongs to: `sample_row` builds it, and
 SAMPLE_COLUMNS is the column order `load_run` gives it.
@@ -43,6 +45,7 @@ class Line(str, enum.Enum):  # noqa: UP042 -- not StrEnum: a target's python may
     STACK = "stack"
     DONE = "done"
     WORKLOAD = "workload"
+    SERVE = "serve"
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         warmup=int(spec.get("warmup", 1)),
         scratch_dir=scratch,
         timeout_s=float(spec["timeout_s"]) if spec.get("timeout_s") else None,
+        serve=spec.get("serve"),
+        announce=lambda **fields: emit(Line.SERVE, **fields),
     )
     t0 = time.perf_counter()
     n = 0

@@ -184,4 +184,25 @@ def workload_steps(inst: pd.DataFrame) -> pd.DataFrame:
         for target, g in sub.groupby("target", sort=False):  # both workloads report milliseconds
             rows.append({"target": str(target), "phase": name, "median_s": float(g["median"].median()) / 1e3,
                          "n": len(g)})  # fmt: skip
+    rows += _serve_steps(inst)
     return pd.DataFrame(rows, columns=["target", "phase", "median_s", "n"])
+
+
+SERVE_STEPS = ("interpreter", "import", "model_load", "listen", "first_request")
+
+
+def _serve_steps(inst: pd.DataFrame) -> list[dict[str, Any]]:
+    """serve.latency's in-target start-up (interpreter, import, model load, listen, first request): stacked after
+    the controller's phases, a bar reads provision → agent → server ready → first answer (time to first
+    inference). The first params case stands for the workload, as above."""
+    sub = inst[inst["workload"] == "serve.latency"] if not inst.empty else inst
+    if sub.empty:
+        return []
+    sub = sub[sub["params"] == sub["params"].iloc[0]]
+    rows = []
+    for step in SERVE_STEPS:
+        for target, g in sub[sub["metric"] == f"start.{step}"].groupby("target", sort=False):
+            name = f"serve: {step.replace('_', ' ')}"
+            rows.append({"target": str(target), "phase": name, "median_s": float(g["median"].median()) / 1e3,
+                         "n": len(g)})  # fmt: skip
+    return rows

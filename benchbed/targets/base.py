@@ -8,6 +8,7 @@ do-nothing default in the base classes, so the runner calls it plainly instead o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +46,15 @@ class CommandResult:
 LineHandler = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the controller reaches a port in the target: always 127.0.0.1, and by which path (the report says)."""
+
+    host: str
+    port: int
+    via: str  # loopback | published-port | host-network | ssh-tunnel | forwarded-port
+
+
 class Session(Protocol):
     """A live, provisioned target."""
 
@@ -61,6 +71,16 @@ class Session(Protocol):
 
     def abort(self) -> None:
         """Called from another thread when the run stops: end the running command now (may do nothing)."""
+        ...
+
+    def serve_net(self) -> dict[str, Any]:
+        """Where a server in the target may listen: {"bind": address, "port": port or 0 for any, or None when the
+        controller cannot reach a port in this target}. serve.latency's across-the-boundary path needs a port."""
+        ...
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        """While open: the controller's 127.0.0.1 address of `port` in the target (a tunnel lives that long), or
+        None where the controller cannot reach it."""
         ...
 
 
@@ -165,6 +185,12 @@ class SessionImpl:
 
     def abort(self) -> None:
         return None
+
+    def serve_net(self) -> dict[str, Any]:
+        return {"bind": "127.0.0.1", "port": None}  # a kind that can expose a port says so
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        return contextlib.nullcontext(None)
 
 
 class Kind:

@@ -8,12 +8,13 @@ can be found and removed (`benchbed cleanup`, and the sweep at the start of ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import requests.exceptions
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.dockerargs import (
     LABEL_OWNER,
     LABEL_RUN,
@@ -85,6 +86,35 @@ class DockerSession(SessionImpl):
         self.workdir = target.spec.workdir
         self.api = target.client.api
         self.ready = False  # the workdir exists only after the first exec made it
+
+    @property
+    def publish(self) -> int | None:
+        """docker's `publish:`; podman (which shares this session) has none yet."""
+        return getattr(self.target.spec, "publish", None)
+
+    def serve_net(self) -> dict[str, Any]:
+        spec = self.target.spec
+        if spec.network == "host":  # the host's own stack: loopback is the controller's loopback
+            return {"bind": "127.0.0.1", "port": 0}
+        if self.publish is not None:  # reached through the engine's port mapping: listen on the bridge too
+            return {"bind": "0.0.0.0", "port": self.publish}  # in the container's namespace
+        return {"bind": "127.0.0.1", "port": None}
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        return contextlib.nullcontext(self._endpoint(port))
+
+    def _endpoint(self, port: int) -> Endpoint | None:
+        spec = self.target.spec
+        if spec.network == "host":
+            return Endpoint("127.0.0.1", port, "host-network")
+        if self.publish is None or port != self.publish:
+            return None
+        self.container.reload()
+        bound = (self.container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+        for b in bound:
+            if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
+                return Endpoint("127.0.0.1", int(b["HostPort"]), "published-port")
+        return None
 
     def put(self, local: Path, remote: str) -> None:
         """Over the exec stream, not the archive API: only a process inside sees the files in every runtime."""
@@ -232,6 +262,8 @@ class DockerProvisioner(TargetImpl):
         args = create_args(self.spec, self.name, self.run_id)
         if self.spec.gpus is not None:
             args["device_requests"] = gpu_requests(self.spec)
+        if self.spec.publish is not None:  # only ever on the host's loopback (an ephemeral port)
+            args["ports"] = {f"{self.spec.publish}/tcp": ("127.0.0.1", None)}
         return args
 
     def close(self) -> None:

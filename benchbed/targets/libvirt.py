@@ -33,6 +33,14 @@ class VmSsh(Strict):
         description="port_forward: QEMU user-mode hostfwd on 127.0.0.1; lease: the guest's address on `network`",
     )
     host_port: int | None = Field(None, ge=1, le=65535, description="Forwarded port; a free one if absent")
+    serve_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="A second guest port forwarded from 127.0.0.1 (a free host port) next to SSH's, for "
+        "serve.latency's across path through the VM's own network (reach: port_forward); without it that path "
+        "goes through an SSH tunnel",
+    )
     network: str = Field("default", description="libvirt network for reach: lease")
     port: int = Field(22, ge=1, le=65535, description="sshd port inside the guest")
     workdir: str | None = None

@@ -94,6 +94,7 @@ class LibvirtProvisioner(TargetImpl):
         self._stale = False  # the last teardown lost the connection to libvirtd
         self._described: dict[str, Any] = {}
         self._placement = vmplace.VmPlacement()
+        self._serve_fwd: tuple[int, int] | None = None  # (guest, host) port of `serve_port`, per instance
         self._stack: dict[str, Any] = {}
         self.warnings: list[str] = []
 
@@ -171,6 +172,7 @@ class LibvirtProvisioner(TargetImpl):
             ssh.remove_workdir = False  # the VM is destroyed right after
             try:
                 with ssh.provision(sock) as session:
+                    session.forward = self._serve_fwd  # serve.latency reaches the guest's port through it
                     clock.phases.update(ssh.startup_phases())
                     yield session
             except TransportError as err:  # say why the link dropped when the domain knows
@@ -203,6 +205,9 @@ class LibvirtProvisioner(TargetImpl):
         """createXML (transient: gone once destroyed); a forwarded port taken in the meantime gets one retry."""
         for attempt in range(3):
             port = (self.spec.ssh.host_port or vmspec.free_port()) if self.spec.ssh.reach == "port_forward" else None
+            guest = self.spec.ssh.serve_port
+            serve = vmspec.free_port() if port is not None and guest else None
+            self._serve_fwd = (guest, serve) if guest and serve else None
             xml = vmspec.render_domain(
                 self.spec,
                 name=name,
@@ -213,6 +218,7 @@ class LibvirtProvisioner(TargetImpl):
                 host_port=port,
                 console_log=console,
                 placement=self._placement,
+                serve_host_port=serve,
             )
             try:
                 return self.conn.createXML(xml, 0), xml, port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -12,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from benchbed.owner import owner_alive, owner_label
 from benchbed.protocol import WATCH_ENV
 from benchbed.stacks import chroot
 from benchbed.stacks.rootfs import Rootfs, ensure_rootfs
-from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.spec import TargetBase
 from benchbed.targets.streams import TICK_S, iter_lines
 
@@ -81,6 +82,12 @@ class LocalSession(SessionImpl):
     def command(self, argv: Sequence[str]) -> list[str]:
         """The command line actually started for argv (a stack session wraps it)."""
         return list(argv)
+
+    def serve_net(self) -> dict[str, Any]:
+        return {"bind": "127.0.0.1", "port": 0}  # the host's own loopback: any free port
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        return contextlib.nullcontext(Endpoint("127.0.0.1", port, "loopback"))
 
     def put(self, local: Path, remote: str) -> None:
         try:

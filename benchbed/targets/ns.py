@@ -16,6 +16,7 @@ Phases: workdir · namespaces (spawn → the holder runs inside all of them) · 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +36,7 @@ from benchbed import boundary
 from benchbed.errors import ProvisionError
 from benchbed.interrupts import held_signals
 from benchbed.owner import owner_alive
-from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, Kind, LineHandler, PhaseClock, TargetImpl
 from benchbed.targets.local import LocalSession
 from benchbed.targets.nsproc import READY_TIMEOUT_S, Holder, HolderFailed, namespaces_of
 from benchbed.targets.spec import TargetBase
@@ -149,9 +150,16 @@ def enter_argv(pid: int, namespaces: Sequence[str], workdir: str) -> list[str]:
 class NsSession(LocalSession):
     """A LocalSession whose commands first join the holder's namespaces."""
 
-    def __init__(self, workdir: str, enter: Sequence[str]) -> None:
+    def __init__(self, workdir: str, enter: Sequence[str], own_net: bool = False) -> None:
         super().__init__(workdir)
         self.enter = list(enter)
+        self.own_net = own_net  # a private network namespace: its loopback is not the controller's
+
+    def serve_net(self) -> dict[str, Any]:
+        return {"bind": "127.0.0.1", "port": None} if self.own_net else super().serve_net()
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        return contextlib.nullcontext(None) if self.own_net else super().endpoint(port)
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         return super().stream([*self.enter, "--", *argv], on_line, timeout=timeout)
@@ -216,7 +224,7 @@ class NsProvisioner(TargetImpl):
             holder = Holder(holder_argv(tool, namespaces, workdir))
             pid, loopback = self._start(holder, tool, namespaces)
             self._described = self._fingerprint(pid, tool, namespaces, loopback)
-            yield NsSession(workdir, enter_argv(pid, namespaces, workdir))
+            yield NsSession(workdir, enter_argv(pid, namespaces, workdir), own_net="net" in namespaces)
         finally:
             with held_signals():  # teardown runs to its end; a Ctrl-C landing in it is raised afterwards
                 if holder is not None:

@@ -13,6 +13,7 @@ Teardown removes the workdir in every case it can reach the host.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import re
 import select
@@ -20,13 +21,14 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
 from benchbed.errors import TransportError
-from benchbed.targets.base import CommandResult, LineHandler, SessionImpl, Tail, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, LineHandler, SessionImpl, Tail, TargetImpl
 from benchbed.targets.streams import iter_lines
 
 
@@ -151,6 +153,21 @@ class SshSession(SessionImpl):
         if transport is None or not transport.is_active():
             raise self.target.error(TransportError, f"connection to {self.target.where} is closed")
         return transport
+
+    # (guest port, host port) a VM forwards from 127.0.0.1 next to SSH's (libvirt `serve_port`), else None
+    forward: tuple[int, int] | None = None
+
+    def serve_net(self) -> dict[str, Any]:
+        if self.forward:  # QEMU's user-mode network reaches the guest's own interface, not its loopback
+            return {"bind": "0.0.0.0", "port": self.forward[0]}
+        return {"bind": "127.0.0.1", "port": 0}  # reached through an SSH tunnel (sshtunnel), on the far loopback
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        if self.forward and port == self.forward[0]:
+            return contextlib.nullcontext(Endpoint("127.0.0.1", self.forward[1], "forwarded-port"))
+        from benchbed.targets.sshtunnel import tunnel
+
+        return tunnel(self.transport, port)
 
     def alive(self) -> bool:
         transport = self.client.get_transport()

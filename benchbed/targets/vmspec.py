@@ -183,6 +183,7 @@ def render_domain(
     host_port: int | None,
     console_log: Path | None,
     placement: VmPlacement | None = None,
+    serve_host_port: int | None = None,
 ) -> str:
     template = load_template(spec.template)
     placed = placement or VmPlacement()
@@ -213,6 +214,8 @@ def render_domain(
             host_port=host_port,
             guest_port=spec.ssh.port,
             network=spec.ssh.network,
+            serve_host_port=serve_host_port,
+            serve_guest_port=spec.ssh.serve_port,
         )
     except jinja2.TemplateError as err:
         raise ConfigError(f"target {target!r}: domain template: {err}") from err

@@ -3,7 +3,7 @@
 from benchbed.workloads import base
 from benchbed.workloads.base import REGISTRY, Context, Sample, Skipped, workload
 
-BUILTIN_MODULES = ("cpu", "io", "startup", "gpu", "model", "util", "pytest_bench")
+BUILTIN_MODULES = ("cpu", "io", "startup", "gpu", "model", "util", "pytest_bench", "serve")
 # workload names whose module is not their prefix (`pytest` lives in pytest_bench.py: a module named pytest.py
 # would shadow the real pytest for anything run from this package's directory)
 MODULE_OF = {"pytest": "pytest_bench"}

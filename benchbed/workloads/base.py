@@ -29,12 +29,16 @@ class NoParams:
 @dataclass
 class Context:
     """What the agent hands a workload: how many repetitions, where scratch files may go, the case's time limit
-    (for workloads that start child processes and must stop them before the controller kills the agent)."""
+    (for workloads that start child processes and must stop them before the controller kills the agent), and for
+    a server workload the port the target exposes and a way to tell the controller it listens."""
 
     repetitions: int = 5
     warmup: int = 1
     scratch_dir: Path = field(default_factory=lambda: Path("/tmp"))
     timeout_s: float | None = None
+    # serve.latency: where the server may listen ({"bind", "port"}: port None = the controller cannot reach it)
+    serve: dict[str, Any] | None = None
+    announce: Callable[..., None] | None = None  # emits a `serve` protocol line to the controller
 
     def schedule(self) -> Iterator[tuple[Phase, int]]:
         """cold (first call, kept apart), then warm-up, then measured repetitions."""
