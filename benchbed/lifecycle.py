@@ -7,23 +7,20 @@ live sessions (aborted by `stop()`), which targets are fingerprinted, and the co
 
 from __future__ import annotations
 
-import json
 import logging
-import shlex
 import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from benchbed.agent.build import Agent
-from benchbed.casestate import CaseState, Sink, outcome
+from benchbed.casestate import Sink
 from benchbed.envbook import EnvBook
-from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError, StoreError
+from benchbed.errors import BenchbedError, Interrupted, StoreError
+from benchbed.insession import InSession
 from benchbed.plan import Case, Plan
-from benchbed.protocol import PROTOCOL
 from benchbed.results import RunWriter
 from benchbed.schema import AnyTarget
-from benchbed.servedrive import ServeDriver
 from benchbed.targets.base import Session, Target
 from benchbed.targets.registry import kind, make_target
 
@@ -85,6 +82,7 @@ class Cases:
         self.live: dict[str, Session] = {}  # the journal: target → session provisioned right now
         self._lock = threading.RLock()  # counts, journal, observer
         self.stopping = threading.Event()
+        self.in_session = InSession(agent, self.book, self.fingerprinted, self.stopping, attempt)
 
     def count_done(self, records: list[dict[str, Any]]) -> None:
         """A resumed run's kept instances count in its totals."""
@@ -150,7 +148,7 @@ class Cases:
                         raise Interrupted(f"target {case.target!r}: run stopping")
                     phases.update(target.startup_phases())
                     described = target.describe()
-                    status, reason, extra = self._in_session(case, session, writer, spec, phases, described, t0)
+                    status, reason, extra = self.in_session(case, session, writer, spec, phases, described, t0)
                     body_end = time.perf_counter()
                 finally:
                     with self._lock:
@@ -182,77 +180,3 @@ class Cases:
         if self.observer:
             with self._lock:
                 self.observer.case_finished(case, record)
-
-    def _in_session(
-        self,
-        case: Case,
-        session: Session,
-        writer: Sink,
-        spec: AnyTarget,
-        phases: dict[str, float],
-        described: dict[str, Any],
-        case_t0: float,
-    ) -> tuple[str, str | None, dict[str, Any]]:
-        agent = self.agent
-        t0 = time.perf_counter()
-        remote = f"{session.workdir}/agent.pyz"
-        session.put(agent.path, remote)
-        phases["put_agent"] = time.perf_counter() - t0
-        want_fp = case.target not in self.fingerprinted
-        payload = {
-            "workload": case.workload,
-            "params": case.params,
-            "instance": case.instance,
-            "repetitions": case.repetitions,
-            "warmup": case.warmup,
-            "timeout_s": case.timeout_s,
-            "fingerprint": want_fp,
-            "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch",
-            "expect_sha256": agent.sha256,
-            "protocol": PROTOCOL,
-            "stack_cache": session.stack_cache,
-            "serve": session.serve_net(),
-        }
-
-        def on_fp(data: dict[str, Any]) -> None:
-            self.book.fingerprint(case.target, {"kind": spec.kind, **data, **described}, writer)
-            self.fingerprinted.add(case.target)
-
-        st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp, attempt=self.attempt)
-        ctx = {
-            "target": case.target,
-            "workload": case.workload,
-            "params": case.params,
-            "instance": case.instance,
-            "case": case.index,
-            **({"attempt": self.attempt} if self.attempt else {}),  # a resumed try's samples say so, as CaseState's
-        }
-        driver = ServeDriver(session, ctx, case_t0, phases, writer.sample)
-        st.on_serve = lambda rec: driver.on_serve(rec, st.ready_s)
-        argv = [spec.python, remote, "run", json.dumps(payload, separators=(",", ":"))]
-        log.debug("case %d: %s", case.index, shlex.join(argv))
-
-        def on_line(line: str) -> None:
-            if self.stopping.is_set():  # sessions without abort() notice a stop at their next line
-                raise Interrupted(f"target {case.target!r}: run stopping")
-            st.on_line(line)
-
-        try:
-            res = session.stream(argv, on_line, timeout=case.timeout_s)
-        except (AgentMismatch, ProtocolError) as err:
-            return "failed", str(err), {}
-        finally:
-            driver.join()
-        if st.ready_s is not None:
-            phases["agent_ready"] = st.ready_s
-            phases["workload"] = max(0.0, res.wall_s - st.ready_s)
-        status, reason = outcome(st, res, case.timeout_s)
-        extra: dict[str, Any] = {"samples": st.samples, "rc": res.rc}
-        if st.stack is not None:
-            extra.update(self.book.stack(case.target, st.stack, writer))
-            phases["stack_digest"] = st.stack_s
-            if "workload" in phases:
-                phases["workload"] = max(0.0, phases["workload"] - st.stack_s)
-        if status == "failed":
-            extra["stderr_tail"] = (res.stderr[-4000:] + "\n".join(st.noise))[-8000:]
-        return status, reason, extra
