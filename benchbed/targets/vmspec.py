@@ -113,7 +113,7 @@ def write_claim(directory: Path, name: str, run_id: str, target: str) -> Path:
 
 
 def instance_files(directory: Path, name: str) -> list[Path]:
-    return [directory / f"{name}{ext}" for ext in (".qcow2", ".console.log", ".known_hosts", ".json")]
+    return [directory / f"{name}{ext}" for ext in (".qcow2", ".save", ".console.log", ".known_hosts", ".json")]
 
 
 def remove_instance_files(directory: Path, name: str) -> None:
@@ -123,7 +123,7 @@ def remove_instance_files(directory: Path, name: str) -> None:
 
 
 def sweep_overlays(directory: Path, *, everything: bool = False) -> list[str]:
-    """Remove overlays (and console logs, known_hosts) of runs whose harness is gone."""
+    """Remove overlays (and save files, console logs, known_hosts) of runs whose harness is gone."""
     removed: list[str] = []
     if not directory.is_dir():
         return removed

@@ -146,7 +146,7 @@ def test_boot_timeout_destroys_the_domain_and_removes_the_overlay(
 
 def _without_qemu_namespace(create: Any) -> Any:
     """The test driver keeps no <qemu:commandline>: drop it, as QEMU would consume it."""
-    from benchbed.targets import libvirtvm as L
+    from benchbed.targets import libvirtsweep as L
 
     def wrapped(name: str, overlay: Path, pci: Any, console: Path) -> Any:
         real = vmspec.render_domain
@@ -166,7 +166,7 @@ def _without_qemu_namespace(create: Any) -> Any:
 
 
 def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path, tmp_path: Path) -> None:
-    from benchbed.targets import libvirtvm as L
+    from benchbed.targets import libvirtsweep as L
 
     spec = make(base, tmp_path)
     t = target_of(spec)
@@ -211,7 +211,7 @@ def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path
 
 
 def _sweep_on(conn: Any, overlays: Path, everything: bool = False) -> list[str]:
-    from benchbed.targets import libvirtvm as L
+    from benchbed.targets import libvirtsweep as L
 
     real_open = L.libvirt.open
     L.libvirt.open = lambda uri: conn  # type: ignore[assignment]
@@ -286,7 +286,7 @@ def test_gpu_vm_is_bound_to_the_gpus_node(lv: Any, target_of: Any, base: Path, t
     """libvirt's node device says the GPU is on node 1: numa auto binds the domain's memory there, the XML with
     <numatune> and hugepages starts on a real libvirt driver, and the placement is in the fingerprint."""
     from benchbed.targets import libvirtdev, vmplace
-    from benchbed.targets.libvirtvm import describe_domain
+    from benchbed.targets.libvirtinfo import describe_domain
 
     spec = make(base, tmp_path, gpus=["0000:17:00.0"], hugepages=True)
     t = target_of(spec)
