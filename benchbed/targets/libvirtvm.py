@@ -102,8 +102,15 @@ class LibvirtProvisioner(TargetImpl):
         return self._conn
 
     def describe(self) -> dict[str, Any]:
-        """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices."""
-        return {**self._described, **self._stack}
+        """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices, and
+        how instances start (restored ones share the saved guest's page cache and running processes' layout)."""
+        out = {**self._described, **self._stack}
+        if "libvirt" in out:
+            start: dict[str, Any] = {"mode": self.spec.start, "latest": self.started}
+            if self._saved is not None:
+                start.update(save_file_bytes=self._saved.size, shared=list(vmrestore.SHARED))
+            out["libvirt"] = {**out["libvirt"], "start": start}
+        return out
 
     def next_case(self, workload: str) -> None:
         self.workload = workload

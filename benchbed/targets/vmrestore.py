@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 _HOSTFWD = re.compile(r"(hostfwd=tcp:127\.0\.0\.1:)(\d+)(-:)")
 SEED_BYTES = 512
 BOOT_ONLY = ("startup.",)  # workloads that time a cold start: their instances always boot
+SHARED = (  # what every instance restored from one save has in common (the fingerprint lists it)
+    "the guest kernel's and running processes' ASLR layout",
+    "the guest page cache as saved (files read before the save are warm; io.* drop their own files' pages)",
+    "the guest's uptime and boot_id",
+)
 
 
 def start_mode(spec: LibvirtSpec, name: str, *, has_devices: bool, workload: str | None = None) -> tuple[str, str]:

@@ -106,3 +106,21 @@ def test_save_files_are_instance_files_and_swept(tmp_path: Path) -> None:
     removed = vmspec.sweep_overlays(tmp_path, everything=True)
     assert removed
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_says_which_instances_were_restored() -> None:
+    import pandas as pd
+
+    from benchbed.report.runinfo import instance_starts
+
+    cases = pd.DataFrame(
+        [
+            {"target": "local", "start": None},
+            {"target": "vm", "start": "restored"},
+            {"target": "vm", "start": "booted"},
+            {"target": "vm", "start": "restored"},
+            {"target": "vm2", "start": "booted"},  # start: boot throughout: nothing to say
+        ]
+    )
+    assert instance_starts(cases) == "vm: 2 restored, 1 booted"
+    assert instance_starts(pd.DataFrame([{"target": "local"}])) == ""
