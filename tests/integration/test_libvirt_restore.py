@@ -101,7 +101,7 @@ def _restored_running(overlays: Path) -> bool:
     """A restored instance runs: a save file exists and an overlay of another name beside it."""
     saves = {p.name.removesuffix(".save") for p in overlays.glob("*.save")}
     disks = {p.name.removesuffix(".qcow2") for p in overlays.glob("*.qcow2")}
-    return bool(saves) and bool(disks - saves) and bool(libvirtd.benchbed_domains())
+    return bool(saves) and bool(disks - saves) and bool(libvirtd.benchbed_domains(overlays))
 
 
 def test_ctrl_c_and_sigkill_during_a_restored_instance_then_cleanup_leave_nothing(
