@@ -9,6 +9,9 @@ overlap: a target's instances never do (one lane runs a machine's cases one afte
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +19,9 @@ from pathlib import Path
 import libvirt
 
 from benchbed.errors import ProvisionError
+from benchbed.interrupts import held_signals
 from benchbed.targets import vmrestore, vmspec
+from benchbed.targets.base import PhaseClock
 from benchbed.targets.sshlink import SshSession
 
 
@@ -41,6 +46,63 @@ class Saved:
 
     def remove(self) -> None:
         vmspec.remove_instance_files(self.directory, self.name)
+
+
+def save_once(
+    conn: libvirt.virConnect,
+    directory: Path,
+    name: str,
+    n: str,
+    boot: Callable[[list[libvirt.virDomain]], socket.socket],
+) -> Saved:
+    """Boot a guest (`boot` binds its domain into the list as soon as it exists) to its sshd and save it. Its disk
+    becomes every restored instance's read-only backing; on any failure or interrupt nothing of it is left."""
+    live: list[libvirt.virDomain] = []
+    try:
+        boot(live).close()
+        with held_signals():
+            return save(conn, live.pop(), directory, name, n)
+    except BaseException:
+        with held_signals():
+            for dom in live:
+                with suppress(libvirt.libvirtError):
+                    dom.destroy()
+            vmspec.remove_instance_files(directory, name)
+        raise
+
+
+def restore_instance(
+    conn: libvirt.virConnect,
+    saved: Saved,
+    name: str,
+    fixed_port: int | None,
+    live: list[libvirt.virDomain],
+    clock: PhaseClock,
+    t: float,
+    banner: Callable[[libvirt.virDomain, int, float], socket.socket],
+) -> tuple[socket.socket, int]:
+    """overlay (over the saved disk) → restore (this instance's files, a new port; the domain bound into `live`)
+    → resume (until sshd's banner): the socket and the forwarded port."""
+    vmspec.create_overlay(saved.disk, saved.directory / f"{name}.qcow2")
+    clock.add("overlay", time.perf_counter() - t)
+    t = time.perf_counter()
+    for attempt in range(3):  # a free port taken before QEMU binds it gets another try
+        port = fixed_port or vmspec.free_port()
+        try:
+            with held_signals():
+                live.append(restore(conn, saved, name, port))
+            break
+        except PortTaken as err:
+            if attempt == 2 or fixed_port:
+                raise ProvisionError(
+                    f"cannot restore {saved.file}: forwarded port {port} is taken ({err})",
+                    hint="free the port, or drop ssh.host_port to take a free one",
+                ) from err
+    clock.add("restore", time.perf_counter() - t)
+    t = time.perf_counter()
+    sock = banner(live[0], port, t)
+    clock.add("resume", time.perf_counter() - t)
+    return sock, port
 
 
 def save(conn: libvirt.virConnect, dom: libvirt.virDomain, directory: Path, name: str, n: str) -> Saved:

@@ -239,48 +239,30 @@ class LibvirtProvisioner(TargetImpl):
             ) from None
 
     def _save_once(self, pci: list[Pci], drivers: dict[str, str | None], clock: PhaseClock) -> libvirtsave.Saved:
-        """Boot one guest to its sshd, save its memory to NAME.save and keep its overlay as every restored
-        instance's read-only backing. The whole cost is the `save` phase of the first restored instance."""
+        """Boot one guest to its sshd and save it; the whole cost is the first restored instance's `save` phase."""
         t = time.perf_counter()
         name = f"{PREFIX}{self.run_id}-{next(_SEQ)}"
         vmspec.write_claim(self.dir, name, self.run_id, self.name)
-        live: list[libvirt.virDomain] = []
-        try:
-            sock, _host, _port = self._booted(name, pci, drivers, live, PhaseClock(), t)
-            sock.close()
-            with held_signals():
-                saved = libvirtsave.save(self.conn, live.pop(), self.dir, name, f"target {self.name!r}")
-        except BaseException:
-            with held_signals():
-                for dom in live:
-                    with suppress(libvirt.libvirtError):
-                        dom.destroy()
-                vmspec.remove_instance_files(self.dir, name)
-            raise
+
+        def boot(live: list[libvirt.virDomain]) -> socket.socket:
+            return self._booted(name, pci, drivers, live, PhaseClock(), t)[0]
+
+        saved = libvirtsave.save_once(self.conn, self.dir, name, f"target {self.name!r}", boot)
         clock.add("save", time.perf_counter() - t)
         return saved
 
     def _restored(
         self, name: str, live: list[libvirt.virDomain], clock: PhaseClock, t: float
     ) -> tuple[socket.socket, str, int]:
-        """overlay (on the saved disk) → restore (new name, overlay, port) → resume (until sshd's banner)."""
         assert self._saved is not None
-        vmspec.create_overlay(self._saved.disk, self.dir / f"{name}.qcow2")
-        clock.add("overlay", time.perf_counter() - t)
-        t = time.perf_counter()
-        for attempt in range(3):
-            port = self.spec.ssh.host_port or vmspec.free_port()
-            try:
-                with held_signals():
-                    live.append(libvirtsave.restore(self.conn, self._saved, name, port))
-                break
-            except libvirtsave.PortTaken:
-                if attempt == 2 or self.spec.ssh.host_port:
-                    raise
-        clock.add("restore", time.perf_counter() - t)
-        t = time.perf_counter()
-        sock = self._banner(live[0], name, "127.0.0.1", port, t, self.dir / f"{name}.console.log")
-        clock.add("resume", time.perf_counter() - t)
+        console = self.dir / f"{name}.console.log"
+
+        def banner(dom: libvirt.virDomain, port: int, start: float) -> socket.socket:
+            return self._banner(dom, name, "127.0.0.1", port, start, console)
+
+        sock, port = libvirtsave.restore_instance(
+            self.conn, self._saved, name, self.spec.ssh.host_port, live, clock, t, banner
+        )
         return sock, "127.0.0.1", port
 
     def _create(
