@@ -22,7 +22,7 @@ comma := ,
 LIBVIRT_MISSING := $(shell sh scripts/libvirt-build-deps $(PYTHON))
 OPTIONAL := $(if $(LIBVIRT_MISSING),,$(comma)libvirt)$(if $(EXTRAS),$(comma)$(EXTRAS))
 USER_EXTRAS := ssh,docker$(OPTIONAL)
-DEV_EXTRAS := dev,ssh,docker,parquet$(OPTIONAL)
+DEV_EXTRAS := dev,ssh,docker,parquet,history$(OPTIONAL)
 # A stamp names the pyproject.toml and the extras it installed, so a new dependency or a newly buildable extra
 # reinstalls. dev is a superset: its recipe writes the user stamp too, so `make demo` then `make test` upgrades
 # the install and `make test` then `make demo` installs nothing.
@@ -35,17 +35,17 @@ LIBVIRT_NOTE := libvirt target unavailable: apt-get install $(LIBVIRT_MISSING), 
 
 .PHONY: install dev demo stack-demo setup test lint typecheck unit bench clean
 
-$(USER_STAMP): pyproject.toml constraints/stack.txt
+$(USER_STAMP): pyproject.toml constraints/stack.txt constraints/history.txt
 	@sh scripts/make-venv $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -c constraints/stack.txt -e '.[$(USER_EXTRAS)]'
+	$(BIN)/python -m pip install -q -c constraints/stack.txt -c constraints/history.txt -e '.[$(USER_EXTRAS)]'
 	@$(if $(LIBVIRT_MISSING),echo "$(LIBVIRT_NOTE)",true)
 	@rm -f $(VENV)/.installed-* $(VENV)/.user-* && touch $@
 
-$(DEV_STAMP): pyproject.toml constraints/stack.txt
+$(DEV_STAMP): pyproject.toml constraints/stack.txt constraints/history.txt
 	@sh scripts/make-venv $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -c constraints/stack.txt -e '.[$(DEV_EXTRAS)]'
+	$(BIN)/python -m pip install -q -c constraints/stack.txt -c constraints/history.txt -e '.[$(DEV_EXTRAS)]'
 	@$(if $(LIBVIRT_MISSING),echo "$(LIBVIRT_NOTE)",true)
 	@rm -f $(VENV)/.installed-* $(VENV)/.user-* $(VENV)/.dev-* && touch $@ $(USER_STAMP)
 

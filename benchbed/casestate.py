@@ -37,6 +37,7 @@ class CaseState:
     stack: dict[str, Any] | None = None  # the userland the workload ran on (agent/stack.py)
     stack_s: float = 0.0  # what taking that digest cost, inside the agent's wall time
     noise: list[str] = field(default_factory=list)
+    attempt: int = 0  # a resumed run's retry of an instance: its samples say so (`benchbed.resume`)
 
     def on_line(self, line: str) -> None:
         decoded = decode(line)
@@ -63,6 +64,8 @@ class CaseState:
                 "instance": c.instance,
                 "case": c.index,
             }
+            if self.attempt:
+                ctx["attempt"] = self.attempt
             self.writer.sample(sample_row(ctx, rec))
             self.samples += 1
         elif kind is Line.SKIPPED:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from benchbed.console import err_console, fail, out
 from benchbed.errors import BenchbedError
+from benchbed.history import commands as history  # light: SQLAlchemy is imported only when a command needs it
+from benchbed.progress import Progress as _Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -27,64 +28,6 @@ targets_app = typer.Typer(no_args_is_help=True, help="Target inventories.")
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(targets_app, name="targets")
 _fail = fail
-
-
-class _Progress:
-    """rich progress bar in a terminal, one plain line per instance otherwise (CI logs)."""
-
-    def __init__(self) -> None:
-        self.tty = out.is_terminal
-        self.bar: Progress | None = None
-        self.task: Any = None
-        self.done = 0
-        self.total = 0
-
-    def started(self, plan: Any, run_dir: Path) -> None:
-        self.total = len(plan.cases)
-        n = f"{self.total} instances"
-        what = f"pilot of {n} on {plan.baseline}, then N per case" if plan.pilot else n
-        out.print(f"run {run_dir.name}: {what} on {', '.join(plan.targets)} (seed {plan.seed})", markup=False)
-        if self.tty:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("running", total=self.total)
-
-    def replanned(self, plan: Any) -> None:
-        """`instances: auto`: the pilot chose N, so the total is known now."""
-        self.total = len(plan.cases)
-        out.print(f"pilot done: {self.total} instances in all", markup=False)
-        if self.bar is not None:
-            self.bar.update(self.task, total=self.total)
-
-    def case_started(self, case: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=f"{case.target}: {case.workload}")
-
-    def case_finished(self, case: Any, record: dict[str, Any]) -> None:
-        self.done += 1
-        status = record["status"]
-        note = f" — {record['reason']}" if record.get("reason") else ""
-        line = (
-            f"[{self.done}/{self.total}] {case.target} {case.workload} {json.dumps(case.params)} "
-            f"#{case.instance}: {status}{note}"
-        )
-        if self.bar is not None:
-            self.bar.advance(self.task)
-            if status == "failed":
-                self.bar.console.print(line, markup=False)
-        else:
-            out.print(line, markup=False, soft_wrap=True)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 Parallel = Annotated[
@@ -113,12 +56,23 @@ def run(
     seed: Seed = None,
     report: ReportFlag = True,
     parallel: Parallel = 1,
+    publish: history.PublishOpt = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue an incomplete run (results/<run-id>): same suite, targets")
+    ] = None,
 ) -> None:
-    """Run a suite on its targets and write results/<run-id>/. Exit 0: every case ok or skipped, 1: a case failed
-    (results and report are still written), 2: bad input, 130: interrupted."""
-    _execute(
-        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel
-    )
+    """Run a suite on its targets and write results/<run-id>/ (or, with --resume, finish an incomplete one).
+    Exit 0: every case ok or skipped, 1: a case failed (results, report and any publish are still done), 2: bad
+    input, 130: interrupted."""
+    if publish:
+        history.before_run(publish)  # masks the password in the argv run.json records; an unreachable db fails now
+    run_dir, failed = _execute(
+        suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel,
+        resume=resume,
+    )  # fmt: skip
+    if publish:
+        history.publish_after(run_dir, publish)
+    _exit_if_failed(failed)
 
 
 @app.command()
@@ -139,7 +93,13 @@ def demo(
     found = demo_targets(container=container)
     for note in found.notes:
         out.print(f"demo: {note}", markup=False, soft_wrap=True)
-    _execute(SUITE, None, found.specs, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report)
+    _, failed = _execute(SUITE, None, found.specs, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report)
+    _exit_if_failed(failed)
+
+
+def _exit_if_failed(failed: int) -> None:
+    if failed:  # CI must not go green on a run whose cases failed; skips are not failures (README: exit codes)
+        raise typer.Exit(1)
 
 
 def _execute(
@@ -153,24 +113,38 @@ def _execute(
     seed: int | None,
     report: bool,
     parallel: int = 1,
-) -> None:
-    """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`."""
+    resume: Path | None = None,
+) -> tuple[Path, int]:
+    """Load, plan, sweep, run, then print the results line and (unless --no-report) `report: PATH`; returns the run
+    directory and how many cases failed."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.plan import make_plan
-    from benchbed.results import new_run_id
+    from benchbed.results import check_store, new_run_id
     from benchbed.runner import Runner
     from benchbed.schema import DEFAULT_TARGETS
 
     progress = _Progress()
+    runner: Runner | None = None
     try:
-        loaded = load_suite(resolve_suite_path(suite))
-        specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
-        plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+        options = {"only": only, "repeat": repeat}
+        if resume is not None:
+            from benchbed.resume import from_cli
+
+            loaded, specs, point = from_cli(resume, suite, targets)
+            progress.done = len(point.done)
+            runner = Runner(loaded, specs, point.plan, resume.parent, resume.name, progress, parallel, resume=point)
+        else:
+            loaded = load_suite(resolve_suite_path(suite))
+            specs = given if given is not None else (load_targets(targets) if targets else DEFAULT_TARGETS.expanded())
+            plan = make_plan(loaded.suite, list(specs), seed=seed, only=only, instances=repeat)
+            run_id = new_run_id(loaded.suite.name)
+            runner = Runner(loaded, specs, plan, out_dir, run_id, progress, parallel, options=options)
+        plan = runner.plan
+        check_store(runner.run_dir.parent)  # refused before anything is swept or started
         from benchbed.cleanup import sweep
 
         for line in sweep(specs[name] for name in plan.targets):
             out.print(f"removed leftover {line}", markup=False)
-        runner = Runner(loaded, specs, plan, out_dir, new_run_id(loaded.suite.name), progress, parallel=parallel)
         try:
             runner.execute()
         finally:
@@ -178,7 +152,12 @@ def _execute(
     except KeyboardInterrupt:
         for sig in (signal.SIGINT, signal.SIGTERM):  # torn down already: a second one must not cut this exit short
             signal.signal(sig, signal.SIG_IGN)
-        err_console.print("benchbed: interrupted; finished samples are kept and the run is marked incomplete")
+        err_console.print(
+            "benchbed: interrupted; finished samples are kept and the run is marked incomplete"
+            + (f"; continue it with: benchbed run --resume {runner.run_dir}" if runner is not None else ""),
+            markup=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     except BenchbedError as err:
         _fail(err)
@@ -188,8 +167,7 @@ def _execute(
         out.print(f"  failed on {name}: {why}", markup=False, soft_wrap=True)
     if report:
         _render(runner.run_dir, Path("reports") / f"{runner.run_dir.name}.html")
-    if c["failed"]:  # CI must not go green on a run whose cases failed; skips are not failures (README: exit codes)
-        raise typer.Exit(1)
+    return Path(runner.run_dir), c["failed"]
 
 
 def _render(run_dirs: Path | list[Path], dest: Path | None, *, fmt: str = "html", plotly: str = "inline") -> None:
@@ -323,12 +301,19 @@ def compare(
     gab_json: Annotated[
         Path | None, typer.Option("--gab-json", help="Write PREFIX-bigger.json / PREFIX-smaller.json")
     ] = None,
+    against: history.AgainstOpt = None,
+    db: history.Db = None,
 ) -> None:
     """Judge NEW against BASE (or two targets of one run). Exit 0: no regression, 1: regression, 2: bad input."""
+    from contextlib import ExitStack
+
     from benchbed.compare import HEADERS, summary_line, table_rows, write_outputs
     from benchbed.compare import compare as run_compare
 
+    stack = ExitStack()  # --against: the last good run, rebuilt in a temporary directory while it is judged
     try:
+        if against is not None:
+            base, new = stack.enter_context(history.against_run(against, base, new, db)), base
         result = run_compare(
             base,
             new,
@@ -340,6 +325,8 @@ def compare(
         written = write_outputs(result, markdown=markdown, junit=junit, gab_prefix=gab_json)
     except BenchbedError as err:
         _fail(err)
+    finally:
+        stack.close()
     for label, changes in result.under_test.items():
         out.print(f"env {label}", markup=False)
         for e in changes:
@@ -377,6 +364,7 @@ def _register_extra_commands() -> None:
 
     register(app)
     register_stack(app)
+    history.register(app)
 
 
 _register_extra_commands()

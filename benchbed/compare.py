@@ -248,17 +248,17 @@ def to_markdown(c: Comparison) -> str:
     """GitHub-flavoured Markdown, ready for $GITHUB_STEP_SUMMARY."""
     lines = ["## benchbed compare", "", f"**{summary_line(c)}**", ""]
     for note in c.notes:
-        lines.append(f"> ⚠ {note}")
+        lines.append(f"> ⚠ {_md(note)}")
     for label in c.under_test:
-        lines += [f"### Environment: {label}", ""]
+        lines += [f"### Environment: {_md(label)}", ""]
         changes = c.under_test[label]
         if changes:
             lines += ["| field under test | base | new |", "|---|---|---|"]
-            lines += [f"| `{e.key}` | {_md(e.base)} | {_md(e.new)} |" for e in changes]
+            lines += [f"| {_md(e.key)} | {_md(e.base)} | {_md(e.new)} |" for e in changes]
         else:
             lines.append("No field under test differs.")
         for e in c.warnings[label]:
-            lines.append(f"- ⚠ not comparable: `{e.key}` differs ({_md(e.base)} → {_md(e.new)})")
+            lines.append(f"- ⚠ not comparable: {_md(e.key)} differs ({_md(e.base)} → {_md(e.new)})")
         lines.append("")
     for note in c.stack_notes:
         lines.append(f"- ⚠ not a boundary cost alone: {_md(note)}")

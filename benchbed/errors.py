@@ -57,3 +57,7 @@ class WorkloadError(BenchbedError):
 
 class ResultsFormatError(BenchbedError):
     """A results directory is missing, corrupt or written by a newer benchbed."""
+
+
+class StoreError(ResultsFormatError):
+    """The results store cannot take a write (full, read-only, gone): the run ends, marked incomplete."""

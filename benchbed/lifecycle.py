@@ -18,13 +18,13 @@ from typing import Any, Protocol
 from benchbed.agent.build import Agent
 from benchbed.casestate import CaseState, Sink, outcome
 from benchbed.envbook import EnvBook
-from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError
+from benchbed.errors import AgentMismatch, BenchbedError, Interrupted, ProtocolError, StoreError
 from benchbed.plan import Case, Plan
 from benchbed.protocol import PROTOCOL
 from benchbed.results import RunWriter
 from benchbed.schema import AnyTarget
 from benchbed.targets.base import Session, Target
-from benchbed.targets.registry import make_target
+from benchbed.targets.registry import kind, make_target
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,11 @@ class SerialSink:
 class Cases:
     """Runs cases one at a time per caller (lanes call it from several threads; shared state is locked)."""
 
-    def __init__(self, specs: dict[str, AnyTarget], run_id: str, agent: Agent, observer: Observer | None) -> None:
+    def __init__(
+        self, specs: dict[str, AnyTarget], run_id: str, agent: Agent, observer: Observer | None, attempt: int = 0
+    ) -> None:
         self.specs = specs
+        self.attempt = attempt  # > 0: a resumed run; records and samples carry it
         self.run_id = run_id
         self.agent = agent
         self.observer = observer
@@ -82,9 +85,22 @@ class Cases:
         self._lock = threading.RLock()  # counts, journal, observer
         self.stopping = threading.Event()
 
+    def count_done(self, records: list[dict[str, Any]]) -> None:
+        """A resumed run's kept instances count in its totals."""
+        for rec in records:
+            status = str(rec.get("status"))
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if status == "failed":
+                self.failed_targets.setdefault(str(rec.get("target")), str(rec.get("reason") or "failed"))
+
     def stop(self) -> None:
         """End the run early: lanes finish no new case, and live sessions that can abort do so now."""
         self.stopping.set()
+        for target in list(self.targets.values()):  # a provision still waiting (a queued Slurm job) gives up
+            try:
+                target.stop()
+            except Exception:
+                log.debug("stop failed", exc_info=True)
         with self._lock:
             live = list(self.live.values())
         for session in live:
@@ -120,6 +136,8 @@ class Cases:
             "params": case.params,
             "instance": case.instance,
         }
+        if self.attempt:
+            record["attempt"] = self.attempt
         phases: dict[str, float] = {}
         try:
             target = self._target(case.target)
@@ -140,8 +158,18 @@ class Cases:
                     with self._lock:
                         self.live.pop(case.target, None)
             phases["teardown"] = time.perf_counter() - body_end
+        except StoreError:
+            raise  # the results store cannot take more: the run ends (runner), it is no case's failure
         except BenchbedError as err:
             status, reason, extra = "failed", str(err), {}
+        except Exception as err:
+            if not isinstance(err, kind(spec.kind).transport_errors()):
+                raise  # a bug, not a fault of the target: the traceback is what is wanted
+            status, reason, extra = (
+                "failed",
+                f"target {case.target!r}: connection lost ({type(err).__name__}: {err})",
+                {},
+            )
         if self.stopping.is_set():  # interrupted instance: like Ctrl-C in a sequential run, no case record
             return
         total = time.perf_counter() - t0
@@ -190,7 +218,7 @@ class Cases:
             self.book.fingerprint(case.target, {"kind": spec.kind, **data, **described}, writer)
             self.fingerprinted.add(case.target)
 
-        st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp)
+        st = CaseState(case, agent.sha256, time.perf_counter(), writer, on_fp, attempt=self.attempt)
         argv = [spec.python, remote, "run", json.dumps(payload, separators=(",", ":"))]
         log.debug("case %d: %s", case.index, shlex.join(argv))
 

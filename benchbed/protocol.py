@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PROTOCOL = 1
+# Set by a controller that holds the agent's stdin open for as long as it lives (the local target): "stdin" asks
+# the agent to end itself and its process group once that stdin closes (the controller was killed).
+WATCH_ENV = "BENCHBED_AGENT_WATCH"
 
 Better = Literal["higher", "lower"]
 Phase = Literal["cold", "warmup", "measure"]

@@ -40,6 +40,7 @@ VOLATILE = (
     "gpus.*.clocks.mem",
     "*container_id*",
     "*container_name*",
+    "slurm.job_id",
     "stacks.*",  # per-file stack records: judged per workload by stacks.parity, not field by field
 )
 # Where a record came from, not what was measured: never a reason to doubt a comparison (an imported file's path,

@@ -16,13 +16,15 @@ from typing import Any
 from benchbed import __version__
 from benchbed.agent.build import Agent, build_agent
 from benchbed.config import LoadedSuite
-from benchbed.errors import ResultsFormatError
+from benchbed.errors import StoreError
+from benchbed.fileio import store_error
 from benchbed.interrupts import held_signals
 from benchbed.lanes import lanes, run_lanes
 from benchbed.lifecycle import Cases, Observer, SerialSink
 from benchbed.pilot import assess
 from benchbed.plan import Case, Plan, make_plan
-from benchbed.results import RunWriter, load_run
+from benchbed.results import RunWriter, check_store, load_run
+from benchbed.resume import ResumePoint
 from benchbed.rules import resolve
 from benchbed.schema import AnyTarget
 from benchbed.targets.registry import kind
@@ -41,6 +43,9 @@ class Runner:
         run_id: str,
         observer: Observer | None = None,
         parallel: int = 1,
+        *,
+        options: dict[str, Any] | None = None,
+        resume: ResumePoint | None = None,
     ) -> None:
         self.loaded = loaded
         self.specs = specs
@@ -49,6 +54,8 @@ class Runner:
         self.run_id = run_id
         self.observer = observer
         self.parallel = max(1, parallel)
+        self.options = options or {}  # the plan's command-line options (--only, --repeat): a resume re-plans with them
+        self.resume = resume
         self.cases: Cases | None = None
         self._counts = {"ok": 0, "skipped": 0, "failed": 0}
         # Every target's implementation (with its optional dependency) loads before the first case: a missing
@@ -69,11 +76,12 @@ class Runner:
             "run_id": self.run_id,
             "benchbed_version": __version__,
             "suite": {"name": self.loaded.suite.name, "path": str(self.loaded.path), "text": self.loaded.source_text},
-            "targets": {n: s.model_dump(mode="json") for n, s in self.specs.items() if n in self.plan.targets},
+            "targets": {n: s.recorded() for n, s in self.specs.items() if n in self.plan.targets},  # no secrets
             "boundaries": {n: kind(self.specs[n].kind).boundary(self.specs[n]) for n in self.plan.targets},
             "baseline": self.plan.baseline,
             "seed": self.plan.seed,
             "parallel": self.parallel,
+            "options": self.options,
             "plan": [c.to_json() for c in self.plan.cases],
             "agent": {
                 "sha256": agent.sha256,
@@ -86,35 +94,35 @@ class Runner:
         }
 
     def execute(self) -> RunWriter:
-        try:
-            self.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ResultsFormatError(
-                f"{self.run_dir.parent}: cannot create the results store ({err.strerror or err})",
-                hint="pick another --out",
-            ) from err
+        check_store(self.run_dir.parent)
         status = "incomplete"
+        note: dict[str, str] = {}
         writer: RunWriter | None = None
         sink: SerialSink | None = None
         try:
             with held_signals():  # an interrupt during setup lands once the run exists, so it ends up marked
-                staging = self.run_dir.parent / f".{self.run_id}.agent"
-                agent = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
-                writer = RunWriter(self.run_dir, {})
-                (self.run_dir / "agent.pyz").write_bytes(agent.path.read_bytes())
-                agent.path.unlink()
-                staging.rmdir()
-                agent = Agent(self.run_dir / "agent.pyz", agent.sha256, agent.size)
-                writer.update(**self._meta(agent))
+                if self.resume is None:
+                    writer = RunWriter(self.run_dir, {})
+                    agent = self._stage_agent()
+                    writer.update(**self._meta(agent))
+                else:
+                    writer = RunWriter.reopen(self.run_dir, self.resume.entry)
+                    agent = Agent(self.run_dir / "agent.pyz", str(writer.meta["agent"]["sha256"]), 0)
                 sink = SerialSink(writer)
-                self.cases = Cases(self.specs, self.run_id, agent, self.observer)
+                attempt = self.resume.attempt if self.resume else 0
+                self.cases = Cases(self.specs, self.run_id, agent, self.observer, attempt)
+                if self.resume:
+                    self.cases.count_done(self.resume.done)
             if self.observer:
                 self.observer.started(self.plan, self.run_dir)
-            self._run_cases(self.plan.cases, sink)
+            self._run_cases(self.resume.todo if self.resume else self.plan.cases, sink)
             if self.plan.pilot and not self.cases.stopping.is_set():
                 rest = self._after_pilot(writer)
                 self._run_cases(rest, sink)
             status = "complete"
+        except StoreError as err:
+            note = {"status_note": str(err)}  # the run ends here; what was written is kept, and says why
+            raise
         finally:
             with held_signals():  # a second Ctrl-C or SIGTERM waits until targets are released and the run marked
                 if sink is not None:
@@ -122,8 +130,28 @@ class Runner:
                 if self.cases is not None:
                     self.cases.close_targets()
                 if writer is not None:
-                    writer.finish(status, counts=self.counts, failed_targets=self.failed_targets)
+                    self._finish(writer, status, note)
         return writer
+
+    def _stage_agent(self) -> Agent:
+        """Build the agent into the run directory: the exact bytes every target runs, kept with the results."""
+        staging = self.run_dir / ".agent"
+        try:
+            built = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
+            built.path.replace(self.run_dir / "agent.pyz")
+            staging.rmdir()
+        except OSError as err:
+            raise store_error(self.run_dir / "agent.pyz", err) from err
+        return Agent(self.run_dir / "agent.pyz", built.sha256, built.size)
+
+    def _finish(self, writer: RunWriter, status: str, note: dict[str, str]) -> None:
+        try:
+            writer.finish(status, counts=self.counts, failed_targets=self.failed_targets, **note)
+        except StoreError as err:
+            if note:  # the run is ending on a store error already: that one is the line the user sees
+                log.warning("%s", err)
+            else:
+                raise
 
     def _run_cases(self, cases: list[Case], sink: SerialSink) -> None:
         assert self.cases is not None

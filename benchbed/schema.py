@@ -9,12 +9,12 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from benchbed.targets.local import LocalTarget
-from benchbed.targets.registry import kinds, spec_models
+from benchbed.targets.registry import group_templates, kind, kinds, spec_models
 from benchbed.targets.spec import NAME_PATTERN, Strict, TargetBase
-from benchbed.targets.ssh import SshFields, SshTarget
+from benchbed.targets.ssh import SshTemplate
 
 __all__ = ["NAME_PATTERN", "AnyTarget", "Suite", "TargetsFile", "json_schemas", "kinds"]
 
@@ -27,19 +27,28 @@ else:
     TargetSpec = Annotated[Union[tuple(spec_models())], Field(discriminator="kind")]  # noqa: UP007
 
 
-class SshTemplate(SshFields):
-    """An SSH target whose host the group fills in (a `host:` written here is a placeholder, replaced)."""
+def _template_kind(value: Any) -> str:
+    """A group template without `kind:` is an SSH one (as before slurm groups)."""
+    found = value.get("kind", "ssh") if isinstance(value, dict) else getattr(value, "kind", "ssh")
+    return str(found)
 
-    kind: Literal["ssh"] = "ssh"
-    host: str | None = None
+
+if TYPE_CHECKING:
+    GroupTemplate = TargetBase
+else:  # every kind that can fill a template with a group member (ssh: the host; slurm: the node)
+    GroupTemplate = Annotated[
+        Union[tuple(Annotated[t, Tag(k)] for k, t in group_templates().items())],  # noqa: UP007
+        Discriminator(_template_kind),
+    ]
 
 
 class TargetGroup(Strict):
-    """Many hosts that share one definition: `hosts: [gpu01, gpu02]` expands to one target per host, named
-    after it (so host names must be valid target names)."""
+    """Many machines that share one definition: `hosts: [gpu01, gpu02]` expands to one target per member, named
+    after it (so member names must be valid target names). An ssh template gets each as its `host`; a slurm
+    template as its `nodelist` (one target per node: per-node results, one lane per node with `--parallel`)."""
 
     hosts: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1)
-    template: SshTemplate = Field(default_factory=lambda: SshTemplate.model_validate({}))
+    template: GroupTemplate = Field(default_factory=lambda: SshTemplate.model_validate({}))
 
 
 class TargetsFile(Strict):
@@ -56,7 +65,7 @@ class TargetsFile(Strict):
             for host in group.hosts:
                 if host in out:
                     raise ValueError(f"group host {host!r} clashes with a target of the same name")
-                out[host] = SshTarget(**{**group.template.model_dump(), "host": host})
+                out[host] = kind(group.template.kind).group_member(group.template, host)
         return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from benchbed import __version__
-from benchbed.protocol import PROTOCOL, Line, decode, encode
+from benchbed.protocol import PROTOCOL, WATCH_ENV, Line, decode, encode
 
 
 def _own_sha256() -> str:
@@ -169,6 +169,26 @@ def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
     emit(Line.STACK, data=record, seconds=time.perf_counter() - t0)
 
 
+def _end_with_controller() -> None:
+    """End this agent and everything it started once the controller is gone (its end of our stdin closed): a
+    killed harness must not leave a workload running. Only where the controller asked for it (a local target,
+    whose agent leads its own process group); other transports end the agent with their session."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        try:  # the raw fd, not sys.stdin: a buffered reader's lock held by this thread aborts interpreter exit
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        if os.getpgrp() == os.getpid():  # our own group: the workload's children go with us
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="benchbed-controller-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
@@ -189,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in sorted(load_builtins()):
             emit(Line.WORKLOAD, name=name)
         return 0
+    if len(args) > 1 and os.environ.get(WATCH_ENV) == "stdin":
+        _end_with_controller()
     try:
         spec = json.loads(args[1] if len(args) > 1 else sys.stdin.read())
     except json.JSONDecodeError as err:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchbed.errors import ConfigError, ResultsFormatError
+from benchbed.errors import ConfigError
 from benchbed.results import RunData, load_run
 from benchbed.rules import Rules, merged_thresholds, rules_of
 from benchbed.stats import canonical_params
@@ -51,18 +51,8 @@ class ReportInput:
 
 
 def load_runs(paths: Sequence[Path]) -> list[RunData]:
-    """`load_run` for each path; anything unreadable becomes one ResultsFormatError naming the run directory."""
-    runs = []
-    for path in paths:
-        if not path.is_dir():
-            raise ResultsFormatError(f"{path}: no such run directory", hint="pass a results/<run-id> dir")
-        try:
-            runs.append(load_run(path))
-        except ResultsFormatError:
-            raise
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as err:  # JSON errors are ValueErrors
-            raise ResultsFormatError(f"{path}: cannot read this run ({type(err).__name__}: {err})") from err
-    return runs
+    """`load_run` for each path (the one reader: its messages are the same for report and compare)."""
+    return [load_run(path) for path in paths]
 
 
 def _names(run: RunData) -> list[str]:

@@ -2,7 +2,7 @@
 `Kind`, the object a target kind registers (`benchbed.targets.registry`).
 
 A Target obtains an isolation boundary (how resources are obtained); the Session it yields starts commands in it
-(how the command starts). Optional behaviour (`describe`, `close`, `abort`) is part of the protocols with a
+(how the command starts). Optional behaviour (`describe`, `close`, `stop`, `abort`) is part of the protocols with a
 do-nothing default in the base classes, so the runner calls it plainly instead of probing with getattr.
 """
 
@@ -91,6 +91,10 @@ class Target(Protocol):
         """Release what the target holds for the whole run (an engine connection)."""
         ...
 
+    def stop(self) -> None:
+        """Called from another thread when the run stops: give up a provision still waiting (a queued job)."""
+        ...
+
 
 @dataclass
 class PhaseClock:
@@ -157,6 +161,9 @@ class TargetImpl:
     def close(self) -> None:
         return None
 
+    def stop(self) -> None:
+        return None
+
 
 class SessionImpl:
     """Base of every session: `run` is `stream` with stdout kept; `abort` does nothing unless a kind can."""
@@ -187,6 +194,11 @@ class Kind:
     impl: ClassVar[str]  # "module:Class" of the Target implementation, imported on first use
 
     system_needs: ClassVar[str | None] = None  # what building `extra` needs from the system, if pip alone cannot
+    group_template: ClassVar[type[TargetSpec] | None] = None  # the `groups:` template model, if a group can fill it
+
+    def group_member(self, template: Any, member: str) -> Any:
+        """The spec of one group member (a host, a node) made from the group's template."""
+        raise NotImplementedError(f"kind {self.name} has no groups")
 
     def implementation(self, name: str) -> type[Target]:
         """The Target class, importing its module (and the optional dependency) now. The runner calls this for
@@ -218,6 +230,12 @@ class Kind:
     def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
         """`benchbed cleanup` without this kind in a targets file: a spec naming what to sweep, or None."""
         return None
+
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        """What this kind's client library raises when its engine, daemon or connection goes away. The lifecycle
+        turns any of them that a target did not translate into a failed case, so one lost engine never ends the
+        suite. Called only once a target of this kind exists (its dependency is imported by then)."""
+        return ()
 
     def install_hint(self) -> str | None:
         """How to get the extra: system packages first where pip alone cannot build it."""

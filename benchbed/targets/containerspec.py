@@ -30,7 +30,12 @@ class ContainerFields(TargetBase):
     shm_size: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$")
     network: str = Field("none", description="`none` (default), `host`, or a named network")
     volumes: list[str] = Field(default_factory=list, description="host:container[:ro|rw] binds (models, scratch)")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment of the container; results record the keys, not the values"
+    )
+    env_safe: list[str] = Field(
+        default_factory=list, description="Keys of `env` whose values are no secret: recorded in results as given"
+    )
     user: str | None = None
     privileged: bool = Field(False, description="Never by default")
     workdir: str = Field(

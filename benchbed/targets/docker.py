@@ -46,6 +46,11 @@ class DockerKind(Kind):
             removed += sweep(url, everything=everything)
         return removed
 
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        from benchbed.targets.dockerengine import ENGINE_ERRORS
+
+        return ENGINE_ERRORS
+
     def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
         """The local engine (or --docker-host) is swept unless a targets file names the engines."""
         if targets_given and not endpoint:

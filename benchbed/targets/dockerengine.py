@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
@@ -43,6 +44,22 @@ if TYPE_CHECKING:  # the kind module imports this one on use; only the type come
 log = logging.getLogger(__name__)
 
 MKDIR = "import os, sys\nos.makedirs(sys.argv[1], mode=0o700, exist_ok=True)"
+# What a call to the engine raises when the engine itself is gone or dropped the connection (dockerd stopped,
+# socket removed): the SDK's own errors and the HTTP transport's underneath it, which it does not wrap.
+# The SDK reads an exec's stream from the raw socket, so a reset connection can surface as a bare ConnectionError.
+ENGINE_ERRORS: tuple[type[Exception], ...] = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    ConnectionError,
+)
+
+
+def engine_lost(where: str, err: BaseException) -> TransportError:
+    """One line for a dropped engine connection, naming what was going on and what happens to the container."""
+    return TransportError(
+        f"{where}: Docker engine connection lost ({type(err).__name__})",
+        hint="is dockerd running? a container it could not remove is removed later or by `benchbed cleanup`",
+    )
 
 
 def client_for(url: str | None, where: str) -> docker.DockerClient:
@@ -52,7 +69,7 @@ def client_for(url: str | None, where: str) -> docker.DockerClient:
     try:
         client = docker.DockerClient(base_url=url) if url else docker.from_env()
         client.ping()
-    except docker.errors.DockerException as err:
+    except ENGINE_ERRORS as err:
         if client is not None:
             client.close()
         raise ProvisionError(
@@ -84,6 +101,8 @@ class DockerSession(SessionImpl):
             )
         except ShipError as err:
             raise self.target.error(TransportError, f"cannot copy the agent into the container: {err}") from err
+        except ENGINE_ERRORS as err:
+            raise engine_lost(f"target {self.target.name!r}", err) from err
 
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, timeout: float | None = None) -> CommandResult:
         t0 = time.perf_counter()
@@ -102,15 +121,17 @@ class DockerSession(SessionImpl):
             chunks = self.api.exec_start(exec_id, stream=True, demux=True)
         except docker.errors.APIError as err:
             raise self.target.error(TransportError, f"exec failed: {err.explanation or err}") from err
+        except ENGINE_ERRORS as err:
+            raise engine_lost(f"target {self.target.name!r}", err) from err
         timed_out = threading.Event()
 
         def kill() -> None:  # the container is this instance's alone: killing it ends the exec and its children
             timed_out.set()
-            with suppress(docker.errors.DockerException):
+            with suppress(*ENGINE_ERRORS):
                 self.container.kill()
 
         def kill_quietly() -> None:  # interrupted: end the exec so the reader thread returns
-            with suppress(docker.errors.DockerException):
+            with suppress(*ENGINE_ERRORS):
                 self.container.kill()
 
         timer = threading.Timer(timeout, kill) if timeout else None
@@ -128,6 +149,8 @@ class DockerSession(SessionImpl):
             rest = iter_lines(pumped(stdout_only(), kill_quietly), on_line)
             if rest:
                 on_line(rest)
+        except (requests.exceptions.RequestException, ConnectionError) as err:
+            raise engine_lost(f"target {self.target.name!r}", err) from err
         except docker.errors.DockerException as err:
             raise self.target.error(TransportError, f"lost the exec stream: {err}") from err
         finally:
@@ -144,6 +167,8 @@ class DockerSession(SessionImpl):
             info = self.api.exec_inspect(exec_id)
             rc = -1 if info.get("ExitCode") is None else int(info["ExitCode"])
             state = self._settled_state(rc)
+        except requests.exceptions.RequestException as err:
+            return -1, f"Docker engine connection lost mid-case ({err.__class__.__name__})"
         except docker.errors.DockerException as err:
             return -1, f"container vanished mid-case ({err.__class__.__name__})"
         if state.get("OOMKilled") or (rc == 137 and self._oom_kills() > 0):
@@ -169,7 +194,7 @@ class DockerSession(SessionImpl):
         files = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
         try:
             res = self.container.exec_run(["cat", *files])
-        except docker.errors.DockerException:
+        except ENGINE_ERRORS:
             return 0
         for line in res.output.decode(errors="replace").splitlines():
             key, _, value = line.partition(" ")
@@ -189,6 +214,7 @@ class DockerProvisioner(TargetImpl):
         self._client: docker.DockerClient | None = None
         self._described: dict[str, Any] = {}
         self._runtime_checked = False
+        self._left: list[str] = []  # containers the engine was not there to remove: tried again at close()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -209,7 +235,16 @@ class DockerProvisioner(TargetImpl):
         return args
 
     def close(self) -> None:
-        """Release the engine connection at the end of a run (the runner calls this)."""
+        """Release the engine connection at the end of a run (the runner calls this); remove the containers the
+        engine was not there to remove, if it is back, else name them for `benchbed cleanup`."""
+        left, self._left = self._left, []
+        for cid in left:
+            try:
+                self.client.api.remove_container(cid, force=True)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, ProvisionError):
+                log.warning("target %r: container %s left for `benchbed cleanup` (engine unreachable)", self.name, cid)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -242,6 +277,15 @@ class DockerProvisioner(TargetImpl):
 
     @contextmanager
     def provision(self) -> Iterator[DockerSession]:
+        """One container, removed on the way out; a dropped engine connection anywhere is one TransportError."""
+        try:
+            with self._provision() as session:
+                yield session
+        except ENGINE_ERRORS as err:
+            raise engine_lost(f"target {self.name!r}", err) from err
+
+    @contextmanager
+    def _provision(self) -> Iterator[DockerSession]:
         self._clock = PhaseClock()
         clock = self._clock
         if not self._runtime_checked:  # an unknown runtime: one line naming the registered ones, nothing created
@@ -279,14 +323,23 @@ class DockerProvisioner(TargetImpl):
             yield session
         finally:
             if container is not None:
-                with held_signals(), suppress(docker.errors.DockerException):  # a second Ctrl-C waits for this
-                    container.remove(force=True)
+                with held_signals():  # a second Ctrl-C waits for this
+                    self._remove(container.id)
+
+    def _remove(self, cid: str) -> None:
+        try:
+            self.client.api.remove_container(cid, force=True)
+        except docker.errors.NotFound:
+            pass
+        except ENGINE_ERRORS as err:  # the engine is gone: try again at the end of the run
+            log.debug("container %s not removed now: %s", cid, err)
+            self._left.append(cid)
 
     def _remember(self, image: Any, container: Any) -> None:
         host = container.attrs.get("HostConfig", {})
         try:
             version = self.client.version()
-        except docker.errors.DockerException:
+        except ENGINE_ERRORS:
             version = {}
         self._described = {
             self.engine: {

@@ -126,6 +126,11 @@ class LibvirtKind(Kind):
             removed += sweep(uri, overlays, everything=everything)
         return removed
 
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        import libvirt
+
+        return (libvirt.libvirtError,)
+
     def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
         """--libvirt-uri, or (without a targets file) the system libvirt if a libvirt target was used here."""
         from benchbed.targets.vmspec import default_overlay_dir

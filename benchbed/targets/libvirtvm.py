@@ -87,6 +87,7 @@ class LibvirtProvisioner(TargetImpl):
         self.spec: LibvirtSpec = spec
         self.dir = vmspec.overlay_dir(spec)
         self._conn: libvirt.virConnect | None = None
+        self._stale = False  # the last teardown lost the connection to libvirtd
         self._described: dict[str, Any] = {}
         self._placement = vmplace.VmPlacement()
         self._stack: dict[str, Any] = {}
@@ -97,6 +98,9 @@ class LibvirtProvisioner(TargetImpl):
 
     @property
     def conn(self) -> libvirt.virConnect:
+        if self._stale:  # the last teardown lost libvirtd: connect afresh
+            self._stale = False
+            self.close()
         if self._conn is None:
             self._conn = connect(self.spec.uri, f"target {self.name!r}")
         return self._conn
@@ -181,10 +185,21 @@ class LibvirtProvisioner(TargetImpl):
         finally:
             with held_signals():  # a second Ctrl-C or SIGTERM waits until the domain and its files are gone
                 for dom in live:
-                    with suppress(libvirt.libvirtError):
-                        dom.destroy()
+                    self._destroy(dom, name)
                 vmspec.remove_instance_files(self.dir, name)
-        self._devices_home(drivers)
+        if not self._stale:  # with libvirtd gone, nothing can be asked about the devices
+            self._devices_home(drivers)
+
+    def _destroy(self, dom: libvirt.virDomain, name: str) -> None:
+        """Destroy the instance's domain. With the connection to libvirtd lost it cannot be: say so, and drop the
+        connection, so the next instance connects afresh (and fails with one line while libvirtd stays away)."""
+        try:
+            dom.destroy()
+        except libvirt.libvirtError as err:
+            if err.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID):
+                return  # gone already (destroyed from outside, or stopped by itself)
+            log.warning("target %r: domain %s left for `benchbed cleanup` (%s)", self.name, name, err)
+            self._stale = True
 
     def _start_mode(self, has_devices: bool) -> str:
         """boot or restore for the next instance; a fallback to booting is said once per target."""

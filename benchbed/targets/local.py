@@ -21,6 +21,8 @@ from pydantic import Field
 from benchbed import boundary
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
+from benchbed.owner import owner_alive, owner_label
+from benchbed.protocol import WATCH_ENV
 from benchbed.stacks import chroot
 from benchbed.stacks.rootfs import Rootfs, ensure_rootfs
 from benchbed.targets.base import CommandResult, Kind, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
@@ -28,6 +30,7 @@ from benchbed.targets.spec import TargetBase
 from benchbed.targets.streams import TICK_S, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
+OWNER_FILE = ".benchbed-owner"  # host:pid of the harness, in every local workdir: the sweep's evidence
 KILL_WAIT_S = 30.0  # how long a SIGKILLed agent (and its children) may take to be gone
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,17 @@ class LocalKind(Kind):
     impl = "benchbed.targets.local:LocalProvisioner"
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
-        """Stack rootfs unpacks a killed harness left half done on this host."""
+        """Workdirs (and any agent still in one) of dead runs; stack rootfs unpacks a killed harness left half done."""
         from benchbed.stacks import rootfs
 
-        return rootfs.sweep() if any(getattr(spec, "stack", None) for spec in specs) or everything else []
+        removed = sweep_workdirs(everything=everything)
+        if any(getattr(spec, "stack", None) for spec in specs) or everything:
+            removed += rootfs.sweep()
+        return removed
+
+    def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
+        """This host's workdirs are always swept by `benchbed cleanup`: it costs one directory listing."""
+        return LocalTarget()
 
 
 class LocalSession(SessionImpl):
@@ -64,6 +74,7 @@ class LocalSession(SessionImpl):
         self.workdir = workdir
         self.agents: set[subprocess.Popen[bytes]] = set()  # started and not yet reaped
         self.env: dict[str, str] | None = None  # the environment of started commands (None: this process's)
+        self.launch_dir: str | None = workdir  # where commands start (None: here; a Slurm workdir is on the node)
         # the host's own files: hashes keyed by file identity stay valid across instances and runs
         self.stack_cache = str(Path.home() / ".cache" / "benchbed" / "stack-hashes.json")
 
@@ -89,13 +100,14 @@ class LocalSession(SessionImpl):
             # `proc` was bound used to orphan the agent, which then recreated the workdir after its removal.
             with held_signals():
                 try:
+                    command = self.command(argv)
                     proc = subprocess.Popen(
-                        self.command(argv),
-                        env=self.env,
+                        command,
+                        env={**(self.env or os.environ), WATCH_ENV: "stdin"},
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
-                        stdin=subprocess.DEVNULL,
-                        cwd=self.workdir,
+                        stdin=subprocess.PIPE,  # held open while we live: the agent ends itself when it closes
+                        cwd=self.launch_dir,
                         start_new_session=True,  # its own process group: one killpg ends the agent and its children
                     )
                 except OSError as err:
@@ -116,9 +128,10 @@ class LocalSession(SessionImpl):
                     rc = self._end(proc)  # interrupted or on_line raised: the agent is killed here, not left behind
                     if drain is not None:  # the agent's group is gone, so its stderr has ended
                         drain.join(timeout=5)
-                    for pipe in (proc.stdout, proc.stderr):
+                    for pipe in (proc.stdin, proc.stdout, proc.stderr):
                         if pipe is not None:
-                            pipe.close()
+                            with suppress(OSError):
+                                pipe.close()
         return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set())
 
     def _end(self, proc: subprocess.Popen[bytes]) -> int:
@@ -142,6 +155,40 @@ class LocalSession(SessionImpl):
             for proc in list(self.agents):
                 self._end(proc)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def sweep_workdirs(*, everything: bool = False) -> list[str]:
+    """Remove the local workdirs whose harness is gone (all of them with `everything`), ending first any process
+    still working in one (an agent that outlived a SIGKILLed harness). A workdir without its owner file is not
+    ours to judge, and is left alone."""
+    removed = []
+    for workdir in sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")):
+        try:
+            owner = (workdir / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        if not everything and owner_alive(owner):
+            continue
+        for pid in _working_in(workdir):
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not workdir.exists():
+            removed.append(f"workdir {workdir} (harness {owner})")
+    return removed
+
+
+def _working_in(workdir: Path) -> list[int]:
+    """Pids whose current directory is in `workdir` (what an agent started there keeps until it ends)."""
+    found = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            where = cwd.readlink()
+        except OSError:
+            continue
+        if where == workdir or workdir in where.parents:
+            found.append(int(cwd.parent.name))
+    return found
 
 
 def _ticking_read(fd: int) -> Iterator[bytes]:
@@ -265,6 +312,7 @@ class LocalProvisioner(TargetImpl):
                 except OSError as err:
                     raise self.error(ProvisionError, f"cannot create a temp dir: {err.strerror}") from err
                 try:
+                    Path(workdir, OWNER_FILE).write_text(owner_label())
                     session = self._session(workdir)
                 except BaseException:
                     shutil.rmtree(workdir, ignore_errors=True)

@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "podman": "benchbed.targets.podman:PodmanKind",
     "libvirt": "benchbed.targets.libvirt:LibvirtKind",
     "ns": "benchbed.targets.ns:NsKind",
+    "slurm": "benchbed.targets.slurm:SlurmKind",
 }
 
 
@@ -42,6 +43,11 @@ def kind(name: str) -> Kind:
 def spec_models() -> list[type[Any]]:
     """Every kind's spec model, in table order: the config's target union and `benchbed schema` are built from it."""
     return [kind(name).spec for name in KINDS]
+
+
+def group_templates() -> dict[str, type[Any]]:
+    """Kind name → the template model of a `groups:` entry, for the kinds whose targets a group can fill in."""
+    return {name: t for name in KINDS if (t := kind(name).group_template) is not None}
 
 
 def make_target(name: str, spec: Any, run_id: str) -> Target:

@@ -52,12 +52,28 @@ class SshTarget(SshFields):
     host: str = Field(min_length=1)
 
 
+class SshTemplate(SshFields):
+    """An SSH target whose host the group fills in (a `host:` written here is a placeholder, replaced)."""
+
+    kind: Literal["ssh"] = "ssh"
+    host: str | None = None
+
+
 class SshKind(Kind):
     name = "ssh"
     boundary_class = boundary.BARE_METAL
     spec = SshTarget
     extra = "ssh"
     impl = "benchbed.targets.sshhost:SshProvisioner"
+    group_template = SshTemplate
+
+    def group_member(self, template: Any, member: str) -> Any:
+        return SshTarget(**{**template.model_dump(), "host": member})
 
     def lane(self, spec: Any) -> str:
         return f"{spec.host}:{spec.port}"
+
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        import paramiko
+
+        return (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)

@@ -96,6 +96,13 @@ def _ns(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"kind": "ns", "python": sys.executable}  # the same interpreter as `local`, in fresh namespaces
 
 
+def _slurm(request: pytest.FixtureRequest) -> dict[str, Any]:
+    from tests.integration import slurmctl
+
+    slurmctl.required()
+    return slurmctl.spec()  # the same interpreter as `local`, as a job step on a node of the loopback cluster
+
+
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "local": _local,
     "ns": _ns,
@@ -103,6 +110,7 @@ FACTORIES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "docker": _docker,
     "podman": _podman,
     "libvirt": _libvirt,
+    "slurm": _slurm,
 }
 
 

@@ -146,7 +146,8 @@ def test_dying_agent_fails_the_case_keeps_its_samples_and_the_suite_goes_on(
     crashed = run.cases[run.cases.workload == "test.crashy"].iloc[0]
     assert crashed.status == "failed"
     assert reason in crashed.reason
-    assert len(run.samples[run.samples.workload == "test.crashy"]) == 3  # nothing finished was lost
+    assert (run.dir / "samples.jsonl").read_text().count('"workload": "test.crashy"') == 3  # nothing is lost...
+    assert len(run.samples[run.samples.workload == "test.crashy"]) == 0  # ...and a dead instance is no statistic
     assert (run.cases[run.cases.workload == "util.noop"].status == "ok").all()
     if mode == "raise":
         assert "Traceback" in crashed.stderr_tail

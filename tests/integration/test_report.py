@@ -302,9 +302,11 @@ def hostile_run(tmp_path: Path) -> Path:
          "reason": None, "phases": {"create": 0.1, "boot": 1.0, "agent_ready": 0.2, "workload": 3.0, "total": 4.3}},
         {"case": 1, "target": EVIL, "workload": "io.fsync", "params": {"label": IMG}, "instance": 0, "status": "ok",
          "reason": None, "phases": {"create": 0.3, "boot": 9.0, "agent_ready": 0.4, "workload": 3.1, "total": 12.8}},
-        {"case": 2, "target": IMG, "workload": f"cpu.gemm{CLOSE}", "params": {}, "instance": 5, "status": "failed",
+        # the failed and the skipped instance wrote no sample: case numbers no sample uses (a failed instance's
+        # samples would be left out of the statistics)
+        {"case": 15, "target": IMG, "workload": f"cpu.gemm{CLOSE}", "params": {}, "instance": 5, "status": "failed",
          "reason": f"agent exited 1: {IMG}", "stderr_tail": f"Boom {CLOSE}{EVIL}", "phases": {"total": 1.0}},
-        {"case": 3, "target": EVIL, "workload": "gpu.h2d", "params": {}, "instance": 0, "status": "skipped",
+        {"case": 16, "target": EVIL, "workload": "gpu.h2d", "params": {}, "instance": 0, "status": "skipped",
          "reason": f"no CUDA device visible in target {EVIL}", "phases": {"total": 0.1}},
     ]  # fmt: skip
     run_dir = write_run(
@@ -537,7 +539,7 @@ def test_plotly_from_the_cdn(tmp_path: Path) -> None:
         ("missing", "no such run directory"),
         ("format", "unknown report format 'pdf'"),
         ("plotly", "unknown --plotly mode 'web'"),
-        ("env", "cannot read this run"),
+        ("env", "corrupt JSON"),
         ("runjson", "corrupt JSON"),
         ("samples", "not valid JSON"),
         ("twice", "given more than once"),

@@ -211,7 +211,7 @@ def test_unwritable_destinations_are_one_line_exit_2(real_file: Path, tmp_path: 
         (["export", str(run_dir), "--parquet", "/proc/benchbed-nope.parquet"], "cannot write here"),
         (["export", str(run_dir), "--pytest-benchmark", "/proc/benchbed-nope.json"], "cannot write here"),
         (["import", str(real_file), "--out", "/proc/benchbed-nope"], "cannot create the run directory"),
-        (["run", "--only", "util.noop", "--out", "/proc/benchbed-nope", "--no-report"], "cannot create the results"),
+        (["run", "--only", "util.noop", "--out", "/proc/benchbed-nope", "--no-report"], "is not writable"),
     ):
         res = cli(*args)
         assert res.exit_code == 2, res.output
