@@ -237,11 +237,20 @@ class LibvirtProvisioner(TargetImpl):
         return sock, host, port
 
     def _banner(
-        self, dom: libvirt.virDomain, name: str, host: str, port: int, t: float, console: Path
+        self,
+        dom: libvirt.virDomain,
+        name: str,
+        host: str,
+        port: int,
+        t: float,
+        console: Path,
+        probes: int = vmspec.MAX_PROBES,
     ) -> socket.socket:
         n, spec = f"target {self.name!r}", self.spec
         try:
-            return wait_for_banner(host, port, t + spec.boot_timeout_s, lambda: _state(dom) == "running")
+            return wait_for_banner(
+                host, port, t + spec.boot_timeout_s, lambda: _state(dom) == "running", max_probes=probes
+            )
         except TimeoutError:
             raise ProvisionError(
                 f"{n}: guest {name} did not answer SSH on {host}:{port} within {spec.boot_timeout_s:g} s "
@@ -273,7 +282,7 @@ class LibvirtProvisioner(TargetImpl):
         console = self.dir / f"{name}.console.log"
 
         def banner(dom: libvirt.virDomain, port: int, start: float) -> socket.socket:
-            return self._banner(dom, name, "127.0.0.1", port, start, console)
+            return self._banner(dom, name, "127.0.0.1", port, start, console, probes=1)
 
         sock, port = libvirtsave.restore_instance(
             self.conn, self._saved, name, self.spec.ssh.host_port, live, clock, t, banner
