@@ -140,6 +140,7 @@ class Cases:
         phases: dict[str, float] = {}
         try:
             target = self._target(case.target)
+            target.next_case(case.workload)
             with target.provision() as session:
                 with self._lock:
                     self.live[case.target] = session
@@ -147,6 +148,8 @@ class Cases:
                     if self.stopping.is_set():  # stop() ran before this session was in the journal
                         raise Interrupted(f"target {case.target!r}: run stopping")
                     phases.update(target.startup_phases())
+                    if started := target.instance_start():
+                        record["start"] = started
                     described = target.describe()
                     status, reason, extra = self.in_session(case, session, writer, spec, phases, described, t0)
                     body_end = time.perf_counter()

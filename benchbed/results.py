@@ -15,7 +15,7 @@ Schema history:
       `resumed` (one entry per `run --resume`) and `status_note` when a run ended on a store error; samples and
       case records of a resumed instance carry `attempt`. Only samples of instances with an `ok` record are
       statistics (`finished_samples`). A `.reserve` file lives in the directory while the run is written (a
-      killed run keeps it until resumed).
+      killed run keeps it until resumed). Case records of libvirt targets carry `start` (booted | restored).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report import gpunotes
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, spectrum, summary_only
-from benchbed.report.runinfo import group_skips, problems
+from benchbed.report.runinfo import group_skips, instance_starts, problems
 from benchbed.stacks import parity
 
 JSON_SCHEMA = 1
@@ -61,6 +61,8 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     base = md(inp.baseline) or "—"
     plural = "s" * (n_cases != 1)
     lines.append(f"- {n_cases} instance{plural}: {failed} failed, {skipped} skipped · baseline **{base}**")
+    if starts := instance_starts(inp.cases):
+        lines.append(f"- VM instances restored from a saved guest (the rest booted): {md(starts)}")
     if any(s != "complete" for s in statuses):
         lines.append("")
         lines.append("> ⚠ **Incomplete run**: the numbers cover only the instances that completed.")

@@ -206,3 +206,16 @@ def _serve_steps(inst: pd.DataFrame) -> list[dict[str, Any]]:
             rows.append({"target": str(target), "phase": name, "median_s": float(g["median"].median()) / 1e3,
                          "n": len(g)})  # fmt: skip
     return rows
+
+
+def instance_starts(cases: pd.DataFrame) -> str:
+    """ "vm: 6 restored, 1 booted" for targets whose instances say how they started (libvirt `start: restore`):
+    restored instances share the saved guest's page cache and ASLR layout, and `startup.*` ones always boot."""
+    if cases.empty or "start" not in cases.columns or "target" not in cases.columns:
+        return ""
+    parts = []
+    for target, group in cases.dropna(subset=["start"]).groupby("target", sort=False):
+        counts = group["start"].value_counts()
+        if "restored" in counts:
+            parts.append(f"{target}: " + ", ".join(f"{counts[k]} {k}" for k in ("restored", "booted") if k in counts))
+    return "; ".join(parts)

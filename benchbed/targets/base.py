@@ -99,6 +99,14 @@ class Target(Protocol):
         """Controller-side facts merged into the target's fingerprint (image digest, domain XML)."""
         ...
 
+    def next_case(self, workload: str) -> None:
+        """The workload the next provision is for (a VM restored from a save boots for a cold-start workload)."""
+        ...
+
+    def instance_start(self) -> str | None:
+        """How the latest instance started when a kind has more than one way (booted | restored), else None."""
+        ...
+
     def close(self) -> None:
         """Release what the target holds for the whole run (an engine connection)."""
         ...
@@ -163,6 +171,12 @@ class TargetImpl:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def next_case(self, workload: str) -> None:
+        return None
+
+    def instance_start(self) -> str | None:
+        return None
 
     def close(self) -> None:
         return None

@@ -90,6 +90,12 @@ class LibvirtTarget(TargetBase):
     overlay_dir: str | None = Field(None, description="Where overlays go; /var/lib/benchbed/overlays as root")
     ssh: VmSsh = Field(default_factory=lambda: VmSsh())
     boot_timeout_s: float = Field(300.0, gt=0, description="From start until the guest's sshd answers")
+    start: Literal["boot", "restore", "restore!"] = Field(
+        "boot",
+        description="boot: every instance boots; restore: boot once per run, save the running guest, restore each "
+        "instance from that save on its own overlay (booting where it cannot: passthrough devices); restore!: "
+        "the same, but refuse instead of booting",
+    )
 
     @model_validator(mode="after")
     def _image_or_stack(self) -> LibvirtTarget:
@@ -116,7 +122,7 @@ class LibvirtKind(Kind):
 
         hosts = distinct((spec.uri, overlay_dir(spec)) for spec in specs)
         try:
-            from benchbed.targets.libvirtvm import sweep
+            from benchbed.targets.libvirtsweep import sweep
         except ImportError as err:
             for _, overlays in hosts:  # the files, at least
                 sweep_overlays(overlays, everything=everything)

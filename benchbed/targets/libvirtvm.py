@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,12 +23,12 @@ import libvirt
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
-from benchbed.owner import owner_alive
-from benchbed.targets import libvirtdev, vmplace, vmspec
+from benchbed.targets import libvirtdev, libvirtsave, vmplace, vmrestore, vmspec
 from benchbed.targets.base import PhaseClock, TargetImpl
+from benchbed.targets.libvirtinfo import create_error, describe_domain, with_stack
 from benchbed.targets.sshhost import SshProvisioner
 from benchbed.targets.sshlink import SshSession
-from benchbed.targets.vmspec import METADATA_NS, POLL_S, PREFIX, Pci, wait_for_banner
+from benchbed.targets.vmspec import POLL_S, PREFIX, Pci, wait_for_banner
 
 if TYPE_CHECKING:  # the kind module imports this one on use; only the type comes back
     from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
@@ -62,10 +62,6 @@ def connect(uri: str, where: str) -> libvirt.virConnect:
         ) from err
 
 
-def _version(n: int) -> str:
-    return f"{n // 1_000_000}.{n // 1000 % 1000}.{n % 1000}"
-
-
 def _state(dom: libvirt.virDomain) -> str:
     try:
         return _STATES.get(dom.state()[0], "unknown")
@@ -97,6 +93,9 @@ class LibvirtProvisioner(TargetImpl):
         self._serve_fwd: tuple[int, int] | None = None  # (guest, host) port of `serve_port`, per instance
         self._stack: dict[str, Any] = {}
         self.warnings: list[str] = []
+        self._saved: libvirtsave.Saved | None = None  # the running guest saved once, with start: restore
+        self.workload: str | None = None  # the next instance's workload (next_case)
+        self.started: str | None = None  # how the latest instance started: booted | restored
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -108,10 +107,27 @@ class LibvirtProvisioner(TargetImpl):
         return self._conn
 
     def describe(self) -> dict[str, Any]:
-        """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices."""
-        return {**self._described, **self._stack}
+        """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices, and
+        how instances start (restored ones share the saved guest's page cache and running processes' layout)."""
+        out = {**self._described, **self._stack}
+        if "libvirt" in out:
+            start: dict[str, Any] = {"mode": self.spec.start, "latest": self.started}
+            if self._saved is not None:
+                start.update(save_file_bytes=self._saved.size, shared=list(vmrestore.SHARED))
+            out["libvirt"] = {**out["libvirt"], "start": start}
+        return out
+
+    def next_case(self, workload: str) -> None:
+        self.workload = workload
+
+    def instance_start(self) -> str | None:
+        return self.started
 
     def close(self) -> None:
+        if self._saved is not None:  # the save file and its disk outlive instances, not the run
+            with held_signals():
+                self._saved.remove()
+            self._saved = None
         if self._conn is not None:
             with suppress(libvirt.libvirtError):
                 self._conn.close()
@@ -138,42 +154,30 @@ class LibvirtProvisioner(TargetImpl):
         pci, drivers = libvirtdev.check_devices(self.conn, spec, self.name)  # before anything exists that needs undoing
         cells = libvirtdev.host_cells(self.conn) if spec.numa != "off" else {}
         self._placement = vmplace.plan(spec, self.name, libvirtdev.gpu_numa_node(self.conn, pci), cells)
+        mode = self._start_mode(bool(pci or spec.mdevs))
         name = f"{PREFIX}{self.run_id}-{next(_SEQ)}"
-        overlay = self.dir / f"{name}.qcow2"
-        dom: libvirt.virDomain | None = None
-        console = self.dir / f"{name}.console.log"
+        live: list[libvirt.virDomain] = []  # what the finally destroys, bound as soon as it exists
         try:
             vmspec.write_claim(self.dir, name, self.run_id, self.name)
-            assert spec.image is not None  # the spec's validator, or with_stack, made sure
-            vmspec.create_overlay(Path(spec.image).expanduser(), overlay)
-            clock.add("overlay", time.perf_counter() - t)
-            t = time.perf_counter()
-            with held_signals():  # created means bound to `dom`, so the finally below destroys it
-                dom, xml, port = self._create(name, overlay, pci, console)
-            clock.add("create", time.perf_counter() - t)
-            t = time.perf_counter()
-            host, port = self._reach(dom, port)
-            try:
-                sock = wait_for_banner(host, port, t + spec.boot_timeout_s, lambda: _state(dom) == "running")
-            except TimeoutError:
-                raise ProvisionError(
-                    f"{n}: guest {name} did not answer SSH on {host}:{port} within {spec.boot_timeout_s:g} s "
-                    f"(domain destroyed){vmspec.console_tail(console)}",
-                    hint="raise boot_timeout_s (software emulation boots slowly) or check the console log above",
-                ) from None
-            except ConnectionAbortedError:
-                raise ProvisionError(
-                    f"{n}: guest {name} stopped while booting ({_state(dom)}){vmspec.console_tail(console)}"
-                ) from None
-            clock.add("boot", time.perf_counter() - t)
-            if not self._described:
-                self._described = describe_domain(self.conn, spec, dom, xml, pci, drivers, self._placement)
+            if mode == "restore":
+                if self._saved is None:  # once per target and run: boot, save; charged to this instance
+                    self._saved = self._save_once(pci, drivers, clock)
+                t = time.perf_counter()
+                sock, host, port = self._restored(name, live, clock, t)
+            else:
+                sock, host, port = self._booted(name, pci, drivers, live, clock, t)
+            self.started = "restored" if mode == "restore" else "booted"
+            dom = live[0]
             ssh = SshProvisioner(self.name, vmspec.guest_ssh_spec(self.spec, self.dir, host, port, name), self.run_id)
             ssh.remove_workdir = False  # the VM is destroyed right after
             try:
                 with ssh.provision(sock) as session:
                     session.forward = self._serve_fwd  # serve.latency reaches the guest's port through it
                     clock.phases.update(ssh.startup_phases())
+                    if mode == "restore":
+                        t = time.perf_counter()
+                        libvirtsave.refresh(session, n)
+                        clock.add("refresh", time.perf_counter() - t)
                     yield session
             except TransportError as err:  # say why the link dropped when the domain knows
                 state = _state(dom)
@@ -182,7 +186,7 @@ class LibvirtProvisioner(TargetImpl):
                 raise
         finally:
             with held_signals():  # a second Ctrl-C or SIGTERM waits until the domain and its files are gone
-                if dom is not None:
+                for dom in live:
                     self._destroy(dom, name)
                 vmspec.remove_instance_files(self.dir, name)
         if not self._stale:  # with libvirtd gone, nothing can be asked about the devices
@@ -198,6 +202,94 @@ class LibvirtProvisioner(TargetImpl):
                 return  # gone already (destroyed from outside, or stopped by itself)
             log.warning("target %r: domain %s left for `benchbed cleanup` (%s)", self.name, name, err)
             self._stale = True
+
+    def _start_mode(self, has_devices: bool) -> str:
+        """boot or restore for the next instance; a fallback to booting is said once per target."""
+        mode, why = vmrestore.start_mode(self.spec, self.name, has_devices=has_devices, workload=self.workload)
+        if mode == "boot" and self.spec.start != "boot" and why.startswith("target") and why not in self.warnings:
+            log.warning("%s", why)
+            self.warnings.append(why)
+        return mode
+
+    def _booted(
+        self,
+        name: str,
+        pci: list[Pci],
+        drivers: dict[str, str | None],
+        live: list[libvirt.virDomain],
+        clock: PhaseClock,
+        t: float,
+    ) -> tuple[socket.socket, str, int]:
+        """overlay → create → boot: a fresh domain on its own overlay, up to its sshd's banner."""
+        overlay, console = self.dir / f"{name}.qcow2", self.dir / f"{name}.console.log"
+        assert self.spec.image is not None  # the spec's validator, or with_stack, made sure
+        vmspec.create_overlay(Path(self.spec.image).expanduser(), overlay)
+        clock.add("overlay", time.perf_counter() - t)
+        t = time.perf_counter()
+        with held_signals():  # created means bound to `live`, so the caller's finally destroys it
+            dom, xml, port = self._create(name, overlay, pci, console)
+            live.append(dom)
+        clock.add("create", time.perf_counter() - t)
+        t = time.perf_counter()
+        host, port = self._reach(dom, port)
+        sock = self._banner(dom, name, host, port, t, console)
+        clock.add("boot", time.perf_counter() - t)
+        if not self._described:
+            self._described = describe_domain(self.conn, self.spec, dom, xml, pci, drivers, self._placement)
+        return sock, host, port
+
+    def _banner(
+        self,
+        dom: libvirt.virDomain,
+        name: str,
+        host: str,
+        port: int,
+        t: float,
+        console: Path,
+        probes: int = vmspec.MAX_PROBES,
+    ) -> socket.socket:
+        n, spec = f"target {self.name!r}", self.spec
+        try:
+            return wait_for_banner(
+                host, port, t + spec.boot_timeout_s, lambda: _state(dom) == "running", max_probes=probes
+            )
+        except TimeoutError:
+            raise ProvisionError(
+                f"{n}: guest {name} did not answer SSH on {host}:{port} within {spec.boot_timeout_s:g} s "
+                f"(domain destroyed){vmspec.console_tail(console)}",
+                hint="raise boot_timeout_s (software emulation boots slowly) or check the console log above",
+            ) from None
+        except ConnectionAbortedError:
+            raise ProvisionError(
+                f"{n}: guest {name} stopped while booting ({_state(dom)}){vmspec.console_tail(console)}"
+            ) from None
+
+    def _save_once(self, pci: list[Pci], drivers: dict[str, str | None], clock: PhaseClock) -> libvirtsave.Saved:
+        """Boot one guest to its sshd and save it; the whole cost is the first restored instance's `save` phase."""
+        t = time.perf_counter()
+        name = f"{PREFIX}{self.run_id}-{next(_SEQ)}"
+        vmspec.write_claim(self.dir, name, self.run_id, self.name)
+
+        def boot(live: list[libvirt.virDomain]) -> socket.socket:
+            return self._booted(name, pci, drivers, live, PhaseClock(), t)[0]
+
+        saved = libvirtsave.save_once(self.conn, self.dir, name, f"target {self.name!r}", boot)
+        clock.add("save", time.perf_counter() - t)
+        return saved
+
+    def _restored(
+        self, name: str, live: list[libvirt.virDomain], clock: PhaseClock, t: float
+    ) -> tuple[socket.socket, str, int]:
+        assert self._saved is not None
+        console = self.dir / f"{name}.console.log"
+
+        def banner(dom: libvirt.virDomain, port: int, start: float) -> socket.socket:
+            return self._banner(dom, name, "127.0.0.1", port, start, console, probes=1)
+
+        sock, port = libvirtsave.restore_instance(
+            self.conn, self._saved, name, self.spec.ssh.host_port, live, clock, t, banner
+        )
+        return sock, "127.0.0.1", port
 
     def _create(
         self, name: str, overlay: Path, pci: list[Pci], console: Path
@@ -254,118 +346,3 @@ class LibvirtProvisioner(TargetImpl):
             log.warning("%s", msg)
             self.warnings.append(msg)
             raise ProvisionError(msg, hint="virsh nodedev-reattach <device>, or reload the driver")
-
-
-def with_stack(spec: LibvirtSpec) -> tuple[LibvirtSpec, dict[str, Any], float]:
-    """The spec with the stack's VM image (disk, kernel, initrd, keys) filled in, what describe() records of the
-    stack, and the seconds its build took (0 when cached). The guest's GPU driver is its own: a VM cannot borrow
-    the host's, so the driver is the one difference expected against the same stack on bare metal."""
-    from benchbed.stacks.vmimage import CMDLINE, ensure_vm_image
-
-    assert spec.stack
-    vm = ensure_vm_image(spec.stack)
-    ssh = spec.ssh.model_copy(
-        update={"key": spec.ssh.key or str(vm.key), "host_key": spec.ssh.host_key or str(vm.host_key)}
-    )
-    filled = spec.model_copy(
-        update={
-            "image": str(vm.disk),
-            "kernel": str(vm.kernel),
-            "initrd": str(vm.initrd),
-            "cmdline": spec.cmdline or CMDLINE,
-            "ssh": ssh,
-        }
-    )
-    record = {"name": vm.image, "id": vm.image_id, "boundary": "vm", "vm_image": str(vm.dir), "driver": "guest's own"}
-    return filled, {"stack_image": record}, vm.build_s
-
-
-def create_error(n: str, msg: str) -> ProvisionError:
-    """What a failed createXML means: no KVM, passthrough refused, or anything else."""
-    if "/dev/kvm" in msg or "KVM is not available" in msg or ("kvm" in msg.lower() and "support" in msg.lower()):
-        return ProvisionError(
-            f"{n}: KVM is not available to libvirt: {msg}",
-            hint="check /dev/kvm (chgrp kvm /dev/kvm; chmod 660 /dev/kvm) or set virt_type: qemu (emulation)",
-        )
-    if "vfio" in msg.lower() or "iommu" in msg.lower():
-        return ProvisionError(f"{n}: device passthrough failed: {msg}", hint="is vfio-pci loaded and the IOMMU on?")
-    return ProvisionError(f"{n}: domain did not start: {msg}")
-
-
-def describe_domain(
-    conn: libvirt.virConnect,
-    spec: LibvirtSpec,
-    dom: libvirt.virDomain,
-    xml: str,
-    pci: list[Pci],
-    drivers: dict[str, str | None],
-    placement: vmplace.VmPlacement,
-) -> dict[str, Any]:
-    """Controller-side facts for the fingerprint: the domain XML as started, virt type, versions, devices."""
-    try:
-        live_xml = dom.XMLDesc(0)
-    except libvirt.libvirtError:
-        live_xml = xml
-    info: dict[str, Any] = {
-        "uri": spec.uri,
-        "virt_type": spec.virt_type,
-        "representative": spec.virt_type == "kvm",
-        "cpu_mode": vmspec.effective_cpu_mode(spec),
-        "libvirt_version": _version(conn.getLibVersion()),
-        "domain_xml": live_xml,
-        "placement": placement.to_json(),
-        "passthrough": {
-            "pci": [
-                {
-                    "address": str(p),
-                    "host_driver": drivers.get(str(p)),
-                    "host_driver_version": vmplace.driver_version(spec.uri, drivers.get(str(p))),
-                }
-                for p in pci
-            ],
-            "mdevs": list(spec.mdevs),
-        },
-    }
-    with suppress(libvirt.libvirtError):
-        info["hypervisor"] = conn.getType()
-        info["qemu_version"] = _version(conn.getVersion())
-    if spec.virt_type == "qemu":
-        info["warning"] = "software emulation (TCG): timings are not representative of a KVM guest"
-    return {"libvirt": info}
-
-
-# ── leftovers of dead runs ─────────────────────────────────────────────────────────────────────────────────
-def _metadata(dom: libvirt.virDomain) -> dict[str, str]:
-    try:
-        root = ET.fromstring(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
-    except (libvirt.libvirtError, ET.ParseError):
-        return {}
-    return {child.tag.rpartition("}")[2]: child.text or "" for child in root}
-
-
-def sweep(uri: str, overlays: Path | None = None, *, everything: bool = False) -> list[str]:
-    """Destroy benchbed domains whose harness is gone (or all), then remove dead runs' overlays."""
-    conn = connect(uri, "cleanup")
-    removed = []
-    try:
-        for dom in conn.listAllDomains(0):
-            if not dom.name().startswith(PREFIX):
-                continue
-            meta = _metadata(dom)
-            if not meta or not (everything or not owner_alive(meta.get("owner", ""))):
-                continue
-            with suppress(libvirt.libvirtError):
-                persistent = dom.isPersistent()  # ask first: a transient domain is gone once destroyed
-                if dom.isActive():
-                    dom.destroy()
-                if persistent:
-                    dom.undefine()
-                removed.append(f"domain {dom.name()} (run {meta.get('run')}, target {meta.get('target')})")
-            overlay = Path(meta.get("overlay") or "/nonexistent")
-            if overlay.exists():
-                vmspec.remove_instance_files(overlay.parent, dom.name())
-                removed.append(f"overlay {overlay} (run {meta.get('run')}, target {meta.get('target')})")
-    finally:
-        with suppress(libvirt.libvirtError):
-            conn.close()
-    return removed + vmspec.sweep_overlays(overlays or vmspec.default_overlay_dir(), everything=everything)

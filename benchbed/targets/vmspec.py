@@ -113,7 +113,7 @@ def write_claim(directory: Path, name: str, run_id: str, target: str) -> Path:
 
 
 def instance_files(directory: Path, name: str) -> list[Path]:
-    return [directory / f"{name}{ext}" for ext in (".qcow2", ".console.log", ".known_hosts", ".json")]
+    return [directory / f"{name}{ext}" for ext in (".qcow2", ".save", ".console.log", ".known_hosts", ".json")]
 
 
 def remove_instance_files(directory: Path, name: str) -> None:
@@ -123,7 +123,7 @@ def remove_instance_files(directory: Path, name: str) -> None:
 
 
 def sweep_overlays(directory: Path, *, everything: bool = False) -> list[str]:
-    """Remove overlays (and console logs, known_hosts) of runs whose harness is gone."""
+    """Remove overlays (and save files, console logs, known_hosts) of runs whose harness is gone."""
     removed: list[str] = []
     if not directory.is_dir():
         return removed
@@ -223,14 +223,20 @@ def render_domain(
 
 # ── guest sshd ─────────────────────────────────────────────────────────────────────────────────────────────
 def wait_for_banner(
-    host: str, port: int, deadline: float, alive: Callable[[], bool], poll_s: float = POLL_S
+    host: str,
+    port: int,
+    deadline: float,
+    alive: Callable[[], bool],
+    poll_s: float = POLL_S,
+    max_probes: int = MAX_PROBES,
 ) -> socket.socket:
     """A connected socket whose peer has sent an SSH banner (peeked, not consumed: paramiko reads it).
 
     Through QEMU's user-mode forward the TCP connect succeeds at once whatever the guest does, so connect alone
     proves nothing: a guest without sshd yet shows as a connection closed at once (retried after poll_s), and a
     probe opened before the guest had an IP may hang until slirp retries. So while the newest probe has been
-    silent for SILENT_S another one starts beside it (at most MAX_PROBES), and the first to show `SSH-` wins.
+    silent for SILENT_S another one starts beside it (at most max_probes), and the first to show `SSH-` wins. A
+    restored guest has its address already, so one probe is enough there: more only make it fork more sshds.
     """
     probes: dict[socket.socket, float] = {}
     next_probe = newest = 0.0
@@ -243,7 +249,7 @@ def wait_for_banner(
                 if not alive():
                     raise ConnectionAbortedError
                 next_probe = now + poll_s
-                if not probes or (now - newest >= SILENT_S and len(probes) < MAX_PROBES):
+                if not probes or (now - newest >= SILENT_S and len(probes) < max_probes):
                     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                     s.setblocking(False)
                     s.connect_ex((host, port))

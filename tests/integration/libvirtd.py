@@ -72,12 +72,25 @@ def guest_spec(overlays: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
-def benchbed_domains() -> list[str]:
+def benchbed_domains(under: Path | None = None) -> list[str]:
+    """benchbed's domains on the system libvirt; with `under`, only those whose overlay is in that directory (other
+    test sessions sharing the machine run their own)."""
     import libvirt
+
+    from benchbed.targets.vmspec import METADATA_NS
+
+    def ours(dom: Any) -> bool:
+        if under is None:
+            return True
+        try:
+            meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+        except libvirt.libvirtError:
+            return False
+        return f"{under}/" in meta
 
     conn = libvirt.open(URI)
     try:
-        return sorted(d.name() for d in conn.listAllDomains(0) if d.name().startswith("benchbed-"))
+        return sorted(d.name() for d in conn.listAllDomains(0) if d.name().startswith("benchbed-") and ours(d))
     finally:
         conn.close()
 

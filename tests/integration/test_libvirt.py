@@ -74,7 +74,7 @@ def wait_for(cond: Any, timeout: float, what: str) -> Any:
 
 
 def assert_nothing_left(overlays: Path) -> None:
-    assert libvirtd.benchbed_domains() == []
+    assert libvirtd.benchbed_domains(overlays) == []
     assert list(overlays.iterdir()) == []
 
 
@@ -93,7 +93,7 @@ def test_suite_matches_local_shapes_and_a_destroyed_guest_fails_only_its_case(tm
         samples = list((tmp_path / "res").glob("*/samples.jsonl"))
         text = samples[0].read_text() if samples else ""
         if '"target":"vm","workload":"test.hang"' in text.replace(" ", ""):
-            killed.extend(libvirtd.benchbed_domains())
+            killed.extend(libvirtd.benchbed_domains(overlays))
             for name in killed:
                 libvirtd.destroy(name)
             return True
@@ -105,7 +105,7 @@ def test_suite_matches_local_shapes_and_a_destroyed_guest_fails_only_its_case(tm
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 1, err  # a case failed (the destroyed guest)
     assert len(killed) == 1
     (run_dir,) = (tmp_path / "res").iterdir()
     run = load_run(run_dir)
@@ -152,7 +152,7 @@ def test_bad_pci_address_and_boot_timeout_fail_cleanly(tmp_path: Path, overlays:
     )
     proc = start(tmp_path, t, s)
     _out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 1, err  # cases failed, as meant
     (run_dir,) = (tmp_path / "res").iterdir()
     cases = load_run(run_dir).cases.set_index("target")
     assert cases.loc["local", "status"] == "ok"
@@ -173,7 +173,7 @@ def test_ctrl_c_and_sigkill_then_cleanup_leave_nothing(tmp_path: Path, overlays:
     # Ctrl-C while the guest boots: the domain is destroyed and the overlay removed
     proc = start(tmp_path, t, s, preexec_fn=interruptible)
     try:
-        wait_for(libvirtd.benchbed_domains, 120, "a domain")
+        wait_for(lambda: libvirtd.benchbed_domains(overlays), 120, "a domain")
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
@@ -185,13 +185,13 @@ def test_ctrl_c_and_sigkill_then_cleanup_leave_nothing(tmp_path: Path, overlays:
     # SIGKILL: nothing runs the teardown; `benchbed cleanup` finds the dead run's domain and overlay
     proc = start(tmp_path, t, s)
     try:
-        (name,) = wait_for(libvirtd.benchbed_domains, 120, "a domain")
+        (name,) = wait_for(lambda: libvirtd.benchbed_domains(overlays), 120, "a domain")
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert libvirtd.benchbed_domains() == [name]
+    assert libvirtd.benchbed_domains(overlays) == [name]
     assert (overlays / f"{name}.qcow2").exists()
     res = subprocess.run(
         [sys.executable, "-m", "benchbed.cli", "cleanup", "--targets", str(t)],

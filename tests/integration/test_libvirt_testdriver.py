@@ -144,6 +144,28 @@ def test_boot_timeout_destroys_the_domain_and_removes_the_overlay(
     assert set(t.startup_phases()) == {"overlay", "create"}
 
 
+def test_passthrough_domain_falls_back_to_boot_with_one_line_or_refuses_restore_strictly(
+    lv: Any, target_of: Any, base: Path, tmp_path: Path
+) -> None:
+    # start: restore with a GPU: said once, then the instance boots (and times out here: the driver boots nothing)
+    t = target_of(make(base, tmp_path, gpus=["0000:17:00.0"], start="restore"))
+    t._create = _without_qemu_namespace(t._create)
+    for _ in range(2):
+        with pytest.raises(ProvisionError, match="did not answer SSH"), t.provision():
+            pass
+        assert set(t.startup_phases()) == {"overlay", "create"}  # booted: no save, no restore
+    assert t.warnings == [
+        "target 'vm': start: restore — a domain with passthrough devices (gpus/mdevs: hostdev) cannot be saved; "
+        "booting every instance instead"
+    ]
+    # start: restore! refuses before anything exists
+    t = target_of(make(base, tmp_path, gpus=["0000:17:00.0"], start="restore!"))
+    with pytest.raises(ProvisionError, match=r"start: restore! — a domain with passthrough devices"), t.provision():
+        pass
+    assert [d for d in t.conn.listAllDomains(0) if d.name().startswith("benchbed-")] == []
+    assert list((tmp_path / "overlays").iterdir()) == []
+
+
 def _without_qemu_namespace(create: Any) -> Any:
     """The test driver keeps no <qemu:commandline>: drop it, as QEMU would consume it."""
     from benchbed.targets import libvirtvm as L
@@ -166,7 +188,7 @@ def _without_qemu_namespace(create: Any) -> Any:
 
 
 def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path, tmp_path: Path) -> None:
-    from benchbed.targets import libvirtvm as L
+    from benchbed.targets import libvirtsweep as L
 
     spec = make(base, tmp_path)
     t = target_of(spec)
@@ -211,7 +233,7 @@ def test_metadata_and_the_sweep_of_dead_runs(lv: Any, target_of: Any, base: Path
 
 
 def _sweep_on(conn: Any, overlays: Path, everything: bool = False) -> list[str]:
-    from benchbed.targets import libvirtvm as L
+    from benchbed.targets import libvirtsweep as L
 
     real_open = L.libvirt.open
     L.libvirt.open = lambda uri: conn  # type: ignore[assignment]
@@ -286,7 +308,7 @@ def test_gpu_vm_is_bound_to_the_gpus_node(lv: Any, target_of: Any, base: Path, t
     """libvirt's node device says the GPU is on node 1: numa auto binds the domain's memory there, the XML with
     <numatune> and hugepages starts on a real libvirt driver, and the placement is in the fingerprint."""
     from benchbed.targets import libvirtdev, vmplace
-    from benchbed.targets.libvirtvm import describe_domain
+    from benchbed.targets.libvirtinfo import describe_domain
 
     spec = make(base, tmp_path, gpus=["0000:17:00.0"], hugepages=True)
     t = target_of(spec)

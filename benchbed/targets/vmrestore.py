@@ -1,0 +1,83 @@
+"""`start: restore` without libvirt: whether an instance may be restored, the saved domain XML rewritten for a new
+instance, and the command that makes a restored guest fresh (new entropy, the controller's clock).
+
+A restored guest is the saved one byte for byte: the same RNG state, the clock of the moment it was saved, the
+same page cache and the same ASLR layout of the processes already running. Entropy and clock are renewed over the
+agent's connection before anything is measured; the rest is shared by design (docs/targets-libvirt.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchbed.errors import ProvisionError
+
+if TYPE_CHECKING:
+    from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
+
+_HOSTFWD = re.compile(r"(hostfwd=tcp:127\.0\.0\.1:)(\d+)(-:)")
+SEED_BYTES = 512
+BOOT_ONLY = ("startup.",)  # workloads that time a cold start: their instances always boot
+SHARED = (  # what every instance restored from one save has in common (the fingerprint lists it)
+    "the guest kernel's and running processes' ASLR layout",
+    "the guest page cache as saved (files read before the save are warm; io.* drop their own files' pages)",
+    "the guest's uptime and boot_id",
+)
+
+
+def start_mode(spec: LibvirtSpec, name: str, *, has_devices: bool, workload: str | None = None) -> tuple[str, str]:
+    """("boot" | "restore", why): how the next instance starts. Raises when `restore!` cannot be honoured."""
+    if spec.start == "boot":
+        return "boot", "start: boot"
+    if workload and workload.startswith(BOOT_ONLY):
+        return "boot", f"{workload} times a cold start: booted"
+    problem = None
+    if has_devices:
+        problem = "a domain with passthrough devices (gpus/mdevs: hostdev) cannot be saved"
+    elif spec.ssh.reach != "port_forward":
+        problem = "restore needs ssh.reach: port_forward (a restored guest keeps the saved one's MAC and address)"
+    if problem is None:
+        return "restore", "start: restore"
+    if spec.start == "restore!":
+        raise ProvisionError(
+            f"target {name!r}: start: restore! — {problem}",
+            hint="use start: restore (falls back to booting) or start: boot",
+        )
+    return "boot", f"target {name!r}: start: restore — {problem}; booting every instance instead"
+
+
+def rewrite_saved_xml(xml: str, *, old: str, new: str, directory: Path, host_port: int) -> str:
+    """The saved domain's XML for a new instance: its overlay, console log (files named `new`) and forwarded port.
+
+    Everything else (name, UUID, devices, their addresses) must stay as saved: libvirt checks that the restored
+    domain matches the saved one. A custom template without these elements cannot be restored."""
+    prefix_old, prefix_new = f"{directory}/{old}.", f"{directory}/{new}."
+    if prefix_old + "qcow2" not in xml:
+        raise ProvisionError(
+            f"the saved domain {old}'s XML has no overlay {prefix_old}qcow2 to replace",
+            hint="keep the overlay disk of the shipped template, or use start: boot",
+        )
+    out = xml.replace(prefix_old, prefix_new)
+    out, n = _HOSTFWD.subn(lambda m: f"{m.group(1)}{host_port}{m.group(3)}", out)
+    if n != 1:
+        raise ProvisionError(
+            f"the saved domain {old}'s XML has {n} hostfwd port forwards, not one",
+            hint="keep the shipped template's -netdev user,hostfwd=… argument, or use start: boot",
+        )
+    return out
+
+
+def refresh_argv(now: float | None = None, seed: bytes | None = None) -> list[str]:
+    """A shell command that mixes controller entropy into the guest's RNG and sets its clock to `now`.
+
+    Writing to /dev/urandom mixes the bytes into the pool (without crediting entropy), which is enough to make two
+    guests restored from one save diverge; `date -s` moves the wall clock the saved guest stopped at. It prints the
+    guest's clock before the fix, so the skew it had is known."""
+    b64 = base64.b64encode(seed if seed is not None else os.urandom(SEED_BYTES)).decode()
+    when = time.time() if now is None else now
+    return ["sh", "-c", f"date +%s.%N; echo {b64} | base64 -d > /dev/urandom && date -u -s @{when:.6f} >/dev/null"]
