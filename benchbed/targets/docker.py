@@ -51,7 +51,7 @@ class DockerKind(Kind):
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         try:
-            from benchbed.targets.dockerengine import sweep
+            from benchbed.targets.dockersweep import sweep
         except ImportError as err:
             raise self.missing(err, "cleanup") from err
         removed: list[str] = []

@@ -24,12 +24,8 @@ import requests.exceptions
 
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
-from benchbed.owner import owner_alive
 from benchbed.targets.base import CommandResult, Endpoint, LineHandler, PhaseClock, SessionImpl, Tail, TargetImpl
 from benchbed.targets.dockerargs import (
-    LABEL_OWNER,
-    LABEL_RUN,
-    LABEL_TARGET,
     create_args,
     gpu_requests,
     not_ready,
@@ -392,26 +388,3 @@ class DockerProvisioner(TargetImpl):
                 },
             }
         }
-
-
-# ── leftovers of dead runs ─────────────────────────────────────────────────────────────────────────────────
-def sweep(url: str | None = None, *, everything: bool = False) -> list[str]:
-    """Remove benchbed-labelled containers whose harness is gone (or all of them). Returns what was removed."""
-    client = client_for(url, "cleanup")
-    try:
-        return sweep_with(client, everything)
-    finally:
-        client.close()
-
-
-def sweep_with(client: docker.DockerClient, everything: bool) -> list[str]:
-    removed = []
-    # the low-level list carries the labels already: no per-container inspect that races with a teardown
-    for row in client.api.containers(all=True, filters={"label": LABEL_RUN}):
-        labels = row.get("Labels") or {}
-        if everything or not owner_alive(labels.get(LABEL_OWNER, "")):
-            name = (row.get("Names") or [row["Id"][:12]])[0].lstrip("/")
-            with suppress(docker.errors.NotFound):
-                client.api.remove_container(row["Id"], force=True)
-                removed.append(f"container {name} (run {labels.get(LABEL_RUN)}, target {labels.get(LABEL_TARGET)})")
-    return removed

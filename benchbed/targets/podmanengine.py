@@ -27,7 +27,8 @@ import docker.types
 from benchbed.errors import ProvisionError
 from benchbed.owner import pid_alive
 from benchbed.targets.dockerargs import create_args
-from benchbed.targets.dockerengine import DockerProvisioner, sweep_with
+from benchbed.targets.dockerengine import DockerProvisioner
+from benchbed.targets.dockersweep import sweep_with
 
 if TYPE_CHECKING:
     from benchbed.targets.podman import PodmanTarget as PodmanSpec
