@@ -1,7 +1,8 @@
-"""What every container kind's spec shares (`docker`, `podman`): the image, limits, binds — and the OCI runtime,
-which may be an axis: `runtime: [runc, runsc]` makes one target per runtime (`box@runc`, `box@runsc`).
+"""What every container kind shares (`docker`, `podman`): the spec keys (image, limits, binds, and the OCI runtime,
+which may be an axis: `runtime: [runc, runsc]` makes one target per runtime, `box@runc`, `box@runsc`) and the kind's
+boundary class and transport errors.
 
-pydantic and the stdlib only, like every kind module.
+pydantic and the stdlib only, like every kind module (the SDK's errors are imported on use).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from benchbed import boundary
+from benchbed.targets.base import Kind
 from benchbed.targets.spec import NAME_PATTERN, VARIANT_SEP, TargetBase
 
 RuntimeName = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -90,3 +93,17 @@ class ContainerFields(TargetBase):
         if isinstance(self.runtime, list):
             raise ValueError(f"runtime list {self.runtime} was not expanded into one target per runtime")
         return self.runtime
+
+
+class ContainerKind(Kind):
+    """What the Docker-API kinds (`docker`, and `podman` through its compatible service) share as kinds: where a
+    runtime sits on the spectrum, and the SDK's transport errors, so a lost engine is a failed case in either."""
+
+    def boundary(self, spec: Any) -> str:
+        """runc and crun are container runtimes; gVisor and Kata sandbox the workload (docs/runtimes.md)."""
+        return boundary.runtime_class(spec.oci_runtime)
+
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        from benchbed.targets.dockerengine import ENGINE_ERRORS
+
+        return ENGINE_ERRORS

@@ -11,9 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from benchbed import boundary
-from benchbed.targets.base import Kind, distinct
-from benchbed.targets.containerspec import ContainerFields
+from benchbed.targets.base import distinct
+from benchbed.targets.containerspec import ContainerFields, ContainerKind
 
 
 class DockerTarget(ContainerFields):
@@ -39,15 +38,11 @@ class DockerTarget(ContainerFields):
         return self
 
 
-class DockerKind(Kind):
+class DockerKind(ContainerKind):
     name = "docker"
     spec = DockerTarget
     extra = "docker"
     impl = "benchbed.targets.dockerengine:DockerProvisioner"
-
-    def boundary(self, spec: Any) -> str:
-        """runc and crun are container runtimes; gVisor and Kata sandbox the workload (docs/runtimes.md)."""
-        return boundary.runtime_class(spec.oci_runtime)
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         try:
@@ -58,11 +53,6 @@ class DockerKind(Kind):
         for url in distinct(spec.docker_host for spec in specs):
             removed += sweep(url, everything=everything)
         return removed
-
-    def transport_errors(self) -> tuple[type[BaseException], ...]:
-        from benchbed.targets.dockerengine import ENGINE_ERRORS
-
-        return ENGINE_ERRORS
 
     def cleanup_spec(self, endpoint: str | None, *, targets_given: bool) -> Any | None:
         """The local engine (or --docker-host) is swept unless a targets file names the engines."""

@@ -17,9 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from benchbed import boundary
-from benchbed.targets.base import Kind, distinct
-from benchbed.targets.containerspec import ContainerFields
+from benchbed.targets.base import distinct
+from benchbed.targets.containerspec import ContainerFields, ContainerKind
 
 _LIMIT = re.compile(r"^(\d+|-1)(:(\d+|-1))?$")
 
@@ -47,15 +46,11 @@ class PodmanTarget(ContainerFields):
         return value
 
 
-class PodmanKind(Kind):
+class PodmanKind(ContainerKind):
     name = "podman"
     spec = PodmanTarget
     extra = "docker"  # the Docker SDK speaks podman's compatible API
     impl = "benchbed.targets.podmanengine:PodmanProvisioner"
-
-    def boundary(self, spec: Any) -> str:
-        """runc and crun are container runtimes; gVisor and Kata sandbox the workload (docs/runtimes.md)."""
-        return boundary.runtime_class(spec.oci_runtime)
 
     def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
         try:
