@@ -204,7 +204,7 @@ def test_engine_down_image_missing_gpu_and_python_missing_are_clear(tmp_path: Pa
     assert "not found" in reasons["nopy"] or "does not run" in reasons["nopy"]
     for target in ("down", "noimage", "gpu", "nopy"):
         assert target in proc.stdout  # the summary names every failed target
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
 def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(
@@ -247,13 +247,13 @@ def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(
     on_disk = (run_dir / "samples.jsonl").read_text().count('"workload": "test.slow"')
     assert on_disk == 2  # what the two dead instances said is kept on disk, out of the statistics
     assert len(run.samples[(run.samples.target == "victim") & (run.samples.workload == "test.slow")]) == 0
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
-def wait_for_container(timeout: float = 120) -> None:
+def wait_for_container(out: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if dockerd.labelled_containers():
+        if dockerd.runs_under(out) and dockerd.labelled_containers(out):
             return
         time.sleep(0.1)
     raise AssertionError("no benchbed container appeared")
@@ -271,7 +271,7 @@ def test_no_container_left_after_interrupt_or_kill_plus_cleanup(
         "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
     )
     proc = start_run(tmp_path, t, s, reap)
-    wait_for_container()
+    wait_for_container(tmp_path / "res")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(
         "test.slow" in p.read_text() for p in (tmp_path / "res").glob("*/samples.jsonl")
@@ -282,10 +282,10 @@ def test_no_container_left_after_interrupt_or_kill_plus_cleanup(
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "Traceback" not in err
-        assert dockerd.labelled_containers() == []
+        assert dockerd.labelled_containers(tmp_path / "res") == []
     else:
-        assert dockerd.labelled_containers() != []  # a SIGKILLed harness cannot clean up after itself...
+        assert dockerd.labelled_containers(tmp_path / "res") != []  # a SIGKILLed harness leaves it...
         cleanup = bench(tmp_path, "cleanup")
         assert cleanup.returncode == 0, cleanup.stderr
         assert "removed container" in cleanup.stdout
-        assert dockerd.labelled_containers() == []  # ...but `benchbed cleanup` finds what it left
+        assert dockerd.labelled_containers(tmp_path / "res") == []  # ...and `benchbed cleanup` finds it

@@ -114,7 +114,7 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
     for _, case in crashed.iterrows():
         assert "inference server exited 3" in case.reason, case.reason
         assert "crash injected" in case.stderr_tail
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
 @pytest.mark.ssh
