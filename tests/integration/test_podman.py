@@ -5,6 +5,7 @@ failure, Ctrl-C, or a SIGKILLed harness followed by `benchbed cleanup`."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchbed.results import load_run
+from tests.conftest import need
 from tests.integration import podmand
 from tests.integration.test_docker import bench, reap, run_suite, start_run, write
 
@@ -127,3 +129,62 @@ def test_nothing_left_after_interrupt_or_kill_plus_cleanup(
         assert "podman API service" in cleanup.stdout
         assert podmand.labelled_containers() == []  # ...but `benchbed cleanup` finds what it left
         assert services() == before
+
+
+@pytest.mark.runsc
+def test_runtime_axis_runs_each_runtime_for_real(tmp_path: Path, image: str) -> None:
+    """podman's Docker-compatible API ignores a container's runtime: each runtime gets its own service, so
+    `pod@runsc` is gVisor (its own kernel) and not runc under a sandboxed name; a service on another runtime, or
+    gVisor refusing networking, is one line each."""
+    if shutil.which("runsc") is None:
+        need("runsc", "gVisor's runsc is not installed (scripts/setup-runtimes)")
+    other = tmp_path / "svc"
+    other.mkdir()
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{other}/api.sock"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (other / "api.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pod = {"kind": "podman", "image": image, "pull": "never"}
+        targets = {
+            "local": {"kind": "local"},
+            "pod": {**pod, "runtime": ["runc", "runsc"], "runtime_flags": {"runsc": ["network=none"]}},
+            "nonet": {**pod, "runtime": "runsc"},
+            "shared": {**pod, "runtime": "runsc", "podman_host": f"unix://{other}/api.sock"},
+        }
+        proc, run = run_suite(
+            tmp_path,
+            targets,
+            "name: rt\nbaseline: local\ndefaults: {instances: 1}\n"
+            "workloads:\n  - {name: util.noop, params: {duration_ms: 1}}\n  - {name: startup.process}\n",
+        )
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    status = run.cases.groupby("target").status.agg(set).to_dict()
+    assert status == {
+        "local": {"ok"},
+        "pod@runc": {"ok"},
+        "pod@runsc": {"ok"},
+        "nonet": {"failed"},
+        "shared": {"failed"},
+    }
+    runc, runsc = run.env["pod@runc"]["podman"]["runtime"], run.env["pod@runsc"]["podman"]["runtime"]
+    assert (runc["name"], runc["sandboxed"]) == ("runc", False)
+    assert (runsc["name"], runsc["sandboxed"], runsc["args"]) == ("runsc", True, ["--network=none"])
+    assert "runsc" in runsc["version"]
+    assert run.env["pod@runc"]["kernel"] == run.env["local"]["kernel"]
+    assert run.env["pod@runsc"]["kernel"] != run.env["local"]["kernel"]  # gVisor's Sentry, not the host kernel
+    assert run.meta["boundaries"]["pod@runsc"] == "sandboxed runtimes"
+    reasons = {t: r for t, r in zip(run.cases.target, run.cases.reason, strict=True) if isinstance(r, str)}
+    assert "(gVisor) refuses to start with networking" in reasons["nonet"]
+    assert "runtime_flags: {runsc: [network=none]}" in reasons["nonet"]
+    assert "runs containers on runtime 'runc', not 'runsc'" in reasons["shared"]
+    assert all("\n" not in r for r in reasons.values())
+    assert podmand.labelled_containers() == []
+    assert "Traceback" not in proc.stderr
