@@ -4,17 +4,20 @@ failure, Ctrl-C, or a SIGKILLed harness followed by `benchbed cleanup`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from benchbed.results import load_run
-from tests.conftest import need
+from tests.conftest import REPO, need
 from tests.integration import podmand
 from tests.integration.test_docker import bench, reap, run_suite, start_run, write
 
@@ -188,3 +191,51 @@ def test_runtime_axis_runs_each_runtime_for_real(tmp_path: Path, image: str) -> 
     assert all("\n" not in r for r in reasons.values())
     assert podmand.labelled_containers() == []
     assert "Traceback" not in proc.stderr
+
+
+def test_rootless_podman_as_an_unprivileged_user(tmp_path: Path, image: str) -> None:
+    """benchbed run by `nobody`: its private service is rootless podman (the user's own store), the run completes,
+    the fingerprint says rootless with the ulimits that user may grant, and nothing is left behind."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        need("podman", "the rootless test switches to user nobody: it needs root and setpriv")
+    base = Path(tempfile.mkdtemp(prefix="benchbed-rootless-"))  # tmp_path is root's own (mode 0700)
+    try:
+        user = podmand.Rootless(base)
+        python = user.python()
+        if python is None:
+            need("podman", f"no python {sys.version_info[0]}.{sys.version_info[1]} that user nobody may run")
+        tag = podmand.small_image()
+        user.load(tag)
+        (base / "t.yaml").write_text(
+            json.dumps({"targets": {"pod": {"kind": "podman", "image": tag, "pull": "never"}}})
+        )
+        (base / "s.yaml").write_text(
+            "name: rootless\nbaseline: pod\ndefaults: {instances: 2}\n"
+            "workloads:\n  - {name: util.noop, params: {duration_ms: 1}}\n"
+        )
+        site = ":".join(p for p in sys.path if p.endswith("-packages"))
+        args = ("-m", "benchbed.cli", "run", "s.yaml", "-t", "t.yaml", "--out", str(base / "res"), "--no-report")
+        proc = subprocess.run(
+            [
+                "sh",
+                "-c",
+                f'cd "{base}" && exec "$@"',
+                "sh",
+                *user.argv(python, *args, env={"PYTHONPATH": f"{REPO}:{site}"}),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (run_dir,) = (base / "res").iterdir()
+        run = load_run(run_dir)
+        assert set(run.cases.status) == {"ok"}
+        own = run.env["pod"]["podman"]
+        assert (own["rootless"], own["service"], own["runtime"]["name"]) == (True, "private", "runc")
+        assert own["ulimits"]["nofile"]
+        assert user.containers() == []
+        assert not [p for p in Path(tempfile.gettempdir()).glob("benchbed-podman-*") if p.owner() == "nobody"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
