@@ -42,8 +42,10 @@ def required_image() -> str:
     return tag
 
 
-def labelled_containers() -> list[str]:
-    out = _podman("ps", "-a", "--filter", "label=benchbed.run", "--format", "{{.Names}}")
+def labelled_containers(run: str | None = None) -> list[str]:
+    """benchbed's containers in podman's store: all, or one run's (other runs may share the machine)."""
+    label = "benchbed.run" if run is None else f"benchbed.run={run}"
+    out = _podman("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}")
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 

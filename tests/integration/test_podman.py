@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchbed.owner import pid_alive
 from benchbed.results import load_run
 from tests.conftest import REPO, need
 from tests.integration import podmand
@@ -30,8 +31,14 @@ def image() -> str:
     return podmand.required_image()
 
 
-def services() -> list[str]:
-    return sorted(p.name for p in Path("/tmp").glob("benchbed-podman-*"))
+def services(pid: int | None = None) -> list[str]:
+    """Private API services' directories: all, or one harness's (other runs may share the machine)."""
+    return sorted(p.name for p in Path("/tmp").glob(f"benchbed-podman-{'' if pid is None else f'{pid}-'}*"))
+
+
+def live_services() -> list[str]:
+    """Services of harnesses still alive (another run sharing the machine), never this test's finished run's."""
+    return [name for name in services() if pid_alive(int(name.split("-")[2]))]
 
 
 def shapes(samples: object, target: str) -> set[tuple[str, str, str, str, str]]:
@@ -58,8 +65,8 @@ def test_quick_suite_in_podman_matches_local_shapes(tmp_path: Path, image: str) 
     for _, case in run.cases[run.cases.target == "pod"].iterrows():
         for name in ("image", "create", "start", "exec_ready", "put_agent", "agent_ready", "workload", "teardown"):
             assert case.phases[name] >= 0, name
-    assert podmand.labelled_containers() == []
-    assert services() == before  # the private API service stopped with the run
+    assert podmand.labelled_containers(run_dir.name) == []
+    assert set(services()) - set(before) <= set(live_services())  # the run's private API service stopped with it
 
 
 def test_failures_are_clear_and_leave_nothing(tmp_path: Path, image: str) -> None:
@@ -85,14 +92,16 @@ def test_failures_are_clear_and_leave_nothing(tmp_path: Path, image: str) -> Non
     for target in ("noimage", "nopodman", "badlimit", "odd"):
         assert "\n" not in reasons[target]
         assert target in proc.stdout
-    assert podmand.labelled_containers() == []
+    assert podmand.labelled_containers(run.meta["run_id"]) == []
 
 
-def wait_for_container(timeout: float = 120) -> None:
+def wait_for_container(tmp: Path, timeout: float = 120) -> str:
+    """The run id of this test's harness, once its container is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if podmand.labelled_containers():
-            return
+        runs = [d.name for d in (tmp / "res").glob("*") if d.is_dir()]
+        if runs and podmand.labelled_containers(runs[0]):
+            return runs[0]
         time.sleep(0.2)
     raise AssertionError("no benchbed podman container appeared")
 
@@ -101,7 +110,6 @@ def wait_for_container(timeout: float = 120) -> None:
 def test_nothing_left_after_interrupt_or_kill_plus_cleanup(
     tmp_path: Path, image: str, sig: int, reap: list[subprocess.Popen[str]]
 ) -> None:
-    before = services()
     targets = {"pod": {"kind": "podman", "image": image, "pull": "never"}}
     t, s = write(
         tmp_path,
@@ -110,7 +118,7 @@ def test_nothing_left_after_interrupt_or_kill_plus_cleanup(
         "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
     )
     proc = start_run(tmp_path, t, s, reap)
-    wait_for_container()
+    run = wait_for_container(tmp_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(
         "test.slow" in p.read_text() for p in (tmp_path / "res").glob("*/samples.jsonl")
@@ -121,17 +129,17 @@ def test_nothing_left_after_interrupt_or_kill_plus_cleanup(
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "Traceback" not in err
-        assert podmand.labelled_containers() == []
-        assert services() == before
+        assert podmand.labelled_containers(run) == []
+        assert services(proc.pid) == []
     else:
-        assert podmand.labelled_containers() != []  # a SIGKILLed harness cannot clean up after itself...
-        assert services() != before
+        assert podmand.labelled_containers(run) != []  # a SIGKILLed harness cannot clean up after itself...
+        assert services(proc.pid) != []
         cleanup = bench(tmp_path, "cleanup")
         assert cleanup.returncode == 0, cleanup.stderr
         assert "removed podman container" in cleanup.stdout
         assert "podman API service" in cleanup.stdout
-        assert podmand.labelled_containers() == []  # ...but `benchbed cleanup` finds what it left
-        assert services() == before
+        assert podmand.labelled_containers(run) == []  # ...but `benchbed cleanup` finds what it left
+        assert services(proc.pid) == []
 
 
 @pytest.mark.runsc
@@ -189,7 +197,7 @@ def test_runtime_axis_runs_each_runtime_for_real(tmp_path: Path, image: str) -> 
     assert "runtime_flags: {runsc: [network=none]}" in reasons["nonet"]
     assert "runs containers on runtime 'runc', not 'runsc'" in reasons["shared"]
     assert all("\n" not in r for r in reasons.values())
-    assert podmand.labelled_containers() == []
+    assert podmand.labelled_containers(run.meta["run_id"]) == []
     assert "Traceback" not in proc.stderr
 
 
