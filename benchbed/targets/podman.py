@@ -61,6 +61,13 @@ class PodmanTarget(ContainerFields):
                 "runtime_flags are passed to the private podman service: drop podman_host, or start that service "
                 "as `podman --runtime NAME --runtime-flag FLAG system service`"
             )
+        named = self.runtime if isinstance(self.runtime, list) else [self.runtime] if self.runtime else []
+        unused = sorted(set(self.runtime_flags) - set(named))
+        if unused:
+            raise ValueError(
+                f"runtime_flags for {', '.join(unused)}, which `runtime` does not name (it names: "
+                f"{', '.join(named) or 'none, so podman default'})"
+            )
         return self
 
     @field_validator("ulimits")
