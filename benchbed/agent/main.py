@@ -128,6 +128,7 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     )
     t0 = time.perf_counter()
     n = 0
+    settled = _settle(emit, float(spec.get("settle_s") or 0))
     try:
         params = info.params(**spec.get("params", {}))
         for sample in info.fn(params, ctx):
@@ -145,8 +146,19 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     if spec.get("stack_digest", True):
         _emit_stack(emit, spec, base)
-    emit(Line.DONE, samples=n, wall_s=time.perf_counter() - t0)
+    emit(Line.DONE, samples=n, wall_s=time.perf_counter() - t0, **({"settle": settled} if settled else {}))
     return 0
+
+
+def _settle(emit: Emitter, max_s: float) -> dict[str, Any] | None:
+    """The suite's settle gate (settle.py), after whatever we said so far has reached the controller: its
+    reaction to our lines is part of what must be over before the workload starts."""
+    if max_s <= 0:
+        return None
+    from benchbed.agent.settle import settle
+
+    emit.flush()
+    return settle(max_s)
 
 
 def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
