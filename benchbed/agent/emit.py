@@ -4,10 +4,9 @@ Every line the agent writes wakes the processes that carry it to the controller 
 agent, containerd-shim, dockerd and the Docker SDK reader for a container, sshd or the VM's network for a remote
 one — and their work lands on the machine while the workload's next repetition is timed. A line per repetition
 therefore charges each repetition with the transport's wake-up chain, which differs per boundary: that is a cost
-of our reporting, not of the boundary. Measured on the 2-vCPU CI machine (docs/methodology.md): about 135 µs of
-dockerd + containerd CPU per line, and in a container a STREAM copy repetition that follows a line is preempted
-~1.5× as often as one that does not. The fingerprint line is worse: the controller parses it and writes the
-environment book (tens of ms) while the first instance's first repetitions run.
+of our reporting, not of the boundary. Measured on the 2-vCPU CI machine (docs/methodology.md): about 130 µs of
+dockerd + containerd CPU per line (the harness: ~11 µs), and in a container a STREAM copy repetition that follows
+a line was preempted 1.5-1.8× as often as one that does not (no difference chrooted).
 
 So samples and the fingerprint are held while the workload runs and written together when it ends, or by a
 flusher thread once the oldest held line is `hold_s` old: a long workload still shows progress, and a workload
