@@ -58,7 +58,7 @@ def neighbour() -> Iterator[None]:
 
 @pytest.mark.docker
 def test_a_busy_neighbour_holds_every_boundary_back_and_is_named(neighbour: None, tmp_path: Path) -> None:
-    from tests.integration.test_docker import run_suite
+    from tests.integration.test_docker import bench, run_suite
 
     image = dockerd.required_image()
     targets = {
@@ -75,3 +75,7 @@ def test_a_busy_neighbour_holds_every_boundary_back_and_is_named(neighbour: None
         mine = stream[stream.target == target]
         assert len(mine) == 4 * 5, target
         assert all(isinstance(labels["preempted"], int) for labels in mine.labels), target
+    md = bench(tmp_path, "report", str(run.dir), "--format", "md")
+    assert md.returncode == 0, md.stderr
+    assert "- Quiet start: settle gate: plain 0/2 quiet" in md.stdout  # the report says they started busy
+    assert "2 started busy" in md.stdout
