@@ -26,6 +26,7 @@ class Case:
     repetitions: int
     warmup: int
     timeout_s: float
+    settle_s: float = 0.0  # the agent's settle gate (agent/settle.py): longest wait for a quiet machine; 0 = none
 
     @property
     def key(self) -> str:
@@ -130,7 +131,7 @@ def make_plan(
                         continue
                     if inst >= caps.get(target, n_inst):
                         continue
-                    cases.append(Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo))
+                    cases.append(Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo, d.settle_s))
     return Plan(cases, seed, list(names), suite.baseline, pilot, only)
 
 
