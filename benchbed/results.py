@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -154,9 +155,22 @@ class RunWriter:
             **meta,
         }
         self._reserved = 0
-        self.update()
+        try:
+            self.update()
+        except StoreError as err:
+            raise self.discard(err) from err  # too full for the first run.json and its reserve: no half-made run
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")
+
+    def discard(self, err: StoreError) -> StoreError:
+        """Remove a run directory nothing has run in yet (the store filled up while it was being set up), so the
+        store holds no run that says `running` forever and no temp file; `err` said so, in one line."""
+        for appender in (getattr(self, "samples", None), getattr(self, "cases", None)):
+            if appender is not None:
+                with contextlib.suppress(OSError, StoreError):
+                    appender.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return StoreError(f"{err.args[0]}; nothing ran, the run directory was removed", hint=err.hint)
 
     @classmethod
     def reopen(cls, run_dir: Path, resumed: dict[str, Any]) -> RunWriter:

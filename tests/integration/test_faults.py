@@ -174,6 +174,24 @@ def test_full_store_is_one_line_keeps_every_complete_line_and_marks_the_run_inco
     assert load_run(run_dir).meta["status"] == "incomplete"
 
 
+@pytest.mark.local
+@pytest.mark.parametrize("size_kib", [8, 120])  # 8: no room for run.json's reserve; 120: none for the agent
+def test_a_store_full_before_anything_ran_leaves_no_half_made_run(tmp_path: Path, size_kib: int) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a tmpfs store needs root")
+    store = tmpfs(size_kib)
+    try:
+        (tmp_path / "s.yaml").write_text(MANY)
+        proc = bench(tmp_path, "run", "s.yaml", "--out", str(store), "--no-report")
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("benchbed: error: results store full: "), line
+        assert "nothing ran, the run directory was removed" in line
+        assert list(store.iterdir()) == []  # no run that says `running` forever, no .reserve, no .agent
+    finally:
+        unmount(store)
+
+
 # ── 3. the results store is read-only ──────────────────────────────────────────────────────────────────────
 @pytest.mark.local
 def test_read_only_store_is_refused_before_anything_runs(tmp_path: Path) -> None:
