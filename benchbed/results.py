@@ -306,6 +306,24 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+SAMPLE_KEYS = frozenset({"target", "workload", "metric", "value"})
+NUMBER = (int, float)
+
+
+def _sample_rows(path: Path) -> list[dict[str, Any]]:
+    """samples.jsonl's records, each one a sample: the keys every writer writes, a number (or null) as value. A
+    record that is not one would otherwise be a row of NaN that breaks whatever reads it next."""
+    rows = _read_jsonl(path)
+    for i, row in enumerate(rows, 1):
+        if not row.keys() >= SAMPLE_KEYS:
+            missing = ", ".join(sorted(SAMPLE_KEYS - row.keys()))
+            raise ResultsFormatError(f"{path}: record {i} is not a sample (no {missing})")
+        value = row["value"]
+        if value is not None and (type(value) is bool or not isinstance(value, NUMBER)):
+            raise ResultsFormatError(f"{path}: record {i} has a value that is not a number ({value!r:.40})")
+    return rows
+
+
 def _writer_alive(meta: dict[str, Any]) -> bool:
     """A 'running' run whose harness died is incomplete. Only checkable on the host that wrote it."""
     pid = meta.get("controller_pid")
@@ -362,7 +380,7 @@ def load_run(run_dir: Path) -> RunData:
         meta["status"] = "incomplete"
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     case_rows = _read_jsonl(run_dir / "cases.jsonl")
-    rows, unfinished = finished_samples(_read_jsonl(run_dir / "samples.jsonl"), case_rows, meta)
+    rows, unfinished = finished_samples(_sample_rows(run_dir / "samples.jsonl"), case_rows, meta)
     if unfinished:
         meta["unfinished_samples"] = unfinished
     samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
