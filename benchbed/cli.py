@@ -130,7 +130,7 @@ def _execute(
         if resume is not None:
             from benchbed.resume import from_cli
 
-            loaded, specs, point = from_cli(resume, suite, targets)
+            loaded, specs, point = from_cli(resume, suite, targets, {**options, "seed": seed})
             progress.done = len(point.done)
             runner = Runner(loaded, specs, point.plan, resume.parent, resume.name, progress, parallel, resume=point)
         else:
