@@ -62,9 +62,11 @@ def image_present(tag: str) -> bool:
     return True
 
 
-def labelled_containers() -> list[str]:
+def labelled_containers(run_id: str | None = None) -> list[str]:
+    """benchbed's containers on this engine (of one run, with `run_id`: other test runs may share the engine)."""
+    label = f"benchbed.run={run_id}" if run_id else "benchbed.run"
     with engine() as client:  # low-level list: no per-container inspect that races with a concurrent removal
-        rows = client.api.containers(all=True, filters={"label": "benchbed.run"})
+        rows = client.api.containers(all=True, filters={"label": label})
     return [name.lstrip("/") for row in rows for name in row.get("Names", [])[:1]]
 
 
