@@ -33,6 +33,16 @@ def test_default_database_is_a_file_in_the_user_data_dir(tmp_path: Path, monkeyp
     assert resolve("postgres://u@h/d").drivername == "postgresql+psycopg"
 
 
+def test_an_empty_url_is_refused_not_taken_for_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset CI secret expands to "": publishing to a SQLite file on the runner instead would lose the run."""
+    monkeypatch.delenv("BENCHBED_DB", raising=False)
+    with pytest.raises(HistoryError, match=r"the URL given \(--db / --publish\) is empty"):
+        resolve("")
+    monkeypatch.setenv("BENCHBED_DB", " ")
+    with pytest.raises(HistoryError, match=r"\$BENCHBED_DB is empty"):
+        resolve(None)
+
+
 @pytest.mark.parametrize("bad", ["mysql://u@h/d", "sqlite://", "postgresql://u@h:port/d"])
 def test_bad_urls_are_history_errors(bad: str) -> None:
     with pytest.raises(HistoryError):
