@@ -69,6 +69,39 @@ def test_same_run_id_from_other_files_is_refused(db_url: str, tmp_path: Path) ->
     assert counts(db_url)["runs"] == 1
 
 
+def test_an_incomplete_run_published_then_resumed_is_replaced_by_the_finished_run(db_url: str, tmp_path: Path) -> None:
+    """`benchbed run --resume` appends to the run's files: publishing the finished run replaces the incomplete one
+    (keeping its accepted mark); a complete run is never replaced."""
+    import json
+
+    run = make_run(tmp_path / "res", "r1", day=0, level=100.0, instances=6)
+    cases = (run / "cases.jsonl").read_text().splitlines()
+    plan = [{k: json.loads(c)[k] for k in ("case", "target", "workload", "params", "instance")} for c in cases]
+    meta = {**json.loads((run / "run.json").read_text()), "plan": plan}
+    (run / "cases.jsonl").write_text("\n".join(cases[:4]) + "\n")  # killed after 4 of 6 instances
+    (run / "run.json").write_text(json.dumps({**meta, "status": "incomplete"}))
+    assert cli("publish", str(run), "--db", db_url).returncode == 0
+    assert cli("accept", "r1", "--db", db_url).returncode == 0
+    assert counts(db_url)["medians"] == 4  # the unfinished instances' samples are no statistics
+    (run / "cases.jsonl").write_text("\n".join(cases) + "\n")  # resumed: the last two instances ran
+    (run / "run.json").write_text(json.dumps({**meta, "status": "complete", "resumed": [{"attempt": 1}]}))
+    again = cli("publish", str(run), "--db", db_url)
+    assert again.returncode == 0, again.stderr
+    assert "replaces its incomplete version" in again.stdout
+    assert counts(db_url) == {"runs": 1, "targets": 1, "instances": 6, "medians": 6, "samples": 30}
+    db = open_db(db_url)
+    try:
+        with db.transaction() as conn:
+            row = conn.execute(select(schema.runs.c.status, schema.runs.c.accepted)).one()
+    finally:
+        db.close()
+    assert tuple(row) == ("complete", True)
+    (run / "cases.jsonl").write_text("\n".join(cases[:5]) + "\n")  # the complete run's files changed
+    edited = cli("publish", str(run), "--db", db_url)
+    assert edited.returncode == 2  # a complete run is one run: other files are refused, not replaced
+    assert "already published from other files" in edited.stderr
+
+
 def test_concurrent_publish_from_several_processes(db_url: str, tmp_path: Path) -> None:
     """Six publishers at once: each its own run plus the same two shared runs. Every run lands exactly once."""
     shared = [make_run(tmp_path / "res", f"shared{i}", day=i, level=100.0, seed=i) for i in range(2)]
