@@ -162,7 +162,7 @@ def history_cmd(
             why = f"coincides with {near.text()}" if near else "no environment change there"
             _echo(f"level shift on {s.target}: {sh.change_pct:+.1f}% at run {run_id} ({why})")
         if not s.shifts:
-            _echo(f"no level shift on {s.target} over {len(s.points)} runs (±{tr.threshold * 100:g}% or more)")
+            _echo(f"no level shift on {s.target} over {len(s.points)} runs ({tr.threshold_label} or more)")
     if written is not None:
         _echo(f"history: {written}")
 

@@ -181,6 +181,44 @@ def test_history_finds_the_planted_step_at_the_driver_change(db_url: str, tmp_pa
     assert "no published medians" in one.stderr
 
 
+def test_history_judges_shifts_by_the_suites_own_threshold(db_url: str, tmp_path: Path) -> None:
+    """A microbenchmark suite that says `thresholds: {default: 0.02}` gets its 3.5 % step reported, as `compare`
+    would judge it; the 5 % fallback (what history used before) hid it."""
+    import json
+
+    runs = []
+    for i in range(12):
+        run = make_run(tmp_path / "res", f"m{i:02d}", day=i, level=103.5 if i >= 6 else 100.0, seed=i,
+                       workloads=("my.bench",))  # fmt: skip
+        meta = json.loads((run / "run.json").read_text())
+        meta["suite"]["text"] = "name: nightly\nthresholds: {default: 0.02}\n"
+        (run / "run.json").write_text(json.dumps(meta))
+        runs.append(run)
+    assert cli("publish", *map(str, runs), "--db", db_url).returncode == 0
+    res = cli("history", "-t", "gpu-host", "-w", "my.bench", "--db", db_url)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"level shift on gpu-host: \+3\.\d% at run m06", res.stdout), res.stdout
+    plain = tmp_path / "plain"
+    for run in runs:  # the same numbers from a suite without a decision: the fallback, and it says so
+        meta = json.loads((run / "run.json").read_text())
+        (plain / f"p{run.name}").mkdir(parents=True)
+        for f in run.rglob("*"):
+            if f.is_file():
+                dest = plain / f"p{run.name}" / f.relative_to(run)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(f.read_bytes())
+        meta.update(run_id=f"p{run.name}", suite={"name": "other", "text": "name: other\n"}, baseline="gpu-plain",
+                    targets={"gpu-plain": {"kind": "local"}})  # fmt: skip
+        (plain / f"p{run.name}" / "run.json").write_text(json.dumps(meta))
+        (plain / f"p{run.name}" / "env" / "gpu-host.json").rename(plain / f"p{run.name}" / "env" / "gpu-plain.json")
+    for f in plain.rglob("*.jsonl"):
+        f.write_text(f.read_text().replace('"gpu-host"', '"gpu-plain"'))
+    assert cli("publish", *map(str, sorted(plain.iterdir())), "--db", db_url).returncode == 0
+    hidden = cli("history", "-t", "gpu-plain", "-w", "my.bench", "--db", db_url)
+    assert hidden.returncode == 0, hidden.stderr
+    assert "no level shift on gpu-plain over 12 runs (±5% (fallback) or more)" in hidden.stdout
+
+
 def test_compare_against_last_good(db_url: str, tmp_path: Path) -> None:
     good = make_run(tmp_path / "res", "good", day=0, level=100.0, seed=1)
     same = make_run(tmp_path / "res", "same", day=1, level=100.0, seed=2)
