@@ -78,9 +78,11 @@ def trend(
     db: Database, target: str, workload: str, metric: str | None = None, *, params: str | None = None,
     last: int | None = None,
 ) -> Trend:  # fmt: skip
-    """The trend of `workload`/`metric` on every target matching the glob `target` (a group), one series per
-    target and parameter set; change points and environment changes marked."""
-    names = [n for n in target_names(db) if fnmatch.fnmatchcase(n, target)]
+    """The trend of `workload`/`metric` on every target matching `target` — a name, a glob or a comma-separated
+    list of them (a group) — one series per target and parameter set; change points and environment changes
+    marked."""
+    globs = [g.strip() for g in target.split(",") if g.strip()]
+    names = [n for n in target_names(db) if any(fnmatch.fnmatchcase(n, g) for g in globs)]
     if not names:
         raise HistoryError(f"no published target matches {target!r}", hint=f"targets: {', '.join(target_names(db))}")
     q = (

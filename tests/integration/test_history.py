@@ -219,6 +219,23 @@ def test_history_judges_shifts_by_the_suites_own_threshold(db_url: str, tmp_path
     assert "no level shift on gpu-plain over 12 runs (±5% (fallback) or more)" in hidden.stdout
 
 
+def test_history_of_a_group_by_list_or_by_the_targets_files_group(db_url: str, tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / "res", f"{h}{i}", day=i, level=100.0, target=h, seed=i)
+            for h in ("gpu-a", "gpu-b", "cpu-c") for i in range(3)]  # fmt: skip
+    assert cli("publish", *map(str, runs), "--db", db_url).returncode == 0
+    (tmp_path / "lab.yaml").write_text("targets: {}\ngroups:\n  rack3: {hosts: [gpu-a, cpu-c]}\n")
+    for args in (["-t", "gpu-a,cpu-c"], ["-t", "rack3", "--targets", str(tmp_path / "lab.yaml")]):
+        res = cli("history", *args, "-w", "gpu.gemm", "--db", db_url)
+        assert res.returncode == 0, res.stderr
+        shown = {line.split()[4] for line in res.stdout.splitlines() if line.startswith("no level shift on")}
+        assert shown == {"gpu-a", "cpu-c"}, res.stdout
+    (tmp_path / "bad.yaml").write_text("targets: {x: {kind: nope}}\n")
+    bad = cli("history", "-t", "rack3", "--targets", str(tmp_path / "bad.yaml"), "-w", "gpu.gemm", "--db", db_url)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("benchbed: error: "), bad.stderr
+    assert "bad.yaml:1" in bad.stderr, bad.stderr
+
+
 def test_compare_against_last_good(db_url: str, tmp_path: Path) -> None:
     good = make_run(tmp_path / "res", "good", day=0, level=100.0, seed=1)
     same = make_run(tmp_path / "res", "same", day=1, level=100.0, seed=2)
