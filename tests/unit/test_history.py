@@ -125,3 +125,17 @@ def test_fingerprint_columns_name_what_an_upgrade_changes() -> None:
     upgraded = fingerprint_columns({**env, "gpus": [{"driver_version": "570.10"}]})
     assert upgraded["fingerprint"] != cols["fingerprint"]
     assert fingerprint_columns({})["driver"] is None
+
+
+def test_an_imported_run_is_placed_in_history_when_its_files_measured() -> None:
+    from datetime import UTC, datetime
+
+    from benchbed.history.rows import _measured_at
+
+    started = "2026-11-30T11:44:01+00:00"
+    files = ["2026-03-02T10:00:00+00:00", "2026-03-01T09:00:00", "garbage"]  # 3.x: no offset, meaning UTC
+    assert _measured_at({"started": started, "imported": {"datetimes": files}}) == datetime(2026, 3, 1, 9, tzinfo=UTC)
+    assert _measured_at({"started": started}) == datetime(2026, 11, 30, 11, 44, 1, tzinfo=UTC)
+    assert _measured_at({"started": started, "imported": {"datetimes": []}}) == datetime(
+        2026, 11, 30, 11, 44, 1, tzinfo=UTC
+    )
