@@ -68,13 +68,14 @@ def runs_under(out: Path) -> set[str]:
     return {p.name for p in out.iterdir() if p.is_dir()} if out.is_dir() else set()
 
 
-def labelled_containers(out: Path) -> list[str]:
-    """Names of the benchbed-labelled containers of the runs whose results go to `out`."""
-    runs = runs_under(out)
-    assert runs, f"no run directory under {out}: the check would pass vacuously"
+def labelled_containers(scope: str | Path | None = None) -> list[str]:
+    """benchbed's containers on this engine: of one run (a run id), of the runs whose results go to a directory, or
+    all of them. Tests scope: other test runs and developers may share the engine."""
+    runs = runs_under(scope) if isinstance(scope, Path) else {scope} if scope else None
+    assert runs != set(), f"no run directory under {scope}: the check would pass vacuously"
     with engine() as client:  # low-level list: no per-container inspect that races with a concurrent removal
         rows = client.api.containers(all=True, filters={"label": "benchbed.run"})
-    mine = [row for row in rows if (row.get("Labels") or {}).get("benchbed.run") in runs]
+    mine = [row for row in rows if runs is None or (row.get("Labels") or {}).get("benchbed.run") in runs]
     return [name.lstrip("/") for row in mine for name in row.get("Names", [])[:1]]
 
 
