@@ -63,6 +63,7 @@ class InSession:
             "warmup": case.warmup,
             "timeout_s": case.timeout_s,
             "settle_s": case.settle_s,
+            "hold_s": case.hold_s,
             "fingerprint": want_fp,
             "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch",
             "expect_sha256": agent.sha256,

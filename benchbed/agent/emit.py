@@ -8,7 +8,8 @@ of our reporting, not of the boundary. Measured on the 2-vCPU CI machine (docs/m
 dockerd + containerd CPU per line (the harness: ~11 µs), and in a container a STREAM copy repetition that follows
 a line was preempted 1.5-1.8× as often as one that does not (no difference chrooted).
 
-So samples and the fingerprint are held while the workload runs and written together when it ends, or by a
+So, when the suite asks for it (`hold_s`; the default 0 holds nothing, so an agent killed outright loses no
+sample), samples and the fingerprint are held while the workload runs and written together when it ends, or by a
 flusher thread once the oldest held line is `hold_s` old: a long workload still shows progress, and a workload
 killed outright loses at most `hold_s` of samples. Any other line (skipped, error, stack, serve, done) writes the
 held ones first, in order, so the controller sees the same stream, only later.

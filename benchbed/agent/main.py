@@ -90,6 +90,7 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     from benchbed.workloads import Context, Skipped, load_for
 
     sha = _own_sha256()
+    emit.hold_s = float(spec.get("hold_s") or 0)  # the suite's choice: holding trades kill-safety for quiet timing
     emit(Line.HELLO, protocol=PROTOCOL, agent=__version__, sha256=sha, pid=os.getpid(), python=sys.version.split()[0])
     if spec.get("protocol", PROTOCOL) != PROTOCOL:
         emit(
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     sys.stdout = sys.stderr  # workloads' prints go to stderr; stdout is the protocol channel
-    emit = Emitter(proto)
+    emit = Emitter(proto, hold_s=0.0)  # nothing held until a case's spec asks for it
     try:
         return _command(args, emit)
     finally:

@@ -92,3 +92,11 @@ def test_settle_s_reaches_every_case_and_defaults_to_no_wait() -> None:
     assert {c.settle_s for c in make_plan(waits, ["a", "b"], seed=1).cases} == {3.0}
     with pytest.raises(ValueError, match="settle_s"):
         suite(defaults={"instances": 2, "settle_s": -1})
+
+
+def test_hold_s_reaches_every_case_and_defaults_to_writing_each_sample_at_once() -> None:
+    assert {c.hold_s for c in make_plan(suite(), ["a", "b"], seed=1).cases} == {0.0}
+    held = suite(defaults={"instances": 2, "repetitions": 2, "hold_s": 1})
+    assert {c.hold_s for c in make_plan(held, ["a", "b"], seed=1).cases} == {1.0}
+    with pytest.raises(ValueError, match="hold_s"):
+        suite(defaults={"instances": 2, "hold_s": -1})
