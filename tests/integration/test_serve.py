@@ -1,5 +1,5 @@
 """serve.latency end to end: a real inference server in the target, loaded in the target and from the controller
-through the boundary's network path (local loopback, a docker port published on 127.0.0.1, docker host
+through the boundary's network path (local loopback, a docker or podman port published on 127.0.0.1, host
 networking), its cold-start split, and a server that dies mid-load."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.integration import dockerd, libvirtd, sshd
+from tests.integration import dockerd, libvirtd, podmand, sshd
 
 PARAMS = {"backend": "numpy", "width": 64, "rates": "50,150", "duration_s": 0.5, "closed_s": 0.5}
 STEPS = {"interpreter", "import", "model_load", "listen", "first_request"}
@@ -117,6 +117,22 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
     assert dockerd.labelled_containers() == []
 
 
+@pytest.mark.podman
+def test_podman_published_port_and_host_network(tmp_path: Path) -> None:
+    image = podmand.required_image()
+    box = {"kind": "podman", "image": image, "pull": "never"}
+    targets = {"bridge": {**box, "network": "bridge", "publish": 8700}, "hostnet": {**box, "network": "host"}}
+    data = run(tmp_path, targets, [{"name": "serve.latency", "params": PARAMS}])
+    assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
+    s = data.samples
+    for target, via in (("bridge", "published-port"), ("hostnet", "host-network")):
+        across = s[(s.target == target) & s.metric.str.startswith("across.")]
+        assert set(across.labels.map(lambda x: x["via"])) == {via}
+        assert_both_paths(data, target)
+        assert_cold_start(data, target, "create")
+    assert podmand.labelled_containers() == []
+
+
 @pytest.mark.ssh
 def test_ssh_target_is_loaded_through_an_ssh_tunnel(tmp_path: Path) -> None:
     with sshd.required(tmp_path / "sshd") as server:
@@ -136,7 +152,8 @@ def test_vm_forwarded_port_next_to_ssh_and_ssh_tunnel(tmp_path: Path) -> None:
     with libvirtd.required_overlays() as overlays:
         base = libvirtd.guest_spec(overlays)
         targets = {
-            "vm": {**base, "ssh": {**base["ssh"], "serve_port": 8700}},  # QEMU hostfwd next to SSH's
+            # QEMU hostfwd next to SSH's, through a save and restore (both forwards renewed for the instance)
+            "vm": {**base, "start": "restore!", "ssh": {**base["ssh"], "serve_port": 8700}},
             "vmtunnel": base,  # no forwarded port: the across path goes through an SSH tunnel
         }
         # the guest's bare python (no numpy), and rates a TCG-emulated guest sustains

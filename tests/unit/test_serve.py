@@ -20,6 +20,7 @@ from benchbed.report.runinfo import SERVE_STEPS, workload_steps
 from benchbed.targets import vmspec
 from benchbed.targets.docker import DockerTarget
 from benchbed.targets.libvirt import LibvirtTarget
+from benchbed.targets.podman import PodmanTarget
 from benchbed.workloads import loadgen
 from benchbed.workloads.hdr import PRECISION, Histogram
 from benchbed.workloads.serve import ServeLatency
@@ -137,6 +138,9 @@ def test_bad_parameters_and_publish_without_a_network_are_refused() -> None:
     with pytest.raises(ValidationError, match="publish: 8700 needs network: bridge"):
         DockerTarget(kind="docker", image="x", publish=8700)
     assert DockerTarget(kind="docker", image="x", network="bridge", publish=8700).publish == 8700
+    with pytest.raises(ValidationError, match="publish: 8700 needs network: bridge"):
+        PodmanTarget(kind="podman", image="x", network="host", publish=8700)
+    assert PodmanTarget(kind="podman", image="x", network="bridge", publish=8700).publish == 8700
 
 
 def test_vm_serve_port_is_a_second_loopback_forward_next_to_ssh(tmp_path: Path) -> None:
