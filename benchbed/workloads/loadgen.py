@@ -71,6 +71,8 @@ class Run:
     rate: float  # requests/s asked for (0 for closed loop)
     hist: Histogram = field(default_factory=Histogram)
     lag: Histogram = field(default_factory=Histogram)  # open loop: actual send − scheduled time (the generator's)
+    service: Histogram = field(default_factory=Histogram)  # open loop: from the actual send (wrk's and h2load's
+    # timing point, with coordinated omission: only for comparing with them; `hist` is the figure reported)
     sent: int = 0
     errors: int = 0
     elapsed_s: float = 0.0
@@ -144,6 +146,7 @@ def open_loop(
                 run.lag.record(sent - due)
                 if ok:
                     run.hist.record(end - due)
+                    run.service.record(end - sent)
                 else:
                     run.errors += 1
                     run.first_error = run.first_error or f"HTTP status {status}"
