@@ -98,6 +98,9 @@ def test_open_loop_counts_the_queue_behind_a_stall(stalling: int) -> None:
     assert run.hist.total == 200
     assert run.hist.percentile(90) >= 100e6
     assert run.hist.max >= 0.3e9
+    assert run.service.total == 200  # the same requests timed from their actual send, as wrk and h2load do:
+    assert run.service.percentile(90) < 100e6  # there the queue behind the stall is gone
+    assert run.service.max >= 0.3e9  # only the stalled request itself shows it
 
 
 def test_closed_loop_and_errors_stop_at_a_dead_server(stalling: int) -> None:
