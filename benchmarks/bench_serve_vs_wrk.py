@@ -152,7 +152,10 @@ def rounds(gens: dict[str, Callable[[], Result]], n: int) -> dict[str, Result]:
     for r in range(n):
         for k in names[r % len(names) :] + names[: r % len(names)]:
             got[k].append(gens[k]())
-    return {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in got.items()}
+    out = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in got.items()}
+    for k, v in got.items():  # a generator's own round-to-round spread of p99: the noise any Δp99 sits in
+        out[k].update(p99lo=min(x["p99"] for x in v), p99hi=max(x["p99"] for x in v))
+    return out
 
 
 def delta(ours: float, ref: float) -> str:
@@ -169,6 +172,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rates", default="50,100,400", help="open-loop requests/s (one connection)")
+    ap.add_argument("--parts", default="closed,open,ceiling", help="which comparisons to run")
     ap.add_argument("--width", type=int, default=256, help="model size (a bigger model: more server time)")
     a = ap.parse_args()
     body, sec = a.width * 4, a.seconds
@@ -178,9 +182,12 @@ def main() -> None:
     try:
         ours_closed(port, body, 1.0, 4)  # warm-up: first-touch of the model's pages, the server's threads
         print(f"# width {a.width}, {a.rounds} rounds of {sec:g} s, load average {os.getloadavg()[0]:.1f}")
-        print("\n| closed loop | wrk p50 / p99 (µs) | h2load p50 / p99 | benchbed p50 / p99 | Δp50 vs h2load, wrk ")
+        print(
+            "\n| closed loop | wrk p50 / p99 (µs) | h2load p50 / p99 | benchbed p50 / p99 | Δp50 vs h2load, wrk ",
+            end="",
+        )
         print("| Δp99 vs h2load, wrk | req/s wrk / h2load / benchbed |\n|---|---|---|---|---|---|---|")
-        for conns in (1, 4):
+        for conns in (1, 4) if "closed" in a.parts else ():
             m = rounds(
                 {
                     "wrk": lambda c=conns: wrk(port, body, sec, c),
@@ -196,10 +203,13 @@ def main() -> None:
                 f"{delta(o['p99'], h['p99'])}, {delta(o['p99'], w['p99'])} | "
                 f"{w['rps']:.0f} / {h['rps']:.0f} / {o['rps']:.0f} |"
             )
-        print("\n| open loop, 1 conn | rate h2load / benchbed | h2load p50 / p99 (µs) | benchbed from send p50 / p99 ")
-        print("| Δp50 | Δp99 | benchbed from schedule p50 / p99 | h2load: sent in bursts | h2load p50 of spaced ones |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for rate in (float(r) for r in a.rates.split(",")):
+        print(
+            "\n| open loop, 1 conn | rate h2load / benchbed | h2load p50 / p99 (µs) | benchbed from send p50 / p99 ",
+            end="",
+        )
+        print("| Δp50 | Δp99 | p99 range over rounds h2load; benchbed | benchbed from schedule p50 / p99 ", end="")
+        print("| h2load: sent in bursts | h2load p50 of spaced ones |\n|---|---|---|---|---|---|---|---|---|---|")
+        for rate in [float(r) for r in a.rates.split(",")] if "open" in a.parts else []:
             m = rounds(
                 {
                     "h2": lambda r=rate: h2load(port, body, sec, 1, r),
@@ -211,10 +221,13 @@ def main() -> None:
             print(
                 f"| {rate:g}/s | {h['rps']:.0f} / {o['rps']:.0f} | {h['p50']:.0f} / {h['p99']:.0f} | "
                 f"{o['p50']:.0f} / {o['p99']:.0f} | {delta(o['p50'], h['p50'])} | {delta(o['p99'], h['p99'])} | "
+                f"{h['p99lo']:.0f}–{h['p99hi']:.0f}; {o['p99lo']:.0f}–{o['p99hi']:.0f} | "
                 f"{o['i50']:.0f} / {o['i99']:.0f} | {h['burst']:.0%} | {h['s50']:.0f} |"
             )
-        print("\n| ceiling, closed loop, 4 conns | wrk (req/s) | h2load | benchbed |\n|---|---|---|---|")
-        for what, p, size in (("inference server", port, body), ("canned asyncio server", cport, 64)):
+        if "ceiling" in a.parts:
+            print("\n| ceiling, closed loop, 4 conns | wrk (req/s) | h2load | benchbed |\n|---|---|---|---|")
+        servers = (("inference server", port, body), ("canned asyncio server", cport, 64))
+        for what, p, size in servers if "ceiling" in a.parts else ():
             m = rounds(
                 {
                     "wrk": lambda p=p, s=size: wrk(p, s, sec, 4),
