@@ -3,6 +3,7 @@ omission (against a real stdlib server on 127.0.0.1 that stalls), the model back
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import threading
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
@@ -64,6 +65,7 @@ class Stalling(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     stall_s = 0.3
     count = 0
+    gc_seen: ClassVar[set[bool]] = set()
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -71,6 +73,7 @@ class Stalling(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).count += 1
+        type(self).gc_seen.add(gc.isenabled())  # this server runs in the generator's process: GC state shows
         if type(self).count == 10:
             time.sleep(self.stall_s)
         self.send_response(200)
@@ -81,6 +84,7 @@ class Stalling(BaseHTTPRequestHandler):
 @pytest.fixture
 def stalling() -> Iterator[int]:
     Stalling.count = 0
+    Stalling.gc_seen = set()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -101,6 +105,8 @@ def test_open_loop_counts_the_queue_behind_a_stall(stalling: int) -> None:
     assert run.service.total == 200  # the same requests timed from their actual send, as wrk and h2load do:
     assert run.service.percentile(90) < 100e6  # there the queue behind the stall is gone
     assert run.service.max >= 0.3e9  # only the stalled request itself shows it
+    assert Stalling.gc_seen == {False}  # no collector pause inside any request's timing
+    assert gc.isenabled()  # and the GC is back on afterwards
 
 
 def test_closed_loop_and_errors_stop_at_a_dead_server(stalling: int) -> None:
