@@ -162,8 +162,8 @@ def test_vm_forwarded_port_next_to_ssh_and_ssh_tunnel(tmp_path: Path) -> None:
         assert not [d for d in libvirtd.benchbed_domains() if data.dir.name in d]  # other runs may share libvirtd
     assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
     s = data.samples
-    for target, via in (("vm", "forwarded-port"), ("vmtunnel", "ssh-tunnel")):
+    for target, via, start in (("vm", "forwarded-port", "restore"), ("vmtunnel", "ssh-tunnel", "boot")):
         assert_both_paths(data, target, ("open@5", "open@15"))
-        assert_cold_start(data, target, "boot")
+        assert_cold_start(data, target, start)
         across = s[(s.target == target) & s.metric.str.startswith("across.")]
         assert set(across.labels.map(lambda x: x["via"])) == {via}
