@@ -15,6 +15,8 @@ same inference server (benchbed.workloads.serving: ThreadingHTTPServer, numpy ML
 Rounds interleave the generators (order rotated per round) so drifting machine load hits each alike; medians of
 rounds. Goal: benchbed's p50 within ±10 % of the reference, p99 within ±20 %.
 
+Needs Debian's `wrk` and `nghttp2-client` (h2load): `apt-get install wrk nghttp2-client`.
+
     python benchmarks/bench_serve_vs_wrk.py [--rounds 5] [--seconds 3] [--width 256] [--rates 50,100,400]
 """
 
