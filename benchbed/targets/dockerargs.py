@@ -51,6 +51,8 @@ def create_args(spec: ContainerFields, name: str, run_id: str) -> dict[str, Any]
         args["user"] = spec.user
     if spec.volumes:
         args["volumes"] = list(spec.volumes)
+    if spec.publish is not None:  # only ever on the host's loopback (an ephemeral port)
+        args["ports"] = {f"{spec.publish}/tcp": ("127.0.0.1", None)}
     return args
 
 

@@ -80,17 +80,19 @@ def restore_instance(
     clock: PhaseClock,
     t: float,
     banner: Callable[[libvirt.virDomain, int, float], socket.socket],
-) -> tuple[socket.socket, int]:
-    """overlay (over the saved disk) → restore (this instance's files, a new port; the domain bound into `live`)
-    → resume (until sshd's banner): the socket and the forwarded port."""
+    serve: bool = False,
+) -> tuple[socket.socket, int, int | None]:
+    """overlay (over the saved disk) → restore (this instance's files, new ports; the domain bound into `live`)
+    → resume (until sshd's banner): the socket, SSH's forwarded port and (`serve`) serve.latency's."""
     vmspec.create_overlay(saved.disk, saved.directory / f"{name}.qcow2")
     clock.add("overlay", time.perf_counter() - t)
     t = time.perf_counter()
     for attempt in range(3):  # a free port taken before QEMU binds it gets another try
         port = fixed_port or vmspec.free_port()
+        serve_port = vmspec.free_port() if serve else None
         try:
             with held_signals():
-                live.append(restore(conn, saved, name, port))
+                live.append(restore(conn, saved, name, port, serve_port))
             break
         except PortTaken as err:
             if attempt == 2 or fixed_port:
@@ -102,7 +104,7 @@ def restore_instance(
     t = time.perf_counter()
     sock = banner(live[0], port, t)
     clock.add("resume", time.perf_counter() - t)
-    return sock, port
+    return sock, port, serve_port
 
 
 def save(conn: libvirt.virConnect, dom: libvirt.virDomain, directory: Path, name: str, n: str) -> Saved:
@@ -121,10 +123,17 @@ def save(conn: libvirt.virConnect, dom: libvirt.virDomain, directory: Path, name
     return Saved(name, directory, xml, path.stat().st_size)
 
 
-def restore(conn: libvirt.virConnect, saved: Saved, name: str, host_port: int) -> libvirt.virDomain:
+def restore(
+    conn: libvirt.virConnect, saved: Saved, name: str, host_port: int, serve_host_port: int | None = None
+) -> libvirt.virDomain:
     """The saved guest, running again on overlay NAME.qcow2 (created by the caller) and `host_port`."""
     dxml = vmrestore.rewrite_saved_xml(
-        saved.xml, old=saved.name, new=name, directory=saved.directory, host_port=host_port
+        saved.xml,
+        old=saved.name,
+        new=name,
+        directory=saved.directory,
+        host_port=host_port,
+        serve_host_port=serve_host_port,
     )
     try:
         conn.restoreFlags(str(saved.file), dxml, libvirt.VIR_DOMAIN_SAVE_RUNNING)

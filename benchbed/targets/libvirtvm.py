@@ -286,9 +286,11 @@ class LibvirtProvisioner(TargetImpl):
         def banner(dom: libvirt.virDomain, port: int, start: float) -> socket.socket:
             return self._banner(dom, name, "127.0.0.1", port, start, console, probes=1)
 
-        sock, port = libvirtsave.restore_instance(
-            self.conn, self._saved, name, self.spec.ssh.host_port, live, clock, t, banner
+        guest = self.spec.ssh.serve_port
+        sock, port, serve = libvirtsave.restore_instance(
+            self.conn, self._saved, name, self.spec.ssh.host_port, live, clock, t, banner, serve=guest is not None
         )
+        self._serve_fwd = (guest, serve) if guest and serve else None
         return sock, "127.0.0.1", port
 
     def _create(
