@@ -14,7 +14,8 @@ Schema history:
       Also additive (no new schema; older runs read as before): run.json `options` (--only, --repeat),
       `resumed` (one entry per `run --resume`) and `status_note` when a run ended on a store error; samples and
       case records of a resumed instance carry `attempt`. Only samples of instances with an `ok` record are
-      statistics (`finished_samples`). A `.reserve` file lives in the directory while the run is written (a
+      statistics (`finished_samples`); the others are `RunData.unfinished`, counted per case by every report
+      and `compare`. A `.reserve` file lives in the directory while the run is written (a
       killed run keeps it until resumed). Case records of libvirt targets carry `start` (booted | restored).
 """
 
@@ -28,7 +29,7 @@ import secrets
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ SCALAR_COLUMNS = [c for c in SAMPLE_COLUMNS if c != "labels"]  # flat files (the
 FSYNC_INTERVAL_S = 0.5
 RESERVE = ".reserve"  # room kept back so a full store can still be told how the run ended (see RunWriter)
 RESERVE_MIN = 64 * 1024
+# RunData.unfinished: one row per instance (try) whose samples are on disk but out of the statistics
+UNFINISHED_COLUMNS = ["target", "workload", "params", "instance", "case", "attempt", "samples"]
 
 
 def check_store(out_dir: Path) -> None:
@@ -232,6 +235,8 @@ class RunData:
     samples: pd.DataFrame
     cases: pd.DataFrame
     env: dict[str, dict[str, Any]]
+    # instances that wrote samples but did not finish `ok` (`finished_samples`): reports say what was left out
+    unfinished: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNFINISHED_COLUMNS))
 
 
 def _text(path: Path) -> str:
@@ -305,8 +310,8 @@ def attempt_key(row: dict[str, Any]) -> tuple[Any, int]:
 
 def finished_samples(
     rows: list[dict[str, Any]], case_rows: list[dict[str, Any]], meta: dict[str, Any]
-) -> tuple[list[dict[str, Any]], int]:
-    """The samples of instances that finished `ok`, and how many others were left out. An instance that failed
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The samples of instances that finished `ok`, and the others, left out. An instance that failed
     or was cut short may have written samples before it died; they stay on disk, out of the statistics. Cut short
     means: planned (run.json's plan) but without a case record. A directory without a plan (hand-made, imported)
     loses only the samples of instances recorded as not ok."""
@@ -319,8 +324,24 @@ def finished_samples(
         status = outcome.get(attempt_key(row))
         return status == "ok" if status is not None or planned else True
 
-    kept = [r for r in rows if counts(r)]
-    return kept, len(rows) - len(kept)
+    kept: list[dict[str, Any]] = []
+    left: list[dict[str, Any]] = []
+    for r in rows:
+        (kept if counts(r) else left).append(r)
+    return kept, left
+
+
+def unfinished_instances(left: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per instance (try) whose samples `finished_samples` left out, with how many samples it wrote."""
+    per: dict[tuple[Any, int], dict[str, Any]] = {}
+    for r in left:
+        key = attempt_key(r)
+        rec = per.get(key)
+        if rec is None:
+            keep = ("target", "workload", "params", "instance")
+            rec = per[key] = {**{k: r.get(k) for k in keep}, "case": key[0], "attempt": key[1], "samples": 0}
+        rec["samples"] += 1
+    return pd.DataFrame(list(per.values()), columns=UNFINISHED_COLUMNS)
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -348,13 +369,13 @@ def load_run(run_dir: Path) -> RunData:
         meta["status"] = "incomplete"
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     case_rows = _read_jsonl(run_dir / "cases.jsonl")
-    rows, unfinished = finished_samples(_read_jsonl(run_dir / "samples.jsonl"), case_rows, meta)
-    if unfinished:
-        meta["unfinished_samples"] = unfinished
+    rows, left = finished_samples(_read_jsonl(run_dir / "samples.jsonl"), case_rows, meta)
+    if left:
+        meta["unfinished_samples"] = len(left)
     samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
     labels = [v if isinstance(v, dict) else {} for v in samples["labels"]]  # rows of older writers have none
     samples["labels"] = pd.Series(labels, index=samples.index, dtype=object)
     cases = pd.DataFrame(case_rows)
     env = {path.stem: _json_object(path) for path in sorted((run_dir / "env").glob("*.json"))}
-    return RunData(run_dir, meta, samples, cases, env)
+    return RunData(run_dir, meta, samples, cases, env, unfinished_instances(left))
