@@ -7,7 +7,8 @@ unless `accept_new_host_key` is set, and a changed key is refused, always.
 
 The remote side runs under a small POSIX-sh wrapper that records its pid — sshd makes every session its own
 process group, so that pid is the group to kill when a command times out or the controller is interrupted.
-Teardown removes the workdir in every case it can reach the host.
+Teardown removes the workdir in every case it can reach the host. When it cannot run at all (the harness was
+SIGKILLed), the agent ends itself: its stdin is the channel, held open, which sshd closes with the connection.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import paramiko
 
 from benchbed.errors import TransportError
+from benchbed.protocol import WATCH_ENV
 from benchbed.targets.base import CommandResult, Endpoint, LineHandler, SessionImpl, Tail, TargetImpl
 from benchbed.targets.streams import iter_lines
 
@@ -102,8 +104,12 @@ def unwrap_result(argv: Sequence[str], rc: int, stderr: str, elapsed: float, tim
     return CommandResult(tuple(argv), rc, "", stderr, elapsed, timed_out)
 
 
-def open_channel(target: Host, transport: paramiko.Transport, command: str) -> paramiko.Channel:
-    """A new channel on the session's connection, running `command`; a failure is one TransportError line."""
+def open_channel(
+    target: Host, transport: paramiko.Transport, command: str, *, hold_stdin: bool = False
+) -> paramiko.Channel:
+    """A new channel on the session's connection, running `command`; a failure is one TransportError line.
+    `hold_stdin`: the command's stdin stays open until the channel closes (with us, or with the connection), so an
+    agent watching it ends itself when the harness dies; otherwise it gets EOF at once."""
     try:
         chan = transport.open_session(timeout=target.spec.connect_timeout_s)
     except (paramiko.SSHException, OSError, EOFError) as err:
@@ -111,7 +117,8 @@ def open_channel(target: Host, transport: paramiko.Transport, command: str) -> p
         raise target.error(TransportError, f"cannot open a channel to {target.where}: {why}") from err
     try:
         chan.exec_command(command)
-        chan.shutdown_write()  # stdin: EOF at once, nothing ever reads it
+        if not hold_stdin:
+            chan.shutdown_write()
     except (paramiko.SSHException, OSError, EOFError) as err:
         close_channel(chan)
         raise target.error(TransportError, f"cannot start a command on {target.where}: {err}") from err
@@ -224,9 +231,12 @@ class SshSession(SessionImpl):
         pidfile = f"{self.workdir}/.pid-{self._count}"
         if self.aborted.is_set():
             raise self.target.error(TransportError, "command aborted")
-        run = self.wrap(argv) if self.wrap else argv
+        # the agent ends itself, with the session's process group, once its stdin closes (the harness is gone);
+        # set inside a stack's chroot, whose `env -i` would drop it, and past sudo, which resets the environment
+        watched = ["env", f"{WATCH_ENV}=group", *argv]
+        run = self.wrap(watched) if self.wrap else watched
         command = wrap_command(run, self.workdir, pidfile, sudo=self.target.spec.sudo)
-        chan = open_channel(self.target, self.transport, command)
+        chan = open_channel(self.target, self.transport, command, hold_stdin=True)
         err = _Err()
         finished = timed_out = False
         try:
