@@ -339,6 +339,8 @@ def compare(
         out.print(f"warning: not a boundary cost alone: {note}", markup=False, style="yellow")
     for note in result.expected:
         out.print(f"note: expected difference: {note}", markup=False, soft_wrap=True)
+    for note in result.unfinished:
+        out.print(f"note: unfinished: {note}", markup=False, soft_wrap=True)
     styles = {"regression": "bold red", "improvement": "green", "equivalent": "dim"}
     table = Table(*HEADERS)
     for verdict, cells in zip(result.verdicts["verdict"], table_rows(result), strict=True):

@@ -24,7 +24,15 @@ from benchbed.fmt import fmt_num, md, params_label
 from benchbed.results import RunData, load_run
 from benchbed.rules import EnvChange, merged_thresholds, rules_of
 from benchbed.stacks.parity import DIFFERS, SideStacks, annotate, expected_differences
-from benchbed.stats import DEFAULT_SEED, KEYS, _median, bootstrap_ci, canonical_params, instance_medians
+from benchbed.stats import (
+    DEFAULT_SEED,
+    KEYS,
+    _median,
+    bootstrap_ci,
+    canonical_params,
+    instance_medians,
+    unfinished_by_case,
+)
 from benchbed.verdict import ALPHA, compare_pairs
 
 
@@ -47,6 +55,7 @@ class Comparison:
     alpha: float = ALPHA
     notes: list[str] = field(default_factory=list)
     expected: list[str] = field(default_factory=list)  # differences by design (a VM's own GPU driver)
+    unfinished: list[str] = field(default_factory=list)  # per side and case: samples left out of the statistics
 
     @property
     def regressions(self) -> int:
@@ -178,7 +187,22 @@ def compare(
         for side in (a, b)
         for line in expected_differences({side.label: side.run.env.get(side.target, {})}, [side.label])
     ]
-    return Comparison(pairs, verdicts, tested, warned, alpha, notes, list(dict.fromkeys(expected)))
+    sides = {(id(s.run), s.target): s for p in pairs for s in p}  # a base side shared by several pairs: once
+    left = [line for side in sides.values() for line in unfinished_lines(side)]
+    return Comparison(pairs, verdicts, tested, warned, alpha, notes, list(dict.fromkeys(expected)), left)
+
+
+def unfinished_lines(side: Side) -> list[str]:
+    """One line per case of this side whose unfinished instances wrote samples that no statistic includes."""
+    by_case = unfinished_by_case(side.run.unfinished)
+    lines = []
+    for r in by_case[by_case["target"] == side.target].to_dict("records"):
+        n, m = int(r["samples"]), int(r["instances"])
+        lines.append(
+            f"{side.label} {r['workload']} {params_label(r['params'])}: {n} sample{'s' * (n != 1)} from "
+            f"{m} unfinished instance{'s' * (m != 1)} left out of the statistics"
+        )
+    return lines
 
 
 def _with_new_ci(verdicts: pd.DataFrame, frames: list[tuple[pd.DataFrame, pd.DataFrame]], seed: int) -> pd.DataFrame:
@@ -264,7 +288,9 @@ def to_markdown(c: Comparison) -> str:
         lines.append(f"- ⚠ not a boundary cost alone: {_md(note)}")
     for note in c.expected:
         lines.append(f"- expected difference: {_md(note)}")
-    if c.stack_notes or c.expected:
+    for note in c.unfinished:
+        lines.append(f"- unfinished: {_md(note)}")
+    if c.stack_notes or c.expected or c.unfinished:
         lines.append("")
     lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in table_rows(c)]

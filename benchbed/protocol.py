@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PROTOCOL = 1
-# Set by a controller that holds the agent's stdin open for as long as it lives (the local target): "stdin" asks
-# the agent to end itself and its process group once that stdin closes (the controller was killed).
+# Set by a controller that holds the agent's stdin open for as long as it lives: once that stdin closes (the
+# controller was killed, or its connection dropped) the agent ends itself. "stdin" (the local target, whose agent
+# leads its own process group): with that group. "group" (ssh: sshd made the command's wrapper shell the leader of
+# a group that is this command's alone): with the whole group it runs in, though it does not lead it.
 WATCH_ENV = "BENCHBED_AGENT_WATCH"
+WATCH_MODES = ("stdin", "group")
 
 Better = Literal["higher", "lower"]
 Phase = Literal["cold", "warmup", "measure"]

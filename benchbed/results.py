@@ -14,7 +14,8 @@ Schema history:
       Also additive (no new schema; older runs read as before): run.json `options` (--only, --repeat),
       `resumed` (one entry per `run --resume`) and `status_note` when a run ended on a store error; samples and
       case records of a resumed instance carry `attempt`. Only samples of instances with an `ok` record are
-      statistics (`finished_samples`). A `.reserve` file lives in the directory while the run is written (a
+      statistics (`finished.finished_samples`); the others are `RunData.unfinished`, counted per case by every report
+      and `compare`. A `.reserve` file lives in the directory while the run is written (a
       killed run keeps it until resumed). Case records of libvirt targets carry `start` (booted | restored).
 """
 
@@ -29,7 +30,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import pandas as pd
 
 from benchbed.errors import ResultsFormatError, StoreError
 from benchbed.fileio import store_error, write_json
+from benchbed.finished import UNFINISHED_COLUMNS, finished_samples, unfinished_instances
 from benchbed.owner import owner_alive
 from benchbed.protocol import SAMPLE_COLUMNS
 
@@ -46,6 +48,7 @@ SCALAR_COLUMNS = [c for c in SAMPLE_COLUMNS if c != "labels"]  # flat files (the
 FSYNC_INTERVAL_S = 0.5
 RESERVE = ".reserve"  # room kept back so a full store can still be told how the run ended (see RunWriter)
 RESERVE_MIN = 64 * 1024
+# RunData.unfinished: one row per instance (try) whose samples are on disk but out of the statistics
 
 
 def check_store(out_dir: Path) -> None:
@@ -246,6 +249,8 @@ class RunData:
     samples: pd.DataFrame
     cases: pd.DataFrame
     env: dict[str, dict[str, Any]]
+    # instances that wrote samples but did not finish `ok` (`finished_samples`): reports say what was left out
+    unfinished: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNFINISHED_COLUMNS))
 
 
 def _text(path: Path) -> str:
@@ -330,31 +335,6 @@ def _writer_alive(meta: dict[str, Any]) -> bool:
     return not isinstance(pid, int) or owner_alive(f"{meta.get('controller_host')}:{pid}")
 
 
-def attempt_key(row: dict[str, Any]) -> tuple[Any, int]:
-    """Which try of which planned instance a sample or case record belongs to (a resumed run retries some)."""
-    return row.get("case"), int(row.get("attempt") or 0)
-
-
-def finished_samples(
-    rows: list[dict[str, Any]], case_rows: list[dict[str, Any]], meta: dict[str, Any]
-) -> tuple[list[dict[str, Any]], int]:
-    """The samples of instances that finished `ok`, and how many others were left out. An instance that failed
-    or was cut short may have written samples before it died; they stay on disk, out of the statistics. Cut short
-    means: planned (run.json's plan) but without a case record. A directory without a plan (hand-made, imported)
-    loses only the samples of instances recorded as not ok."""
-    outcome = {attempt_key(c): c.get("status") for c in case_rows}
-    planned = bool(meta.get("plan"))
-
-    def counts(row: dict[str, Any]) -> bool:
-        if "case" not in row:
-            return True
-        status = outcome.get(attempt_key(row))
-        return status == "ok" if status is not None or planned else True
-
-    kept = [r for r in rows if counts(r)]
-    return kept, len(rows) - len(kept)
-
-
 def load_run(run_dir: Path) -> RunData:
     """Read a run directory into tidy DataFrames (one row per sample / per instance). The one reader of run
     directories: every way one can be unreadable is a ResultsFormatError naming the file, for every command."""
@@ -380,13 +360,13 @@ def load_run(run_dir: Path) -> RunData:
         meta["status"] = "incomplete"
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     case_rows = _read_jsonl(run_dir / "cases.jsonl")
-    rows, unfinished = finished_samples(_sample_rows(run_dir / "samples.jsonl"), case_rows, meta)
-    if unfinished:
-        meta["unfinished_samples"] = unfinished
+    rows, left = finished_samples(_sample_rows(run_dir / "samples.jsonl"), case_rows, meta)
+    if left:
+        meta["unfinished_samples"] = len(left)
     samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
     samples["value"] = pd.to_numeric(samples["value"], errors="coerce")
     labels = [v if isinstance(v, dict) else {} for v in samples["labels"]]  # rows of older writers have none
     samples["labels"] = pd.Series(labels, index=samples.index, dtype=object)
     cases = pd.DataFrame(case_rows)
     env = {path.stem: _json_object(path) for path in sorted((run_dir / "env").glob("*.json"))}
-    return RunData(run_dir, meta, samples, cases, env)
+    return RunData(run_dir, meta, samples, cases, env, unfinished_instances(left))

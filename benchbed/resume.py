@@ -5,7 +5,7 @@ target's recorded spec must match the one given now; the first difference is nam
 from the recorded seed and options, compared case by case) and the same agent bytes (rebuilt and hashed).
 Instances with a case record (ok, skipped or failed) are kept; every other planned instance is run again as a
 new *attempt*: its samples carry `attempt`, so what an unfinished try wrote before it died stays on disk and out of
-the statistics (`results.finished_samples`). run.json lists each resumption under `resumed`.
+the statistics (`finished.finished_samples`). run.json lists each resumption under `resumed`.
 """
 
 from __future__ import annotations

@@ -72,28 +72,6 @@ class Runner:
     def failed_targets(self) -> dict[str, str]:
         return self.cases.failed_targets if self.cases else {}
 
-    def _meta(self, agent: Agent) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "benchbed_version": __version__,
-            "suite": {"name": self.loaded.suite.name, "path": str(self.loaded.path), "text": self.loaded.source_text},
-            "targets": {n: s.recorded() for n, s in self.specs.items() if n in self.plan.targets},  # no secrets
-            "boundaries": {n: kind(self.specs[n].kind).boundary(self.specs[n]) for n in self.plan.targets},
-            "baseline": self.plan.baseline,
-            "seed": self.plan.seed,
-            "parallel": self.parallel,
-            "options": self.options,
-            "plan": [c.to_json() for c in self.plan.cases],
-            "agent": {
-                "sha256": agent.sha256,
-                "size": agent.size,
-                "modules": [p.name for p in self.loaded.module_paths],
-                "bundles": {name: str(path) for name, path in sorted(self.loaded.bundles.items())},
-            },
-            "controller": {"host": platform.node(), "python": sys.version.split()[0], "argv": sys.argv},
-            "rules": resolve(self.loaded.suite.thresholds).to_json(),
-        }
-
     def execute(self) -> RunWriter:
         check_store(self.run_dir.parent)
         status = "incomplete"
@@ -105,8 +83,8 @@ class Runner:
             with held_signals():  # an interrupt during setup lands once the run exists, so it ends up marked
                 if self.resume is None:
                     writer = RunWriter(self.run_dir, {})
-                    agent = self._stage_agent()
-                    writer.update(**self._meta(agent))
+                    agent = stage_agent(self.run_dir, self.loaded)
+                    writer.update(**run_record(self, agent))
                 else:
                     writer = RunWriter.reopen(self.run_dir, self.resume.entry)
                     agent = Agent(self.run_dir / "agent.pyz", str(writer.meta["agent"]["sha256"]), 0)
@@ -138,18 +116,6 @@ class Runner:
                 if writer is not None:
                     self._finish(writer, status, note)
         return writer
-
-    def _stage_agent(self) -> Agent:
-        """Build the agent into the run directory: the exact bytes every target runs, kept with the results."""
-        staging = self.run_dir / ".agent"
-        try:
-            built = build_agent(staging, self.loaded.module_paths, self.loaded.bundles)
-            built.path.replace(self.run_dir / "agent.pyz")
-            staging.rmdir()
-        except OSError as err:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise store_error(self.run_dir / "agent.pyz", err) from err
-        return Agent(self.run_dir / "agent.pyz", built.sha256, built.size)
 
     def _finish(self, writer: RunWriter, status: str, note: dict[str, str]) -> None:
         try:
@@ -195,3 +161,41 @@ class Runner:
         if self.observer:
             self.observer.replanned(self.plan)
         return rest.cases
+
+
+def stage_agent(run_dir: Path, loaded: LoadedSuite) -> Agent:
+    """Build the agent into the run directory: the exact bytes every target runs, kept with the results."""
+    staging = run_dir / ".agent"
+    try:
+        built = build_agent(staging, loaded.module_paths, loaded.bundles)
+        built.path.replace(run_dir / "agent.pyz")
+        staging.rmdir()
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise store_error(run_dir / "agent.pyz", err) from err
+    return Agent(run_dir / "agent.pyz", built.sha256, built.size)
+
+
+def run_record(runner: Runner, agent: Agent) -> dict[str, Any]:
+    """run.json's fields at the start of a run: everything a report or a resume needs to know about it later."""
+    loaded, specs, plan = runner.loaded, runner.specs, runner.plan
+    return {
+        "run_id": runner.run_id,
+        "benchbed_version": __version__,
+        "suite": {"name": loaded.suite.name, "path": str(loaded.path), "text": loaded.source_text},
+        "targets": {n: s.recorded() for n, s in specs.items() if n in plan.targets},  # no secrets
+        "boundaries": {n: kind(specs[n].kind).boundary(specs[n]) for n in plan.targets},
+        "baseline": plan.baseline,
+        "seed": plan.seed,
+        "parallel": runner.parallel,
+        "options": runner.options,
+        "plan": [c.to_json() for c in plan.cases],
+        "agent": {
+            "sha256": agent.sha256,
+            "size": agent.size,
+            "modules": [p.name for p in loaded.module_paths],
+            "bundles": {name: str(path) for name, path in sorted(loaded.bundles.items())},
+        },
+        "controller": {"host": platform.node(), "python": sys.version.split()[0], "argv": sys.argv},
+        "rules": resolve(loaded.suite.thresholds).to_json(),
+    }

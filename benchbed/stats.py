@@ -120,6 +120,20 @@ def instance_medians(samples: pd.DataFrame) -> pd.DataFrame:
     return out[INSTANCE_COLUMNS]
 
 
+UNFINISHED_CASE_COLUMNS = ["target", "workload", "params", "instances", "samples"]
+
+
+def unfinished_by_case(unfinished: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, workload, params), in file order: how many instances did not finish and how many of their
+    samples are on disk but out of every statistic (`results.RunData.unfinished`); params canonical."""
+    if unfinished.empty:
+        return pd.DataFrame(columns=UNFINISHED_CASE_COLUMNS)
+    df = unfinished.assign(params=unfinished["params"].map(canonical_params))
+    g = df.groupby(["target", "workload", "params"], sort=False)["samples"]
+    out = g.agg(instances="size", samples="sum").reset_index()
+    return out[UNFINISHED_CASE_COLUMNS]
+
+
 def startup_phases(cases: pd.DataFrame) -> pd.DataFrame:
     """Median seconds per startup phase per target, over every case that recorded the phase (any status)."""
     if cases.empty or "phases" not in cases.columns:

@@ -20,7 +20,7 @@ from typing import Any
 
 from benchbed import __version__
 from benchbed.agent.emit import Emitter
-from benchbed.protocol import PROTOCOL, WATCH_ENV, Line, decode
+from benchbed.protocol import PROTOCOL, WATCH_ENV, WATCH_MODES, Line, decode
 
 
 def _own_sha256() -> str:
@@ -178,10 +178,11 @@ def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
     emit(Line.STACK, data=record, seconds=time.perf_counter() - t0)
 
 
-def _end_with_controller() -> None:
+def _end_with_controller(whole_group: bool) -> None:
     """End this agent and everything it started once the controller is gone (its end of our stdin closed): a
-    killed harness must not leave a workload running. Only where the controller asked for it (a local target,
-    whose agent leads its own process group); other transports end the agent with their session."""
+    killed harness must not leave a workload running. Only where the controller asked for it (`WATCH_ENV`): a
+    local agent leads its own process group; over ssh the group is the session's (`whole_group`), which sshd
+    gave to this command alone."""
     import signal
     import threading
 
@@ -191,7 +192,7 @@ def _end_with_controller() -> None:
                 pass
         except OSError:
             pass
-        if os.getpgrp() == os.getpid():  # our own group: the workload's children go with us
+        if whole_group or os.getpgrp() == os.getpid():  # the workload's children go with us
             os.killpg(os.getpgrp(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -225,8 +226,9 @@ def _command(args: list[str], emit: Emitter) -> int:
         for name in sorted(load_builtins()):
             emit(Line.WORKLOAD, name=name)
         return 0
-    if len(args) > 1 and os.environ.get(WATCH_ENV) == "stdin":
-        _end_with_controller()
+    watch = os.environ.get(WATCH_ENV)
+    if len(args) > 1 and watch in WATCH_MODES:
+        _end_with_controller(whole_group=watch == "group")
     try:
         spec = json.loads(args[1] if len(args) > 1 else sys.stdin.read())
     except json.JSONDecodeError as err:

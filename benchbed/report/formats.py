@@ -14,7 +14,7 @@ from benchbed.fmt import fmt_ci, fmt_num, md, params_label
 from benchbed.report import gpunotes, settlenote
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, spectrum, summary_only
-from benchbed.report.runinfo import group_skips, instance_starts, problems
+from benchbed.report.runinfo import group_skips, instance_starts, problems, unfinished, unfinished_line
 from benchbed.stacks import parity
 
 JSON_SCHEMA = 1
@@ -61,6 +61,9 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
     base = md(inp.baseline) or "—"
     plural = "s" * (n_cases != 1)
     lines.append(f"- {n_cases} instance{plural}: {failed} failed, {skipped} skipped · baseline **{base}**")
+    left = unfinished(inp.unfinished)
+    if left:
+        lines.append(f"- {unfinished_line(left)} left out of the statistics (kept in samples.jsonl; see below)")
     if starts := instance_starts(inp.cases):
         lines.append(f"- VM instances restored from a saved guest (the rest booted): {md(starts)}")
     if any(s != "complete" for s in statuses):
@@ -113,8 +116,14 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         for p in group_skips(probs):
             cells = [md(p[k]) for k in ("target", "workload", "params", "instance", "status", "reason")]
             lines.append("| " + " | ".join(cells) + " |")
-    else:
+    elif not left:
         lines.append("Every instance ran to completion.")
+    if left:
+        lines += ["", f"Left out of the statistics: {unfinished_line(left)} (kept on disk, in no statistic).", ""]
+        lines += ["| target | workload | params | unfinished instances | samples left out |", "|---|---|---|---:|---:|"]
+        for u in left:
+            cells = [md(u[k]) for k in ("target", "workload", "params", "instances", "samples")]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += _gpu_notes(inp, a)
     seeds = ", ".join(md(r.meta.get("seed", "—")) for r in inp.runs)
     lines += [
@@ -210,6 +219,7 @@ def to_json(inp: ReportInput, a: Analysis) -> str:
         row["note"] = str(v["note"]) if v else None
         rows.append(row)
     probs = problems(inp.cases)
+    left = unfinished(inp.unfinished)
     doc = {
         "schema": JSON_SCHEMA,
         "run_ids": inp.run_ids,
@@ -220,10 +230,13 @@ def to_json(inp: ReportInput, a: Analysis) -> str:
             "instances": len(inp.cases),
             "failed": sum(p["status"] == "failed" for p in probs),
             "skipped": sum(p["status"] == "skipped" for p in probs),
+            "unfinished_instances": sum(u["instances"] for u in left),
+            "unfinished_samples": sum(u["samples"] for u in left),
             **{f"verdict_{k}": v for k, v in headline(a, inp.baseline)["counts"].items()},
         },
         "rows": rows,
         "problems": probs,
+        "unfinished": left,
     }
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from benchbed.errors import ConfigError
+from benchbed.finished import UNFINISHED_COLUMNS
 from benchbed.results import RunData, load_run
 from benchbed.rules import Rules, merged_thresholds, rules_of
 from benchbed.stats import canonical_params
@@ -35,6 +36,8 @@ class ReportInput:
     env: dict[str, dict[str, Any]]
     baseline: str
     origin: dict[str, tuple[int, str]]  # display name ▸ (run index, name in that run)
+    # instances whose samples are on disk but out of the statistics (`results.RunData.unfinished`), every run's
+    unfinished: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNFINISHED_COLUMNS))
 
     @property
     def run_ids(self) -> list[str]:
@@ -136,7 +139,8 @@ def combine(runs: Sequence[RunData]) -> ReportInput:
         meta = {**_rename_meta(run.meta, mapping), "run_id": ids[i]}
         env = {mapping.get(t, t): e for t, e in run.env.items()}
         samples = _canonical(_rename_frame(run.samples, mapping))
-        renamed.append(replace(run, meta=meta, samples=samples, cases=_rename_frame(run.cases, mapping), env=env))
+        cases, unfinished = _rename_frame(run.cases, mapping), _rename_frame(run.unfinished, mapping)
+        renamed.append(replace(run, meta=meta, samples=samples, cases=cases, env=env, unfinished=unfinished))
     if len(renamed) == 1:
         samples, cases = renamed[0].samples, renamed[0].cases
     else:
@@ -146,7 +150,9 @@ def combine(runs: Sequence[RunData]) -> ReportInput:
         cases = pd.concat(case_frames, ignore_index=True) if case_frames else pd.DataFrame()
     env = {t: e for r in renamed for t, e in r.env.items()}
     baseline = str(renamed[0].meta.get("baseline") or "")
-    return ReportInput(renamed, labels, samples, cases, env, baseline, origin)
+    left = [r.unfinished for r in renamed if not r.unfinished.empty]
+    unfinished = pd.concat(left, ignore_index=True) if left else renamed[0].unfinished
+    return ReportInput(renamed, labels, samples, cases, env, baseline, origin, unfinished)
 
 
 def text_of(value: object) -> str:

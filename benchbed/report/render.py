@@ -150,6 +150,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
     targets = a.targets
     kinds = _kinds(inp)
     problems = runinfo.problems(inp.cases)
+    unfinished = runinfo.unfinished(inp.unfinished)
     counts = Counter(p["status"] for p in problems)
 
     dist = charts.distribution_charts(measured(inp.samples), a.inst, targets, inp.baseline)
@@ -201,6 +202,8 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "n_failed": counts.get("failed", 0),
         "n_skipped": counts.get("skipped", 0),
         "n_cases": len(inp.cases),
+        "unfinished": unfinished,
+        "unfinished_line": runinfo.unfinished_line(unfinished),
         "design": [
             row for label, run in zip(inp.labels, inp.runs, strict=True) for row in runinfo.design(run.meta, label)
         ],

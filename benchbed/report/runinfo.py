@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from benchbed.fmt import finite, fmt_num, params_label
-from benchbed.stats import canonical_params
+from benchbed.stats import canonical_params, unfinished_by_case
 
 LONG_VALUE = 120  # env values longer than this (or multi-line) fold into a <details>
 PLAN_ROUNDS = 2  # the methodology shows the recorded order of the first rounds …
@@ -49,6 +49,29 @@ def problems(cases: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def unfinished(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per case, what no statistic includes: the samples of instances that did not finish `ok` (failed, or cut
+    short by an interrupt or a killed harness). They stay in samples.jsonl; the report says how many, per case."""
+    return [
+        {
+            "target": text(r["target"], "?"),
+            "workload": text(r["workload"], "?"),
+            "params": params_label(r["params"]),
+            "instances": int(r["instances"]),
+            "samples": int(r["samples"]),
+        }
+        for r in unfinished_by_case(frame).to_dict("records")
+    ]
+
+
+def unfinished_line(rows: list[dict[str, Any]]) -> str:
+    """'7 samples from 2 unfinished instances' (totals of `unfinished`), or '' when nothing was left out."""
+    n_samples, n_inst = sum(r["samples"] for r in rows), sum(r["instances"] for r in rows)
+    if not rows:
+        return ""
+    return f"{n_samples} sample{'s' * (n_samples != 1)} from {n_inst} unfinished instance{'s' * (n_inst != 1)}"
 
 
 def group_skips(probs: list[dict[str, Any]]) -> list[dict[str, Any]]:

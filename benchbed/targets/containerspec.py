@@ -117,6 +117,6 @@ class ContainerKind(Kind):
         return boundary.runtime_class(spec.oci_runtime)
 
     def transport_errors(self) -> tuple[type[BaseException], ...]:
-        from benchbed.targets.dockerengine import ENGINE_ERRORS
+        from benchbed.targets.dockerexit import ENGINE_ERRORS
 
         return ENGINE_ERRORS

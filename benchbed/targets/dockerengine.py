@@ -31,7 +31,9 @@ from benchbed.targets.dockerargs import (
     not_ready,
     start_error,
 )
-from benchbed.targets.dockerruntime import check_known, engine_runtimes, runtime_facts
+from benchbed.targets.dockerexit import ENGINE_ERRORS, exec_exit
+from benchbed.targets.dockerimage import engine_facts, find_image
+from benchbed.targets.dockerruntime import check_known, engine_runtimes
 from benchbed.targets.dockership import ShipError, send_file
 from benchbed.targets.streams import iter_lines, pumped
 
@@ -41,14 +43,6 @@ if TYPE_CHECKING:  # the kind module imports this one on use; only the type come
 log = logging.getLogger(__name__)
 
 MKDIR = "import os, sys\nos.makedirs(sys.argv[1], mode=0o700, exist_ok=True)"
-# What a call to the engine raises when the engine itself is gone or dropped the connection (dockerd stopped,
-# socket removed): the SDK's own errors and the HTTP transport's underneath it, which it does not wrap.
-# The SDK reads an exec's stream from the raw socket, so a reset connection can surface as a bare ConnectionError.
-ENGINE_ERRORS: tuple[type[Exception], ...] = (
-    docker.errors.DockerException,
-    requests.exceptions.RequestException,
-    ConnectionError,
-)
 
 
 def engine_lost(where: str, err: BaseException) -> TransportError:
@@ -184,49 +178,8 @@ class DockerSession(SessionImpl):
                 timer.cancel()
             with suppress(Exception):  # the SDK leaves the exec's socket open once its stream is exhausted
                 chunks.close()
-        rc, reason = self._exit(exec_id)
+        rc, reason = exec_exit(self.api, self.container, exec_id, self.target.spec.memory)
         return CommandResult(tuple(argv), rc, "", str(err_tail), time.perf_counter() - t0, timed_out.is_set(), reason)
-
-    def _exit(self, exec_id: str) -> tuple[int, str | None]:
-        """Exit code of the exec, and why it died when the container knows better (OOM, container killed)."""
-        try:
-            info = self.api.exec_inspect(exec_id)
-            rc = -1 if info.get("ExitCode") is None else int(info["ExitCode"])
-            state = self._settled_state(rc)
-        except requests.exceptions.RequestException as err:
-            return -1, f"Docker engine connection lost mid-case ({err.__class__.__name__})"
-        except docker.errors.DockerException as err:
-            return -1, f"container vanished mid-case ({err.__class__.__name__})"
-        if state.get("OOMKilled") or (rc == 137 and self._oom_kills() > 0):
-            limit = self.target.spec.memory or "the host's memory"
-            return rc, f"OOM-killed in the container (memory limit {limit})"
-        if not state.get("Running", False):
-            return rc, f"container stopped mid-case ({state.get('Status')}, exit {state.get('ExitCode')})"
-        return rc, None
-
-    def _settled_state(self, rc: int) -> dict[str, Any]:
-        """After a SIGKILL (rc 137) the exec's stream ends before dockerd records the container's death: give
-        the state up to 2 s to catch up, so a killed container is not reported as a bare exit code."""
-        deadline = time.monotonic() + (2.0 if rc in (137, -1) else 0.0)
-        while True:
-            self.container.reload()
-            state: dict[str, Any] = self.container.attrs.get("State", {})
-            if not state.get("Running", False) or state.get("OOMKilled") or time.monotonic() >= deadline:
-                return state
-            time.sleep(0.05)
-
-    def _oom_kills(self) -> int:
-        """OOM kills of any process in the container, not only its init (cgroup v2 memory.events, v1 oom_control)."""
-        files = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
-        try:
-            res = self.container.exec_run(["cat", *files])
-        except ENGINE_ERRORS:
-            return 0
-        for line in res.output.decode(errors="replace").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                return int(value)
-        return 0
 
 
 class DockerProvisioner(TargetImpl):
@@ -279,28 +232,6 @@ class DockerProvisioner(TargetImpl):
         """Controller-side facts for the fingerprint: image, engine, runtime and the limits applied."""
         return dict(self._described)
 
-    def _image(self) -> Any:
-        spec, name = self.spec, self.spec.image
-        if spec.pull == "always":
-            return self._pull(name)
-        try:
-            return self.client.images.get(name)
-        except docker.errors.ImageNotFound as err:
-            if spec.pull == "never":
-                raise self.error(
-                    ProvisionError,
-                    f"image {name!r} is not present and pull is 'never'",
-                    hint=self.load_hint,
-                ) from err
-            return self._pull(name)
-
-    def _pull(self, name: str) -> Any:
-        repo, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "latest")
-        try:
-            return self.client.images.pull(repo, tag=tag or "latest")
-        except docker.errors.APIError as err:
-            raise self.error(ProvisionError, f"cannot pull image {name!r}: {err.explanation or err}") from err
-
     @contextmanager
     def provision(self) -> Iterator[DockerSession]:
         """One container, removed on the way out; a dropped engine connection anywhere is one TransportError."""
@@ -318,7 +249,7 @@ class DockerProvisioner(TargetImpl):
             check_known(self, self.spec.oci_runtime, engine_runtimes(self.client)[0], self.runtime_config)
             self._runtime_checked = True
         t = time.perf_counter()
-        image = self._image()
+        image = find_image(self)
         clock.add("image", time.perf_counter() - t)
         t = time.perf_counter()
         container = None
@@ -344,7 +275,7 @@ class DockerProvisioner(TargetImpl):
             clock.add("exec_ready", time.perf_counter() - t)
             if not self._described:
                 t = time.perf_counter()
-                self._remember(image, container)
+                self._described = engine_facts(self, image, container)
                 clock.add("inspect", time.perf_counter() - t)
             yield session
         finally:
@@ -360,29 +291,3 @@ class DockerProvisioner(TargetImpl):
         except ENGINE_ERRORS as err:  # the engine is gone: try again at the end of the run
             log.debug("container %s not removed now: %s", cid, err)
             self._left.append(cid)
-
-    def _remember(self, image: Any, container: Any) -> None:
-        host = container.attrs.get("HostConfig", {})
-        try:
-            version = self.client.version()
-        except ENGINE_ERRORS:
-            version = {}
-        self._described = {
-            self.engine: {
-                "image": self.spec.image,
-                "image_id": image.id,
-                "image_digests": image.attrs.get("RepoDigests") or [],
-                "runtime": runtime_facts(self.client, self.spec.oci_runtime, local_engine=self.local_engine),
-                "engine_version": version.get("Version"),
-                "engine_api": version.get("ApiVersion"),
-                "engine_os": f"{version.get('Os')}/{version.get('Arch')}",
-                "limits": {
-                    "nano_cpus": host.get("NanoCpus") or None,
-                    "memory_bytes": host.get("Memory") or None,
-                    "shm_size_bytes": host.get("ShmSize"),
-                    "network_mode": host.get("NetworkMode"),
-                    "privileged": host.get("Privileged"),
-                    "device_requests": host.get("DeviceRequests"),
-                },
-            }
-        }

@@ -110,8 +110,7 @@ class SlurmProvisioner(TargetImpl):
         super().__init__(name, spec, run_id)
         self.spec: SlurmTarget = spec
         self.timeout = spec.command_timeout_s
-        self._jobs: set[str] = set()  # submitted and not yet seen ended
-        self._lock = threading.Lock()
+        self.jobs = JobBook(self.timeout)
         self._stop = threading.Event()
         self._facts: dict[str, Any] = {}
         self.bundle: str | None = spec.container  # the OCI bundle the steps run in, if any
@@ -147,8 +146,7 @@ class SlurmProvisioner(TargetImpl):
                 )
             except ProvisionError as err:
                 raise self.error(ProvisionError, err.args[0], hint=err.hint) from err
-            with self._lock:
-                self._jobs.add(job)
+            self.jobs.add(job)
         session: SlurmSession | None = None
         try:
             clock.add("submit", time.perf_counter() - t0)
@@ -163,7 +161,7 @@ class SlurmProvisioner(TargetImpl):
             with held_signals():
                 if session is not None:
                     session.close()
-                self._end(job)
+                self._clock.add("job_end", self.jobs.end(job))
 
     def _workdir_sh(self, parent: str) -> str:
         return f'{shlex.quote(parent)}/{shlex.quote(cli.JOB_PREFIX + self.run_id)}-"$SLURM_JOB_ID"'
@@ -219,15 +217,6 @@ class SlurmProvisioner(TargetImpl):
             reason = res.reason or f"rc {res.rc}: {cli.last_line(res.stderr)}"
             raise self.error(ProvisionError, f"first step of slurm job {session.job} on {node} failed: {reason}")
 
-    def _end(self, job: str) -> None:
-        """scancel, then wait until the job is gone from the node (its holder removed the workdir)."""
-        cli.cancel([job], timeout=self.timeout)
-        t0 = time.perf_counter()
-        self._wait_ended([job])
-        with self._lock:
-            self._jobs.discard(job)
-        self._clock.add("job_end", time.perf_counter() - t0)
-
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"slurm": {**self._facts, **({"container": self.bundle} if self.bundle else {})}}
         if self._stack_image:
@@ -239,13 +228,40 @@ class SlurmProvisioner(TargetImpl):
 
     def close(self) -> None:
         """End of run (also after Ctrl-C): cancel every job whose instance never reached its own teardown."""
+        self.jobs.close()
+
+
+class JobBook:
+    """The jobs a provisioner submitted and has not yet seen end (instances run in parallel lanes): each ends in
+    its instance's teardown, and whatever is left (Ctrl-C, a crash in between) is cancelled at the end of the run."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._jobs: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, job: str) -> None:
+        with self._lock:
+            self._jobs.add(job)
+
+    def end(self, job: str) -> float:
+        """scancel, then wait until the job is gone from the node (its holder removed the workdir); the seconds
+        that wait took (the `job_end` phase)."""
+        cli.cancel([job], timeout=self.timeout)
+        t0 = time.perf_counter()
+        self.wait_ended([job])
+        with self._lock:
+            self._jobs.discard(job)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
         with self._lock:
             left = sorted(self._jobs)
             self._jobs.clear()
         cli.cancel(left, timeout=self.timeout)
-        self._wait_ended(left)  # a cancelled running job is COMPLETING until its node has cleaned up
+        self.wait_ended(left)  # a cancelled running job is COMPLETING until its node has cleaned up
 
-    def _wait_ended(self, jobs: Sequence[str]) -> None:
+    def wait_ended(self, jobs: Sequence[str]) -> None:
         """Until each job has left the queue (ended, or forgotten by the scheduler), at most `timeout` seconds."""
         deadline = time.monotonic() + self.timeout
         for job in jobs:

@@ -7,7 +7,8 @@ unless `accept_new_host_key` is set, and a changed key is refused, always.
 
 The remote side runs under a small POSIX-sh wrapper that records its pid — sshd makes every session its own
 process group, so that pid is the group to kill when a command times out or the controller is interrupted.
-Teardown removes the workdir in every case it can reach the host.
+Teardown removes the workdir in every case it can reach the host. When it cannot run at all (the harness was
+SIGKILLed), the agent ends itself: its stdin is the channel, held open, which sshd closes with the connection.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import paramiko
 
 from benchbed.errors import TransportError
+from benchbed.protocol import WATCH_ENV
 from benchbed.targets.base import CommandResult, Endpoint, LineHandler, SessionImpl, Tail, TargetImpl
 from benchbed.targets.streams import iter_lines
 
@@ -90,6 +92,37 @@ def wrap_command(argv: Sequence[str], workdir: str, pidfile: str, *, sudo: bool)
         f'if [ $rc -gt 128 ] && [ $rc -lt 193 ]; then echo "{SIGNAL_MARK}$((rc - 128))" >&3; fi; '
         f"rm -f {q(pidfile)}; exit $rc"
     )
+
+
+def unwrap_result(argv: Sequence[str], rc: int, stderr: str, elapsed: float, timed_out: bool) -> CommandResult:
+    """The command's result as the wrapper reported it: its signal marker turned back into rc = -signal."""
+    m = _SIGNAL_RE.search(stderr)
+    if m and rc > 128:
+        rc, stderr = -int(m.group(1)), stderr[: m.start()] + "\n"
+    elif rc == NO_STATUS:
+        stderr += "benchbed: the remote command ended without an exit status (killed with its shell?)\n"
+    return CommandResult(tuple(argv), rc, "", stderr, elapsed, timed_out)
+
+
+def open_channel(
+    target: Host, transport: paramiko.Transport, command: str, *, hold_stdin: bool = False
+) -> paramiko.Channel:
+    """A new channel on the session's connection, running `command`; a failure is one TransportError line.
+    `hold_stdin`: the command's stdin stays open until the channel closes (with us, or with the connection), so an
+    agent watching it ends itself when the harness dies; otherwise it gets EOF at once."""
+    try:
+        chan = transport.open_session(timeout=target.spec.connect_timeout_s)
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        why = str(err) or type(err).__name__
+        raise target.error(TransportError, f"cannot open a channel to {target.where}: {why}") from err
+    try:
+        chan.exec_command(command)
+        if not hold_stdin:
+            chan.shutdown_write()
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        close_channel(chan)
+        raise target.error(TransportError, f"cannot start a command on {target.where}: {err}") from err
+    return chan
 
 
 def close_channel(chan: paramiko.Channel) -> None:
@@ -198,8 +231,12 @@ class SshSession(SessionImpl):
         pidfile = f"{self.workdir}/.pid-{self._count}"
         if self.aborted.is_set():
             raise self.target.error(TransportError, "command aborted")
-        run = self.wrap(argv) if self.wrap else argv
-        chan = self._open(wrap_command(run, self.workdir, pidfile, sudo=self.target.spec.sudo))
+        # the agent ends itself, with the session's process group, once its stdin closes (the harness is gone);
+        # set inside a stack's chroot, whose `env -i` would drop it, and past sudo, which resets the environment
+        watched = ["env", f"{WATCH_ENV}=group", *argv]
+        run = self.wrap(watched) if self.wrap else watched
+        command = wrap_command(run, self.workdir, pidfile, sudo=self.target.spec.sudo)
+        chan = open_channel(self.target, self.transport, command, hold_stdin=True)
         err = _Err()
         finished = timed_out = False
         try:
@@ -221,17 +258,11 @@ class SshSession(SessionImpl):
             if not finished:
                 self._kill(pidfile)
             close_channel(chan)
-        stderr = err.text()
-        m = _SIGNAL_RE.search(stderr)
-        if m and rc > 128:
-            rc, stderr = -int(m.group(1)), stderr[: m.start()] + "\n"
-        elif rc == NO_STATUS:
-            stderr += "benchbed: the remote command ended without an exit status (killed with its shell?)\n"
-        return CommandResult(tuple(argv), rc, "", stderr, time.perf_counter() - t0, timed_out)
+        return unwrap_result(argv, rc, err.text(), time.perf_counter() - t0, timed_out)
 
     def sh(self, script: str, timeout: float) -> CommandResult:
         """A plumbing command (probe, kill, cleanup): plain sh, no wrapper, no cwd; works after abort()."""
-        chan = self._open(script)
+        chan = open_channel(self.target, self.transport, script)
         err, out = _Err(), bytearray()
         t0 = time.perf_counter()
         try:
@@ -256,21 +287,6 @@ class SshSession(SessionImpl):
         stream() raises; teardown follows in the owning thread. Only a flag: closing a paramiko channel from
         another thread would close the pipe fd its owner is select()ing on."""
         self.aborted.set()
-
-    def _open(self, command: str) -> paramiko.Channel:
-        spec = self.target.spec
-        try:
-            chan = self.transport.open_session(timeout=spec.connect_timeout_s)
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            why = str(err) or type(err).__name__
-            raise self.target.error(TransportError, f"cannot open a channel to {self.target.where}: {why}") from err
-        try:
-            chan.exec_command(command)
-            chan.shutdown_write()  # stdin: EOF at once, nothing ever reads it
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            close_channel(chan)
-            raise self.target.error(TransportError, f"cannot start a command on {self.target.where}: {err}") from err
-        return chan
 
     def _kill(self, pidfile: str) -> None:
         """Best effort: kill the process group recorded in pidfile. Waits briefly for the wrapper to write it,

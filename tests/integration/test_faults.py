@@ -342,6 +342,12 @@ def test_samples_of_a_failed_instance_are_kept_on_disk_but_not_counted(tmp_path:
     summary = json.loads(bench(tmp_path, "report", str(run_dir), "--format", "json").stdout)
     text = json.dumps(summary)
     assert '"n_samples": 4' in text, text[:2000]
+    assert summary["counts"]["unfinished_samples"] == 2  # ...and every report says, per case, what it left out
+    md = bench(tmp_path, "report", str(run_dir), "--format", "md").stdout
+    assert "- 2 samples from 1 unfinished instance left out of the statistics" in md
+    assert "| local | test.dies | flag=" in md.split("Left out of the statistics", 1)[1]
+    compared = bench(tmp_path, "compare", str(run_dir), "--base-target", "local", "--target", "local")
+    assert "2 samples from 1 unfinished instance left out" in compared.stdout + compared.stderr
 
 
 # ── 6. a SIGKILLed harness: the local agent ends itself, `cleanup` sweeps its workdir ──────────────────────

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -41,7 +42,10 @@ def chatty(p, ctx):
     """Floods stderr while it yields, or fails the way `mode` says."""
     if p.mode == "raise":
         raise ValueError("boom in workload")
-    if p.mode == "quiet":
+    if p.mode in ("quiet", "forks"):
+        if p.mode == "forks":  # a child of the workload's own (its command line names the agent's workdir)
+            import os, subprocess
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", os.path.abspath(sys.argv[0])])
         yield Sample("x", 0.0, "s", "lower", "cold", 0)
         time.sleep(60)
         return
@@ -400,6 +404,50 @@ def test_sigint_to_benchbed_run_cleans_up_remotely(server: S.Sshd, tmp_path: Pat
     assert proc.returncode == 130, err.decode()
     assert b"interrupted" in err
     assert_clean(parent)
+
+
+def test_sigkilled_harness_leaves_no_agent_on_the_host(server: S.Sshd, tmp_path: Path, chatty: Path) -> None:
+    """Nothing tears down after a SIGKILL: the agent (and the child its workload started) end themselves once
+    sshd closes their stdin with the dropped connection, long before the workload's 60 s sleep is over."""
+    parent = tmp_path / "remote"
+    S.write_targets(tmp_path / "targets.yaml", {"box": server.spec(python=sys.executable, workdir=str(parent))})
+    (tmp_path / "suite.yaml").write_text(
+        f"name: sigkill\nbaseline: box\nmodules: [{chatty}]\n"
+        "workloads:\n  - name: test.chatty\n    params: {mode: forks}\n"
+    )
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchbed.cli",
+        "run",
+        str(tmp_path / "suite.yaml"),
+        "-t",
+        str(tmp_path / "targets.yaml"),
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out), "--no-report"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        wait_for(lambda: any(samples_of(d, "box") for d in out.glob("*") if d.is_dir()))
+        wait_for(lambda: len(S.leftovers(parent)[1]) >= 2)  # the agent and its workload's child, on the host
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    try:
+        end = time.monotonic() + 20
+        while (left := S.leftovers(parent)[1]) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not left, f"still running on the host after the harness was SIGKILLed: {left}"
+    finally:
+        for pid in S.leftovers(parent)[1]:  # a failed run of this test must not leave them for the next
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(parent, ignore_errors=True)  # the workdir: nobody was left to remove it
 
 
 # ── fleets ───────────────────────────────────────────────────────────────────────────────────────────────
