@@ -22,6 +22,7 @@ from benchbed.errors import ProvisionError
 from benchbed.interrupts import held_signals
 from benchbed.targets import vmrestore, vmspec
 from benchbed.targets.base import PhaseClock
+from benchbed.targets.libvirtboot import Booter
 from benchbed.targets.sshlink import SshSession
 
 
@@ -75,14 +76,14 @@ def restore_instance(
     conn: libvirt.virConnect,
     saved: Saved,
     name: str,
-    fixed_port: int | None,
+    booter: Booter,
     live: list[libvirt.virDomain],
     clock: PhaseClock,
-    t: float,
-    banner: Callable[[libvirt.virDomain, int, float], socket.socket],
 ) -> tuple[socket.socket, int]:
     """overlay (over the saved disk) → restore (this instance's files, a new port; the domain bound into `live`)
     → resume (until sshd's banner): the socket and the forwarded port."""
+    t = time.perf_counter()
+    fixed_port = booter.spec.ssh.host_port
     vmspec.create_overlay(saved.disk, saved.directory / f"{name}.qcow2")
     clock.add("overlay", time.perf_counter() - t)
     t = time.perf_counter()
@@ -100,7 +101,8 @@ def restore_instance(
                 ) from err
     clock.add("restore", time.perf_counter() - t)
     t = time.perf_counter()
-    sock = banner(live[0], port, t)
+    console = saved.directory / f"{name}.console.log"
+    sock = booter.banner(live[0], name, "127.0.0.1", port, t, console, probes=1)  # it has its address: no extras
     clock.add("resume", time.perf_counter() - t)
     return sock, port
 
