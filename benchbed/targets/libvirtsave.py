@@ -9,6 +9,7 @@ overlap: a target's instances never do (one lane runs a machine's cases one afte
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 from collections.abc import Callable
@@ -23,7 +24,6 @@ from benchbed.interrupts import held_signals
 from benchbed.targets import vmrestore, vmspec
 from benchbed.targets.base import PhaseClock
 from benchbed.targets.libvirtboot import Booter
-from benchbed.targets.sshlink import SshSession
 
 
 class PortTaken(Exception):
@@ -138,19 +138,14 @@ def restore(conn: libvirt.virConnect, saved: Saved, name: str, host_port: int) -
         raise ProvisionError(f"cannot restore {saved.file} as {name}: {msg}", hint="use start: boot") from err
 
 
-def refresh(session: SshSession, n: str) -> float:
-    """New entropy and the controller's clock in a restored guest; returns how far behind its clock was (s)."""
-    argv = vmrestore.refresh_argv()
-    res = session.run(argv, timeout=60)
-    if res.rc != 0:
-        tail = (res.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        raise ProvisionError(
-            f"{n}: could not reseed the restored guest's RNG and set its clock: {tail}",
-            hint="the guest needs sh, base64 and date, and root (ssh.user: root, or ssh.sudo: true)",
-        )
-    try:
-        guest = float(res.stdout.split()[0])
-    except (IndexError, ValueError):
-        return 0.0
-    when = float(argv[2].rsplit("@", 1)[1].split()[0])
-    return when - guest
+def refresh_prelude(sudo: bool) -> tuple[str, str, str]:
+    """The restored guest's refresh (new entropy, the controller's clock) as the ssh session's prelude: run in its
+    first round trip, before anything else, so before anything is measured."""
+    script = vmrestore.refresh_script()
+    if sudo:
+        script = f"sudo -n sh -c {shlex.quote(script)}"
+    return (
+        script,
+        "could not reseed the restored guest's RNG and set its clock",
+        "the guest needs sh, base64 and date, and root (ssh.user: root, or ssh.sudo: true)",
+    )

@@ -69,6 +69,7 @@ class LibvirtProvisioner(TargetImpl):
         self._saved: libvirtsave.Saved | None = None  # the running guest saved once, with start: restore
         self.workload: str | None = None  # the next instance's workload (next_case)
         self.started: str | None = None  # how the latest instance started: booted | restored
+        self.clock_behind: float | None = None  # how far (s) the latest restored guest's clock was behind
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -87,6 +88,7 @@ class LibvirtProvisioner(TargetImpl):
             start: dict[str, Any] = {"mode": self.spec.start, "latest": self.started}
             if self._saved is not None:
                 start.update(save_file_bytes=self._saved.size, shared=list(vmrestore.SHARED))
+                start.update(clock_behind_s=self.clock_behind)
             out["libvirt"] = {**out["libvirt"], "start": start}
         return out
 
@@ -136,14 +138,14 @@ class LibvirtProvisioner(TargetImpl):
             dom = live[0]
             ssh = SshProvisioner(self.name, vmspec.guest_ssh_spec(self.spec, self.dir, host, port, name), self.run_id)
             ssh.remove_workdir = False  # the VM is destroyed right after
+            if mode == "restore":  # fresh entropy and clock, in the same round trip as the workdir probe
+                ssh.prelude = libvirtsave.refresh_prelude(spec.ssh.sudo)
             try:
                 with ssh.provision(sock) as session:
                     session.forward = self.booter.serve_fwd  # serve.latency reaches the guest's port through it
                     clock.phases.update(ssh.startup_phases())
-                    if mode == "restore":
-                        t = time.perf_counter()
-                        libvirtsave.refresh(session, n)
-                        clock.add("refresh", time.perf_counter() - t)
+                    if ssh.prelude:
+                        self.clock_behind = vmrestore.clock_behind(ssh.prelude[0], ssh.prelude_out)
                     yield session
             except TransportError as err:  # say why the link dropped when the domain knows
                 state = libvirtboot.state(dom)

@@ -72,12 +72,23 @@ def rewrite_saved_xml(xml: str, *, old: str, new: str, directory: Path, host_por
     return out
 
 
-def refresh_argv(now: float | None = None, seed: bytes | None = None) -> list[str]:
+def refresh_script(now: float | None = None, seed: bytes | None = None) -> str:
     """A shell command that mixes controller entropy into the guest's RNG and sets its clock to `now`.
 
     Writing to /dev/urandom mixes the bytes into the pool (without crediting entropy), which is enough to make two
     guests restored from one save diverge; `date -s` moves the wall clock the saved guest stopped at. It prints the
-    guest's clock before the fix, so the skew it had is known."""
+    guest's clock before the fix, so the skew it had is known. Run in the same round trip as the session's first
+    command (the workdir probe): under TCG every extra round trip is a shell the guest forks and execs."""
     b64 = base64.b64encode(seed if seed is not None else os.urandom(SEED_BYTES)).decode()
     when = time.time() if now is None else now
-    return ["sh", "-c", f"date +%s.%N; echo {b64} | base64 -d > /dev/urandom && date -u -s @{when:.6f} >/dev/null"]
+    return f"date +%s.%N; echo {b64} | base64 -d > /dev/urandom && date -u -s @{when:.6f} >/dev/null"
+
+
+def clock_behind(script: str, out: str) -> float | None:
+    """How far (s) the restored guest's clock was behind when `script` (refresh_script) set it, from its output."""
+    try:
+        guest = float(out.split()[0])
+        when = float(script.rsplit("@", 1)[1].split()[0])
+    except (IndexError, ValueError):
+        return None
+    return when - guest

@@ -85,17 +85,18 @@ def test_saved_xml_without_overlay_or_forward_is_refused(tmp_path: Path) -> None
 
 
 def test_refresh_command_feeds_the_seed_and_sets_the_clock(tmp_path: Path) -> None:
-    argv = vmrestore.refresh_argv(now=1_700_000_000.25, seed=b"\x00\xffabc")
-    assert argv[:2] == ["sh", "-c"]
-    assert base64.b64encode(b"\x00\xffabc").decode() in argv[2]
-    assert "> /dev/urandom" in argv[2]
-    assert "date -u -s @1700000000.250000" in argv[2]
+    script = vmrestore.refresh_script(now=1_700_000_000.25, seed=b"\x00\xffabc")
+    assert base64.b64encode(b"\x00\xffabc").decode() in script
+    assert "> /dev/urandom" in script
+    assert "date -u -s @1700000000.250000" in script
     # the command is valid shell that prints the guest's clock first (run with the writes pointed elsewhere)
-    safe = argv[2].replace("/dev/urandom", str(tmp_path / "pool")).replace("date -u -s", "echo")
+    safe = script.replace("/dev/urandom", str(tmp_path / "pool")).replace("date -u -s", "echo")
     out = subprocess.run(["sh", "-c", safe], capture_output=True, text=True, check=True).stdout
     assert float(out.split()[0]) > 1_700_000_000
     assert (tmp_path / "pool").read_bytes() == b"\x00\xffabc"
-    assert len(base64.b64decode(vmrestore.refresh_argv()[2].split("echo ")[1].split()[0])) == vmrestore.SEED_BYTES
+    assert len(base64.b64decode(vmrestore.refresh_script().split("echo ")[1].split()[0])) == vmrestore.SEED_BYTES
+    assert vmrestore.clock_behind(script, "1699999940.25\n") == pytest.approx(60.0)
+    assert vmrestore.clock_behind(script, "") is None
 
 
 def test_save_files_are_instance_files_and_swept(tmp_path: Path) -> None:
