@@ -497,6 +497,7 @@ def test_a_prelude_runs_in_the_first_round_trip_and_fails_with_one_line(server: 
         assert mark.is_file()
     assert t.prelude_out == "one\ntwo"
     t.prelude = ("echo going >&2; false", "could not refresh", "fix the guest")
-    with pytest.raises(ProvisionError, match=r"^target .box.: could not refresh: going \(hint: fix the guest\)$") as err, t.provision():
+    expect = r"^target .box.: could not refresh: going \(hint: fix the guest\)$"
+    with pytest.raises(ProvisionError, match=expect) as err, t.provision():
         pass
     assert "\n" not in str(err.value)
