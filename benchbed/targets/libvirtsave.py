@@ -24,6 +24,7 @@ from benchbed.interrupts import held_signals
 from benchbed.targets import vmrestore, vmspec
 from benchbed.targets.base import PhaseClock
 from benchbed.targets.libvirtboot import Booter
+from benchbed.targets.sshlink import SshSession
 
 
 class PortTaken(Exception):
@@ -54,13 +55,13 @@ def save_once(
     directory: Path,
     name: str,
     n: str,
-    boot: Callable[[list[libvirt.virDomain]], socket.socket],
+    boot: Callable[[list[libvirt.virDomain]], None],
 ) -> Saved:
-    """Boot a guest (`boot` binds its domain into the list as soon as it exists) to its sshd and save it. Its disk
-    becomes every restored instance's read-only backing; on any failure or interrupt nothing of it is left."""
+    """Boot a guest and make it ready (`boot` binds its domain into the list as soon as it exists), then save it. Its
+    disk becomes every restored instance's read-only backing; on any failure or interrupt nothing of it is left."""
     live: list[libvirt.virDomain] = []
     try:
-        boot(live).close()
+        boot(live)
         with held_signals():
             return save(conn, live.pop(), directory, name, n)
     except BaseException:
@@ -149,3 +150,16 @@ def refresh_prelude(sudo: bool) -> tuple[str, str, str]:
         "could not reseed the restored guest's RNG and set its clock",
         "the guest needs sh, base64 and date, and root (ssh.user: root, or ssh.sudo: true)",
     )
+
+
+def preimport(session: SshSession, python: str, n: str) -> int:
+    """Import the workloads' standard-library modules in the guest about to be saved: how many it imported."""
+    res = session.sh(vmrestore.preimport_script(python), 300)
+    try:
+        count = int(res.stdout.split()[-1]) if res.rc == 0 else -1
+    except (IndexError, ValueError):
+        count = -1
+    if count < 0:
+        tail = (res.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        raise ProvisionError(f"{n}: the guest to be saved could not run {python}: {tail}", hint="set `python:`")
+    return count

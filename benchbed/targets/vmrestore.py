@@ -8,9 +8,13 @@ agent's connection before anything is measured; the rest is shared by design (do
 
 from __future__ import annotations
 
+import ast
 import base64
+import functools
 import os
 import re
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,3 +96,36 @@ def clock_behind(script: str, out: str) -> float | None:
     except (IndexError, ValueError):
         return None
     return when - guest
+
+
+@functools.cache
+def preimport_modules() -> tuple[str, ...]:
+    """The standard-library modules the agent and the built-in workloads import (at the top or inside a function):
+    the saved guest imports them once before the save, so the interpreter, its shared libraries and these modules'
+    files are in the page cache every restored instance starts from. Read from the sources (no import here), so
+    a module the guest's Python lacks is only skipped there. Third-party imports (numpy, torch) are left out:
+    they are the workload's business, and a GPU library must not initialise before the save."""
+    from benchbed.agent.build import PKG_ROOT
+
+    found: set[str] = set()
+    for sub in ("agent", "workloads"):
+        for path in sorted((PKG_ROOT / sub).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+    return tuple(sorted(m for m in found if m.split(".", 1)[0] in sys.stdlib_module_names))
+
+
+def preimport_script(python: str) -> str:
+    """Shell: import preimport_modules() in the guest's `python`, each on its own (one the guest lacks is skipped);
+    prints how many it imported."""
+    code = (
+        "import importlib\nn = 0\n"
+        f"for m in {list(preimport_modules())!r}:\n"
+        "    try:\n        importlib.import_module(m)\n        n += 1\n"
+        "    except Exception:\n        pass\n"
+        "print(n)\n"
+    )
+    return f"{shlex.quote(python)} -c {shlex.quote(code)}"

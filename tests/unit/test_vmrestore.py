@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,19 @@ def test_report_says_which_instances_were_restored() -> None:
     )
     assert instance_starts(cases) == "vm: 2 restored, 1 booted"
     assert instance_starts(pd.DataFrame([{"target": "local"}])) == ""
+
+
+def test_preimport_is_the_workloads_standard_library_and_runs() -> None:
+    mods = vmrestore.preimport_modules()
+    assert {"json", "hashlib", "statistics", "socket"} <= set(mods)  # agent protocol, cpu/io/serve workloads
+    assert not [m for m in mods if m.split(".")[0] in {"numpy", "torch", "benchbed", "pynvml"}]
+    out = subprocess.run(["sh", "-c", vmrestore.preimport_script(sys.executable)], capture_output=True, text=True)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert int(out.stdout) == len(mods)  # this interpreter has them all
+    lacking = subprocess.run(
+        ["sh", "-c", vmrestore.preimport_script(sys.executable).replace("'json'", "'no_such_module_here'")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(lacking.stdout) == len(mods) - 1  # one the guest lacks is skipped, not fatal
