@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the kind module imports this one on use; only the type come
 
 log = logging.getLogger(__name__)
 
+SAVE_CONNECT_S = 60.0  # the guest to be saved, just booted (daemons still starting), gets this long for SSH
 _SEQ = itertools.count(1)  # instance numbers, unique across targets within this controller process
 
 
@@ -188,7 +189,9 @@ class LibvirtProvisioner(TargetImpl):
 
         def boot(live: list[libvirt.virDomain]) -> None:
             sock, host, port = self.booter.boot(self.conn, name, pci, drivers, live, PhaseClock(), t)
-            ssh = SshProvisioner(self.name, vmspec.guest_ssh_spec(self.spec, self.dir, host, port, name), self.run_id)
+            guest = vmspec.guest_ssh_spec(self.spec, self.dir, host, port, name)  # a guest just up is at its slowest:
+            guest = guest.model_copy(update={"connect_timeout_s": max(guest.connect_timeout_s, SAVE_CONNECT_S)})
+            ssh = SshProvisioner(self.name, guest, self.run_id)
             ssh.remove_workdir = False
             with ssh.provision(sock) as session:
                 self.preimported = libvirtsave.preimport(session, self.spec.python, f"target {self.name!r}")
