@@ -139,12 +139,14 @@ def restore(conn: libvirt.virConnect, saved: Saved, name: str, host_port: int) -
         raise ProvisionError(f"cannot restore {saved.file} as {name}: {msg}", hint="use start: boot") from err
 
 
-def refresh_prelude(sudo: bool) -> tuple[str, str, str]:
+def refresh_prelude(sudo: bool) -> tuple[Callable[[], str], str, str]:
     """The restored guest's refresh (new entropy, the controller's clock) as the ssh session's prelude: run in its
-    first round trip, before anything else, so before anything is measured."""
-    script = vmrestore.refresh_script()
-    if sudo:
-        script = f"sudo -n sh -c {shlex.quote(script)}"
+    first round trip, before anything else, so before anything is measured; made when sent, so its clock is fresh."""
+
+    def script() -> str:
+        text = vmrestore.refresh_script()
+        return f"sudo -n sh -c {shlex.quote(text)}" if sudo else text
+
     return (
         script,
         "could not reseed the restored guest's RNG and set its clock",

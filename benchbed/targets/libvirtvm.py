@@ -146,7 +146,7 @@ class LibvirtProvisioner(TargetImpl):
                     session.forward = self.booter.serve_fwd  # serve.latency reaches the guest's port through it
                     clock.phases.update(ssh.startup_phases())
                     if ssh.prelude:
-                        self.clock_behind = vmrestore.clock_behind(ssh.prelude[0], ssh.prelude_out)
+                        self.clock_behind = vmrestore.clock_behind(ssh.prelude_sent, ssh.prelude_out)
                     yield session
             except TransportError as err:  # say why the link dropped when the domain knows
                 state = libvirtboot.state(dom)

@@ -7,7 +7,7 @@ import logging
 import shlex
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +35,11 @@ class SshProvisioner(Host):
         self.user = self.dialer.user
         self.where = f"{self.user}@{spec.host}:{spec.port}"
         self.remove_workdir = True  # off for a machine that is destroyed right after (a VM): saves a round trip
-        # A command run in the first round trip, before the workdir probe (a restored VM's refresh), and what to
-        # say when it fails; its stdout (all but the probe's last line) is kept in prelude_out.
-        self.prelude: tuple[str, str, str] | None = None  # (script, failure message, hint)
-        self.prelude_out = ""
+        # A command run in the first round trip, before the workdir probe (a restored VM's refresh: made when sent,
+        # so a clock it carries is fresh), and what to say when it fails; the script as sent is kept in
+        # prelude_sent and its stdout (all but the probe's last line) in prelude_out.
+        self.prelude: tuple[Callable[[], str], str, str] | None = None  # (make the script, failure message, hint)
+        self.prelude_sent = self.prelude_out = ""
         self._stack_image: dict[str, str] | None = None
         self._remote: RemoteStack | None = None
 
@@ -98,7 +99,8 @@ class SshProvisioner(Host):
         else:
             parent, parent_sh = "$TMPDIR or /tmp", '"${TMPDIR:-/tmp}"'
         template = q(f"/{WORKDIR_PREFIX}{self.run_id}-XXXXXX")
-        script = [f"{{ {self.prelude[0]}; }} || exit {_PRELUDE_FAILED}"] if self.prelude else []
+        self.prelude_sent = self.prelude[0]() if self.prelude else ""
+        script = [f"{{ {self.prelude_sent}; }} || exit {_PRELUDE_FAILED}"] if self.prelude else []
         script.append(f"command -v {q(spec.python)} >/dev/null 2>&1 || exit {_NO_PYTHON}")
         if spec.sudo:
             script.append(f"sudo -n true || exit {_NO_SUDO}")

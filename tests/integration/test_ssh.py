@@ -491,12 +491,12 @@ def test_a_prelude_runs_in_the_first_round_trip_and_fails_with_one_line(server: 
     """A restored VM's refresh rides on the workdir probe: its output is kept, the workdir still found."""
     mark = tmp_path / "prelude-ran"
     t = target(server.spec(workdir=str(tmp_path / "remote")))
-    t.prelude = (f"echo one; echo two; touch {mark}", "could not refresh", "fix the guest")
+    t.prelude = (lambda: f"echo one; echo two; touch {mark}", "could not refresh", "fix the guest")
     with t.provision() as session:
         assert Path(session.workdir).parent == tmp_path / "remote"
         assert mark.is_file()
-    assert t.prelude_out == "one\ntwo"
-    t.prelude = ("echo going >&2; false", "could not refresh", "fix the guest")
+    assert (t.prelude_out, t.prelude_sent) == ("one\ntwo", f"echo one; echo two; touch {mark}")
+    t.prelude = (lambda: "echo going >&2; false", "could not refresh", "fix the guest")
     expect = r"^target .box.: could not refresh: going \(hint: fix the guest\)$"
     with pytest.raises(ProvisionError, match=expect) as err, t.provision():
         pass
