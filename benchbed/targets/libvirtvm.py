@@ -1,8 +1,8 @@
 """`libvirt`: a fresh transient VM per instance, reached with the same paramiko session as `ssh`.
 
-check passthrough devices (a bad PCI address fails before anything starts) → `overlay` (qcow2 over the base
-image) → `create` (createXML: the domain is running when it returns) → `boot` (until the guest's sshd sends
-its banner, polled every 50 ms) → `connect` + `first_rtt` (the ssh kind on the polled socket). Teardown destroys
+check passthrough devices (a bad PCI address fails before anything starts) → `overlay` + `create` + `boot`
+(`libvirtboot`), or with `start: restore` `overlay` + `restore` + `resume` from a guest saved once (`libvirtsave`)
+→ `connect` + `first_rtt` (the ssh kind on the polled socket; a restored guest's refresh rides on it). Teardown destroys
 the domain and removes the overlay on success, failure and Ctrl-C, then checks that passed-through devices went
 back to their host driver. Domains carry benchbed metadata (run, controller host:pid) and overlays a claim
 file, so `benchbed cleanup` and the sweep at run start can remove what a killed harness left.
