@@ -104,7 +104,8 @@ class SshProvisioner(Host):
         script.append(f"command -v {q(spec.python)} >/dev/null 2>&1 || exit {_NO_PYTHON}")
         if spec.sudo:
             script.append(f"sudo -n true || exit {_NO_SUDO}")
-        script.append(f"umask 077; mkdir -p {parent_sh} && mktemp -d {parent_sh}{template} || exit {_NO_WORKDIR}")
+        mkdir = f"{{ [ -d {parent_sh} ] || mkdir -p {parent_sh}; }}"  # a builtin test: no program run when it exists
+        script.append(f"umask 077; {mkdir} && mktemp -d {parent_sh}{template} || exit {_NO_WORKDIR}")
         res = session.sh("; ".join(script), self.spec.command_timeout_s)
         last_err = (res.stderr.strip().splitlines() or ["no stderr"])[-1]
         n = f"target {self.name!r}"

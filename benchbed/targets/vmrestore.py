@@ -9,7 +9,6 @@ agent's connection before anything is measured; the rest is shared by design (do
 from __future__ import annotations
 
 import ast
-import base64
 import functools
 import os
 import re
@@ -82,10 +81,15 @@ def refresh_script(now: float | None = None, seed: bytes | None = None) -> str:
     Writing to /dev/urandom mixes the bytes into the pool (without crediting entropy), which is enough to make two
     guests restored from one save diverge; `date -s` moves the wall clock the saved guest stopped at. It prints the
     guest's clock before the fix, so the skew it had is known. Run in the same round trip as the session's first
-    command (the workdir probe): under TCG every extra round trip is a shell the guest forks and execs."""
-    b64 = base64.b64encode(seed if seed is not None else os.urandom(SEED_BYTES)).decode()
+    command (the workdir probe). Under TCG each program a restored guest runs costs about a second (its code is
+    translated afresh), so only `date -s` is one: the seed goes through the shell's `printf` (octal escapes) and the
+    old clock is bash's $EPOCHREALTIME where the login shell is bash (`date` otherwise)."""
+    data = seed if seed is not None else os.urandom(SEED_BYTES)
+    octal = "".join(f"\\{b:03o}" for b in data)
     when = time.time() if now is None else now
-    return f"date +%s.%N; echo {b64} | base64 -d > /dev/urandom && date -u -s @{when:.6f} >/dev/null"
+    return (
+        f"echo ${{EPOCHREALTIME:-$(date +%s.%N)}}; printf '{octal}' > /dev/urandom && date -u -s @{when:.6f} >/dev/null"
+    )
 
 
 def clock_behind(script: str, out: str) -> float | None:
