@@ -55,10 +55,13 @@ def main() -> None:
     if why:
         sys.exit(f"bench_vm_restore: {why}")
     overlays = libvirtd.overlay_dir()
-    boot = LibvirtProvisioner("boot", Spec.model_validate(libvirtd.guest_spec(overlays)), "bench-boot")
-    rest = LibvirtProvisioner(
-        "restore", Spec.model_validate(libvirtd.guest_spec(overlays, start="restore")), "bench-rst"
-    )
+
+    def spec(**extra: object) -> Spec:  # both wait up to 60 s for the SSH handshake: a loaded TCG host needs it
+        base = libvirtd.guest_spec(overlays, **extra)
+        return Spec.model_validate({**base, "ssh": {**base["ssh"], "connect_timeout_s": 60}})
+
+    boot = LibvirtProvisioner("boot", spec(), "bench-boot")
+    rest = LibvirtProvisioner("restore", spec(start="restore"), "bench-rst")
     booted: list[float] = []
     restored: list[float] = []
     save_s = 0.0
