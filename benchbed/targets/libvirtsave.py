@@ -150,7 +150,7 @@ def refresh_prelude(sudo: bool) -> tuple[Callable[[], str], str, str]:
     return (
         script,
         "could not reseed the restored guest's RNG and set its clock",
-        "the guest needs sh, base64 and date, and root (ssh.user: root, or ssh.sudo: true)",
+        "the guest needs a POSIX shell and date, and root (ssh.user: root, or ssh.sudo: true)",
     )
 
 
