@@ -36,6 +36,7 @@ class CaseState:
     done: bool = False
     stack: dict[str, Any] | None = None  # the userland the workload ran on (agent/stack.py)
     stack_s: float = 0.0  # what taking that digest cost, inside the agent's wall time
+    settle: dict[str, Any] | None = None  # what the settle gate waited and saw before the workload (agent/settle.py)
     noise: list[str] = field(default_factory=list)
     attempt: int = 0  # a resumed run's retry of an instance: its samples say so (`benchbed.resume`)
     on_serve: Callable[[dict[str, Any]], None] | None = None  # serve.latency's controller side (servedrive)
@@ -83,6 +84,8 @@ class CaseState:
                 self.on_serve(rec)
         elif kind is Line.DONE:
             self.done = True
+            if isinstance(rec.get("settle"), dict):
+                self.settle = dict(rec["settle"])
 
 
 def outcome(st: CaseState, res: CommandResult, timeout: float) -> tuple[str, str | None]:

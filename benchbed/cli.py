@@ -64,13 +64,13 @@ def run(
     """Run a suite on its targets and write results/<run-id>/ (or, with --resume, finish an incomplete one).
     Exit 0: every case ok or skipped, 1: a case failed (results, report and any publish are still done), 2: bad
     input, 130: interrupted."""
-    if publish:
+    if publish is not None:
         history.before_run(publish)  # masks the password in the argv run.json records; an unreachable db fails now
     run_dir, failed = _execute(
         suite, targets, None, out_dir=out_dir, repeat=repeat, only=only, seed=seed, report=report, parallel=parallel,
         resume=resume,
     )  # fmt: skip
-    if publish:
+    if publish is not None:
         history.publish_after(run_dir, publish)
     _exit_if_failed(failed)
 
@@ -130,7 +130,7 @@ def _execute(
         if resume is not None:
             from benchbed.resume import from_cli
 
-            loaded, specs, point = from_cli(resume, suite, targets)
+            loaded, specs, point = from_cli(resume, suite, targets, {**options, "seed": seed})
             progress.done = len(point.done)
             runner = Runner(loaded, specs, point.plan, resume.parent, resume.name, progress, parallel, resume=point)
         else:

@@ -62,6 +62,8 @@ class InSession:
             "repetitions": case.repetitions,
             "warmup": case.warmup,
             "timeout_s": case.timeout_s,
+            "settle_s": case.settle_s,
+            "hold_s": case.hold_s,
             "fingerprint": want_fp,
             "scratch_dir": spec.scratch_dir or f"{session.workdir}/scratch",
             "expect_sha256": agent.sha256,
@@ -109,6 +111,12 @@ class InSession:
             phases["stack_digest"] = st.stack_s
             if "workload" in phases:
                 phases["workload"] = max(0.0, phases["workload"] - st.stack_s)
+        if st.settle is not None:
+            extra["settle"] = st.settle
+            waited = float(st.settle.get("waited_s") or 0.0)
+            phases["settle"] = waited
+            if "workload" in phases:
+                phases["workload"] = max(0.0, phases["workload"] - waited)
         if status == "failed":
             extra["stderr_tail"] = (res.stderr[-4000:] + "\n".join(st.noise))[-8000:]
         return status, reason, extra

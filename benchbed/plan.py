@@ -26,6 +26,8 @@ class Case:
     repetitions: int
     warmup: int
     timeout_s: float
+    settle_s: float = 0.0  # the agent's settle gate (agent/settle.py): longest wait for a quiet machine; 0 = none
+    hold_s: float = 0.0  # how long the agent may hold sample lines (agent/emit.py); 0 = each goes at once
 
     @property
     def key(self) -> str:
@@ -130,7 +132,9 @@ def make_plan(
                         continue
                     if inst >= caps.get(target, n_inst):
                         continue
-                    cases.append(Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo))
+                    cases.append(
+                        Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo, d.settle_s, d.hold_s)
+                    )
     return Plan(cases, seed, list(names), suite.baseline, pilot, only)
 
 

@@ -11,7 +11,7 @@ names another one, so the two sides can never silently disagree about a line's m
   skipped      reason
   error        error (a class name), message, traceback (optional)
   stack        data: the userland the workload ran on (agent/stack.py: digest, files, driver), seconds taken
-  done         samples (count), wall_s
+  done         samples (count), wall_s, settle (optional: what the settle gate waited and saw, agent/settle.py)
   workload     name (`agent.pyz list`)
   serve        port, steps, plan: a server in the target answered its first request (serve.latency); with a plan,
                the controller drives that load across the boundary and posts the results to the server

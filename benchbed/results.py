@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -154,9 +155,22 @@ class RunWriter:
             **meta,
         }
         self._reserved = 0
-        self.update()
+        try:
+            self.update()
+        except StoreError as err:
+            raise self.discard(err) from err  # too full for the first run.json and its reserve: no half-made run
         self.samples = JsonlAppender(run_dir / "samples.jsonl")
         self.cases = JsonlAppender(run_dir / "cases.jsonl")
+
+    def discard(self, err: StoreError) -> StoreError:
+        """Remove a run directory nothing has run in yet (the store filled up while it was being set up), so the
+        store holds no run that says `running` forever and no temp file; `err` said so, in one line."""
+        for appender in (getattr(self, "samples", None), getattr(self, "cases", None)):
+            if appender is not None:
+                with contextlib.suppress(OSError, StoreError):
+                    appender.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return StoreError(f"{err.args[0]}; nothing ran, the run directory was removed", hint=err.hint)
 
     @classmethod
     def reopen(cls, run_dir: Path, resumed: dict[str, Any]) -> RunWriter:
@@ -292,6 +306,24 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+SAMPLE_KEYS = frozenset({"target", "workload", "metric", "value"})
+NUMBER = (int, float)
+
+
+def _sample_rows(path: Path) -> list[dict[str, Any]]:
+    """samples.jsonl's records, each one a sample: the keys every writer writes, a number (or null) as value. A
+    record that is not one would otherwise be a row of NaN that breaks whatever reads it next."""
+    rows = _read_jsonl(path)
+    for i, row in enumerate(rows, 1):
+        if not row.keys() >= SAMPLE_KEYS:
+            missing = ", ".join(sorted(SAMPLE_KEYS - row.keys()))
+            raise ResultsFormatError(f"{path}: record {i} is not a sample (no {missing})")
+        value = row["value"]
+        if value is not None and (type(value) is bool or not isinstance(value, NUMBER)):
+            raise ResultsFormatError(f"{path}: record {i} has a value that is not a number ({value!r:.40})")
+    return rows
+
+
 def _writer_alive(meta: dict[str, Any]) -> bool:
     """A 'running' run whose harness died is incomplete. Only checkable on the host that wrote it."""
     pid = meta.get("controller_pid")
@@ -348,7 +380,7 @@ def load_run(run_dir: Path) -> RunData:
         meta["status"] = "incomplete"
         meta["status_note"] = "the harness that wrote this run is gone (killed or crashed)"
     case_rows = _read_jsonl(run_dir / "cases.jsonl")
-    rows, unfinished = finished_samples(_read_jsonl(run_dir / "samples.jsonl"), case_rows, meta)
+    rows, unfinished = finished_samples(_sample_rows(run_dir / "samples.jsonl"), case_rows, meta)
     if unfinished:
         meta["unfinished_samples"] = unfinished
     samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)

@@ -82,8 +82,10 @@ def prepare(run_dir: Path, loaded: LoadedSuite, specs: dict[str, AnyTarget]) -> 
         raise refuse(run_dir, "the run is complete; there is nothing to resume")
     if meta.get("status") == "running":
         raise refuse(run_dir, "its harness is still running", "stop it first (Ctrl-C), or wait for it")
-    if loaded.source_text != (meta.get("suite") or {}).get("text"):
-        raise refuse(run_dir, f"the suite {loaded.path} is not the text the run was started with")
+    was = (meta.get("suite") or {}).get("text")
+    if loaded.source_text != was:
+        where = _suite_difference(str(was or ""), loaded.source_text)
+        raise refuse(run_dir, f"the suite {loaded.path} is not the text the run was started with ({where})")
     check_targets(run_dir, dict(meta.get("targets") or {}), specs)
     options = meta.get("options") or {}
     fresh = make_plan(
@@ -117,7 +119,10 @@ def _check_agent(run_dir: Path, loaded: LoadedSuite, sha: str) -> None:
         built = build_agent(staging, loaded.module_paths, loaded.bundles)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    shipped = hashlib.sha256((run_dir / "agent.pyz").read_bytes()).hexdigest()
+    try:
+        shipped = hashlib.sha256((run_dir / "agent.pyz").read_bytes()).hexdigest()
+    except OSError as err:
+        raise refuse(run_dir, f"its agent.pyz cannot be read ({err.strerror or err})", "start a new run") from err
     if shipped != sha:
         raise refuse(run_dir, "its agent.pyz is not the agent the run recorded (sha256 differs)")
     if built.sha256 != sha:
@@ -128,14 +133,39 @@ def _check_agent(run_dir: Path, loaded: LoadedSuite, sha: str) -> None:
         )
 
 
+def check_options(run_dir: Path, meta: dict[str, Any], given: dict[str, Any]) -> None:
+    """Options given with --resume (--repeat, --only, --seed) must be the run's own: a resumed run keeps its plan,
+    so another value would be silently ignored."""
+    recorded = {**(meta.get("options") or {}), "seed": meta.get("seed")}
+    for name, value in given.items():
+        if value is not None and value != recorded.get(name):
+            raise refuse(
+                run_dir,
+                f"--{name} {value} is not the run's ({'none' if recorded.get(name) is None else recorded[name]})",
+                f"a resumed run keeps its plan: leave out --{name}",
+            )
+
+
+def _suite_difference(was: str, now: str) -> str:
+    """Where the suite text differs from the run's, as `line N: run '…', now '…'`."""
+    old, new = was.splitlines(), now.splitlines()
+    for i in range(max(len(old), len(new))):
+        a, b = (old[i] if i < len(old) else None), (new[i] if i < len(new) else None)
+        if a != b:
+            return f"line {i + 1}: run {json.dumps(a)}, now {json.dumps(b)}"
+    return "line endings"
+
+
 def from_cli(
-    run_dir: Path, suite: str | None, targets: Path | None
+    run_dir: Path, suite: str | None, targets: Path | None, options: dict[str, Any] | None = None
 ) -> tuple[LoadedSuite, dict[str, AnyTarget], ResumePoint]:
-    """`run --resume`: the suite (given, else the run's own file), the targets (given, else the defaults), checked."""
+    """`run --resume`: the suite (given, else the run's own file), the targets (given, else the defaults), checked;
+    `options` given on the command line must be the run's."""
     from benchbed.config import load_suite, load_targets, resolve_suite_path
     from benchbed.schema import DEFAULT_TARGETS
 
     meta = load_run(run_dir).meta
+    check_options(run_dir, meta, options or {})
     path = resolve_suite_path(suite) if suite else Path(str((meta.get("suite") or {}).get("path")))
     loaded = load_suite(path)
     specs: dict[str, AnyTarget] = load_targets(targets) if targets else DEFAULT_TARGETS.expanded()

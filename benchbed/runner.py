@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class Runner:
         note: dict[str, str] = {}
         writer: RunWriter | None = None
         sink: SerialSink | None = None
+        set_up = False  # the run directory has its run.json, reserve and agent: from here on it is a run
         try:
             with held_signals():  # an interrupt during setup lands once the run exists, so it ends up marked
                 if self.resume is None:
@@ -108,6 +110,7 @@ class Runner:
                 else:
                     writer = RunWriter.reopen(self.run_dir, self.resume.entry)
                     agent = Agent(self.run_dir / "agent.pyz", str(writer.meta["agent"]["sha256"]), 0)
+                set_up = True
                 sink = SerialSink(writer)
                 attempt = self.resume.attempt if self.resume else 0
                 self.cases = Cases(self.specs, self.run_id, agent, self.observer, attempt)
@@ -122,6 +125,9 @@ class Runner:
             status = "complete"
         except StoreError as err:
             note = {"status_note": str(err)}  # the run ends here; what was written is kept, and says why
+            if writer is not None and not set_up and self.resume is None:
+                gone, writer = writer.discard(err), None  # full before anything ran: no half-made run
+                raise gone from err
             raise
         finally:
             with held_signals():  # a second Ctrl-C or SIGTERM waits until targets are released and the run marked
@@ -141,6 +147,7 @@ class Runner:
             built.path.replace(self.run_dir / "agent.pyz")
             staging.rmdir()
         except OSError as err:
+            shutil.rmtree(staging, ignore_errors=True)
             raise store_error(self.run_dir / "agent.pyz", err) from err
         return Agent(self.run_dir / "agent.pyz", built.sha256, built.size)
 

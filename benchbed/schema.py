@@ -91,6 +91,21 @@ class Repeats(Strict):
     repetitions: int = Field(5, ge=1, le=100000, description="Measured samples per instance")
     warmup: int = Field(1, ge=0, le=10000, description="Unreported-in-stats warm-up samples per instance")
     timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit for one instance")
+    settle_s: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="Before its workload, each agent waits up to this long for the machine to be quiet (others "
+        "using at most 0.1 CPU over 0.25 s): a predecessor's teardown is not measured. 0: no wait",
+    )
+    hold_s: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="The agent holds its sample lines up to this long and writes them together, so carrying a line "
+        "(dockerd, sshd, the VM's network) is not timed inside the next repetition (docs/methodology.md). "
+        "0: each sample goes at once, and an agent killed outright loses none",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> Repeats:

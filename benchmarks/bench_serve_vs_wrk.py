@@ -1,48 +1,52 @@
-"""Fidelity check: serve.latency's load generator against wrk, hitting the same inference server at the same rate.
+"""Fidelity check: serve.latency's load generator against two independent C generators, like for like, hitting the
+same inference server (benchbed.workloads.serving: ThreadingHTTPServer, numpy MLP, one BLAS thread) on loopback.
 
-The server is the one serve.latency starts in a target (benchbed.workloads.serving: ThreadingHTTPServer, numpy
-MLP), here on this host's loopback. Debian has wrk, not wrk2, so wrk cannot hold a fixed rate by itself: a Lua
-`delay()` spaces each connection's requests, which makes wrk's rate 1/(gap + latency) and its latency measured from
-the actual send. Each round runs wrk first and then benchbed's open loop at the rate wrk *achieved*, so both see
-the same rate; at these loads (server busy ≤ 20 %) coordinated omission is too rare to separate the two methods.
-Goal: benchbed's p50 within ±10 % of wrk's, p99 within ±20 %.
+- Closed loop, same connection count: `wrk` 4.1 (Lua: POST, percentiles from its µs histogram) and `h2load`
+  (nghttp2, `--h1`; every request's time from `--log-file`, exact percentiles) against `loadgen.closed_loop`.
+  All three time a request from its actual send to the end of its response.
+- Open loop at a fixed rate, one connection: `h2load --rps` (Debian has no wrk2; wrk's Lua `delay()` is a think
+  time after each response, a closed loop, and has only ms resolution) against `loadgen.open_loop`. h2load keeps
+  the schedule (requests due while the connection is busy are queued and sent as it frees) but times each request
+  from its actual send, so benchbed's like-for-like figure is its `service` histogram (also from the actual send);
+  its reported figure, from the scheduled send (no coordinated omission), is printed next to it.
+- Ceilings: each generator closed-loop (4 connections) against the inference server and a canned-response asyncio
+  server, the fastest stdlib server we have: a generator's figure there is its own limit on this machine.
 
-Ceilings: each generator closed-loop (4 connections) against (a) the inference server, (b) a canned-response
-asyncio server, the fastest stdlib server we have: when (b) is higher for wrk than for benchbed, benchbed's
-number is its generator's own limit on this machine.
+Rounds interleave the generators (order rotated per round) so drifting machine load hits each alike; medians of
+rounds. Goal: benchbed's p50 within ±10 % of the reference, p99 within ±20 %.
 
-    python benchmarks/bench_serve_vs_wrk.py [--rounds 5] [--seconds 5]
+Needs Debian's `wrk` and `nghttp2-client` (h2load): `apt-get install wrk nghttp2-client`.
+
+    python benchmarks/bench_serve_vs_wrk.py [--rounds 5] [--seconds 3] [--width 256] [--rates 50,100,400]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from benchbed.workloads import loadgen
+from benchbed.workloads.hdr import Histogram
 from benchbed.workloads.serve import thread_env
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = 256 * 4  # float32 inputs of one request (--width)
 LUA = """
 wrk.method = "POST"
 wrk.body = string.rep("\\0", %(body)d)
 wrk.headers["Content-Type"] = "application/octet-stream"
-%(delay)s
 function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"p50": %%d, "p90": %%d, "p99": %%d, "p999": %%d, "requests": %%d, "us": %%d, '
-    .. '"errors": %%d}\\n', latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), summary.requests, summary.duration,
-    e.connect + e.read + e.write + e.status + e.timeout))
+  io.write(string.format('{"p50": %%d, "p99": %%d, "requests": %%d, "us": %%d}\\n', latency:percentile(50),
+    latency:percentile(99), summary.requests, summary.duration))
 end
 """
 CANNED = """
@@ -66,6 +70,7 @@ async def main():
     await s.serve_forever()
 asyncio.run(main())
 """
+Result = dict[str, float]  # p50, p99 (µs), rps; open loop adds i50, i99 (benchbed: from the scheduled send)
 
 
 def start(argv: list[str], ready: str | None) -> tuple[subprocess.Popen[str], int]:
@@ -83,13 +88,17 @@ def start(argv: list[str], ready: str | None) -> tuple[subprocess.Popen[str], in
             return proc, int(rec["port"])
 
 
-def wrk(port: int, seconds: float, gap_ms: int, conns: int) -> dict[str, Any]:
+def nearest_rank(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[max(0, math.ceil(len(s) * q / 100) - 1)]
+
+
+def wrk(port: int, body: int, seconds: float, conns: int) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        delay = f"function delay() return {gap_ms} end" if gap_ms else ""  # a zero delay() still waits a tick
-        f.write(LUA % {"body": BODY, "delay": delay})
+        f.write(LUA % {"body": body})
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "-s", f.name, f"http://127.0.0.1:{port}/infer"],
+            ["wrk", "-t1", f"-c{conns}", f"-d{round(seconds)}s", "-s", f.name, f"http://127.0.0.1:{port}/infer"],
             capture_output=True,
             text=True,
             check=True,
@@ -97,36 +106,62 @@ def wrk(port: int, seconds: float, gap_ms: int, conns: int) -> dict[str, Any]:
         ).stdout
     finally:
         Path(f.name).unlink()
-    rec: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    rec["rate"] = rec["requests"] / (rec["us"] / 1e6)
-    return rec
+    rec = json.loads(out.strip().splitlines()[-1])
+    return {"p50": rec["p50"], "p99": rec["p99"], "rps": rec["requests"] / (rec["us"] / 1e6)}
 
 
-def ours(port: int, seconds: float, rate: float) -> dict[str, Any]:
-    run = loadgen.open_loop("127.0.0.1", port, bytes(BODY), rate, seconds, connections=1)
-    h = run.hist
-    return {
-        "lag50": run.lag.percentile(50) / 1e3,
-        "p50": h.percentile(50) / 1e3,
-        "p90": h.percentile(90) / 1e3,
-        "p99": h.percentile(99) / 1e3,
-        "p999": h.percentile(99.9) / 1e3,
-        "rate": h.total / run.elapsed_s,
-        "errors": run.errors,
-    }
+def h2load(port: int, body: int, seconds: float, conns: int, rate: float = 0.0) -> Result:
+    """Per-request times from --log-file (µs from the actual send): exact percentiles, no histogram."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data, log = Path(tmp) / "body", Path(tmp) / "log"
+        data.write_bytes(bytes(body))
+        argv = ["h2load", "--h1", f"-c{conns}", "-t1", "-D", f"{seconds:g}", "-d", str(data), "--log-file", str(log)]
+        argv += ["-H", "Content-Type: application/octet-stream", f"http://127.0.0.1:{port}/infer"]
+        if rate:
+            argv[2:2] = ["--rps", f"{rate / conns:g}"]
+        subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60)
+        rows = [line.split("\t") for line in log.read_text().splitlines()]
+    ok = sorted((int(r[0]), float(r[2])) for r in rows if r[1] == "200")
+    times = [us for _, us in ok]
+    span = (max(t + us for t, us in ok) - min(t for t, _ in ok)) / 1e6
+    out = {"p50": nearest_rank(times, 50), "p99": nearest_rank(times, 99), "rps": len(ok) / span}
+    if rate and conns == 1:  # how evenly it paced: a request sent < half a period after the one before is a burst's
+        burst = [b[0] - a[0] < 0.5e6 / rate for a, b in itertools.pairwise(ok)]
+        spaced = [us for (_, us), short in zip(ok[1:], burst, strict=True) if not short]
+        out.update(burst=sum(burst) / len(burst), s50=nearest_rank(spaced, 50) if spaced else math.nan)
+    return out
 
 
-def ceiling(port: int, seconds: float, body: int) -> tuple[float, float]:
-    w = subprocess.run(
-        ["wrk", "-t1", "-c4", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout
-    wrk_rps = float(next(line for line in w.splitlines() if line.startswith("Requests/sec")).split()[1])
-    run = loadgen.closed_loop("127.0.0.1", port, bytes(body), seconds, connections=4)
-    return wrk_rps, run.hist.total / run.elapsed_s
+def ours_closed(port: int, body: int, seconds: float, conns: int) -> Result:
+    run = loadgen.closed_loop("127.0.0.1", port, bytes(body), seconds, connections=conns)
+    return {**_q(run.hist), "rps": run.hist.total / run.elapsed_s}
+
+
+def ours_open(port: int, body: int, seconds: float, rate: float) -> Result:
+    run = loadgen.open_loop("127.0.0.1", port, bytes(body), rate, seconds, connections=1)
+    intended = _q(run.hist)
+    return {**_q(run.service), "i50": intended["p50"], "i99": intended["p99"], "rps": run.hist.total / run.elapsed_s}
+
+
+def _q(h: Histogram) -> Result:
+    return {"p50": h.percentile(50) / 1e3, "p99": h.percentile(99) / 1e3}
+
+
+def rounds(gens: dict[str, Callable[[], Result]], n: int) -> dict[str, Result]:
+    """Each generator n times, order rotated per round; the median of each figure."""
+    names = list(gens)
+    got: dict[str, list[Result]] = {k: [] for k in names}
+    for r in range(n):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            got[k].append(gens[k]())
+    out = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in got.items()}
+    for k, v in got.items():  # a generator's own round-to-round spread of p99: the noise any Δp99 sits in
+        out[k].update(p99lo=min(x["p99"] for x in v), p99hi=max(x["p99"] for x in v))
+    return out
+
+
+def delta(ours: float, ref: float) -> str:
+    return f"{ours / ref - 1:+.1%}"
 
 
 def _term(*_: object) -> None:
@@ -137,42 +172,73 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _term)
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--gaps", default="20,10,5", help="wrk's per-request gap in ms (one connection)")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rates", default="50,100,400", help="open-loop requests/s (one connection)")
+    ap.add_argument("--parts", default="closed,open,ceiling", help="which comparisons to run")
     ap.add_argument("--width", type=int, default=256, help="model size (a bigger model: more server time)")
     a = ap.parse_args()
-    global BODY
-    BODY = a.width * 4
+    body, sec = a.width * 4, a.seconds
     cfg = json.dumps({"backend": "numpy", "width": a.width, "layers": 2, "bind": "127.0.0.1", "port": 0})
     server, port = start([sys.executable, "-m", "benchbed.workloads.serving", cfg], "listening")
     canned, cport = start([sys.executable, "-c", CANNED], None)
     try:
-        ours(port, 1.0, 100.0)  # warm-up: first-touch of the model's pages, the server's threads
-        for what, p, body in (("inference server", port, BODY), ("canned asyncio server", cport, 64)):
-            for _ in range(2):  # twice: the machine's load drifts
-                w_rps, o_rps = ceiling(p, a.seconds, body)
-                print(f"closed loop, 4 connections, {what}: wrk {w_rps:.0f} req/s, benchbed {o_rps:.0f} req/s")
-        head = "| wrk gap | rate wrk / ours (req/s) | p50 wrk / ours (µs) | Δp50 | p99 wrk / ours (µs) | Δp99 |"
-        print(head + " our send lag p50 (µs) |")
-        print("|---|---|---|---|---|---|---|")
-        for gap in (int(g) for g in a.gaps.split(",")):
-            rows = []
-            for _ in range(a.rounds):
-                w = wrk(port, a.seconds, gap, 1)
-                o = ours(port, a.seconds, w["rate"])
-                rows.append((w, o))
-            med = {
-                k: (statistics.median(w[k] for w, _ in rows), statistics.median(o[k] for _, o in rows))
-                for k in ("rate", "p50", "p99", "p999")
-            }
-            lag = statistics.median(o["lag50"] for _, o in rows)
-            d50 = med["p50"][1] / med["p50"][0] - 1
-            d99 = med["p99"][1] / med["p99"][0] - 1
-            print(
-                f"| {gap} ms | {med['rate'][0]:.0f} / {med['rate'][1]:.0f} | {med['p50'][0]:.0f} / "
-                f"{med['p50'][1]:.0f} | {d50:+.1%} | {med['p99'][0]:.0f} / {med['p99'][1]:.0f} | {d99:+.1%} | "
-                f"{lag:.0f} |"
+        ours_closed(port, body, 1.0, 4)  # warm-up: first-touch of the model's pages, the server's threads
+        print(f"# width {a.width}, {a.rounds} rounds of {sec:g} s, load average {os.getloadavg()[0]:.1f}")
+        print(
+            "\n| closed loop | wrk p50 / p99 (µs) | h2load p50 / p99 | benchbed p50 / p99 | Δp50 vs h2load, wrk ",
+            end="",
+        )
+        print("| Δp99 vs h2load, wrk | req/s wrk / h2load / benchbed |\n|---|---|---|---|---|---|---|")
+        for conns in (1, 4) if "closed" in a.parts else ():
+            m = rounds(
+                {
+                    "wrk": lambda c=conns: wrk(port, body, sec, c),
+                    "h2": lambda c=conns: h2load(port, body, sec, c),
+                    "ours": lambda c=conns: ours_closed(port, body, sec, c),
+                },
+                a.rounds,
             )
+            w, h, o = m["wrk"], m["h2"], m["ours"]
+            print(
+                f"| {conns} conn | {w['p50']:.0f} / {w['p99']:.0f} | {h['p50']:.0f} / {h['p99']:.0f} | "
+                f"{o['p50']:.0f} / {o['p99']:.0f} | {delta(o['p50'], h['p50'])}, {delta(o['p50'], w['p50'])} | "
+                f"{delta(o['p99'], h['p99'])}, {delta(o['p99'], w['p99'])} | "
+                f"{w['rps']:.0f} / {h['rps']:.0f} / {o['rps']:.0f} |"
+            )
+        print(
+            "\n| open loop, 1 conn | rate h2load / benchbed | h2load p50 / p99 (µs) | benchbed from send p50 / p99 ",
+            end="",
+        )
+        print("| Δp50 | Δp99 | p99 range over rounds h2load; benchbed | benchbed from schedule p50 / p99 ", end="")
+        print("| h2load: sent in bursts | h2load p50 of spaced ones |\n|---|---|---|---|---|---|---|---|---|---|")
+        for rate in [float(r) for r in a.rates.split(",")] if "open" in a.parts else []:
+            m = rounds(
+                {
+                    "h2": lambda r=rate: h2load(port, body, sec, 1, r),
+                    "ours": lambda r=rate: ours_open(port, body, sec, r),
+                },
+                a.rounds,
+            )
+            h, o = m["h2"], m["ours"]
+            print(
+                f"| {rate:g}/s | {h['rps']:.0f} / {o['rps']:.0f} | {h['p50']:.0f} / {h['p99']:.0f} | "
+                f"{o['p50']:.0f} / {o['p99']:.0f} | {delta(o['p50'], h['p50'])} | {delta(o['p99'], h['p99'])} | "
+                f"{h['p99lo']:.0f}–{h['p99hi']:.0f}; {o['p99lo']:.0f}–{o['p99hi']:.0f} | "
+                f"{o['i50']:.0f} / {o['i99']:.0f} | {h['burst']:.0%} | {h['s50']:.0f} |"
+            )
+        if "ceiling" in a.parts:
+            print("\n| ceiling, closed loop, 4 conns | wrk (req/s) | h2load | benchbed |\n|---|---|---|---|")
+        servers = (("inference server", port, body), ("canned asyncio server", cport, 64))
+        for what, p, size in servers if "ceiling" in a.parts else ():
+            m = rounds(
+                {
+                    "wrk": lambda p=p, s=size: wrk(p, s, sec, 4),
+                    "h2": lambda p=p, s=size: h2load(p, s, sec, 4),
+                    "ours": lambda p=p, s=size: ours_closed(p, s, sec, 4),
+                },
+                max(1, a.rounds // 2),
+            )
+            print(f"| {what} | {m['wrk']['rps']:.0f} | {m['h2']['rps']:.0f} | {m['ours']['rps']:.0f} |")
     finally:
         for proc in (server, canned):
             proc.kill()

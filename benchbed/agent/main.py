@@ -1,7 +1,8 @@
 """Agent entry point: `python3 agent.pyz run SPEC_JSON` streams JSON lines on stdout.
 
 stdout belongs to the protocol alone: workloads that print are redirected to stderr, so a stray print can
-never corrupt the stream. Each line is flushed as soon as it is written so the controller sees it at once.
+never corrupt the stream. Samples and the fingerprint are held while the workload runs (`emit`): a line per
+repetition would charge every repetition with the transport's wake-ups; every other line goes at once.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from benchbed import __version__
-from benchbed.protocol import PROTOCOL, WATCH_ENV, Line, decode, encode
+from benchbed.agent.emit import Emitter
+from benchbed.protocol import PROTOCOL, WATCH_ENV, Line, decode
 
 
 def _own_sha256() -> str:
@@ -27,15 +29,6 @@ def _own_sha256() -> str:
     if not path.is_file():
         return "unpacked"
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class Emitter:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def __call__(self, kind: Line, **fields: Any) -> None:
-        self.out.write(encode(kind, **fields) + "\n")
-        self.out.flush()
 
 
 def _not_from_zipapp() -> str | None:
@@ -97,6 +90,7 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     from benchbed.workloads import Context, Skipped, load_for
 
     sha = _own_sha256()
+    emit.hold_s = float(spec.get("hold_s") or 0)  # the suite's choice: holding trades kill-safety for quiet timing
     emit(Line.HELLO, protocol=PROTOCOL, agent=__version__, sha256=sha, pid=os.getpid(), python=sys.version.split()[0])
     if spec.get("protocol", PROTOCOL) != PROTOCOL:
         emit(
@@ -135,11 +129,13 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
     )
     t0 = time.perf_counter()
     n = 0
+    settled = _settle(emit, float(spec.get("settle_s") or 0))
     try:
         params = info.params(**spec.get("params", {}))
         for sample in info.fn(params, ctx):
             emit(Line.SAMPLE, **sample.to_json())
             n += 1
+        emit.flush()  # the measuring is over: the controller may have the samples now
     except Skipped as skip:
         emit(Line.SKIPPED, reason=str(skip))
     except Exception as err:  # report, never hang: the controller marks the case failed
@@ -151,8 +147,19 @@ def run(spec: dict[str, Any], emit: Emitter) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     if spec.get("stack_digest", True):
         _emit_stack(emit, spec, base)
-    emit(Line.DONE, samples=n, wall_s=time.perf_counter() - t0)
+    emit(Line.DONE, samples=n, wall_s=time.perf_counter() - t0, **({"settle": settled} if settled else {}))
     return 0
+
+
+def _settle(emit: Emitter, max_s: float) -> dict[str, Any] | None:
+    """The suite's settle gate (settle.py), after whatever we said so far has reached the controller: its
+    reaction to our lines is part of what must be over before the workload starts."""
+    if max_s <= 0:
+        return None
+    from benchbed.agent.settle import settle
+
+    emit.flush()
+    return settle(max_s)
 
 
 def _emit_stack(emit: Emitter, spec: dict[str, Any], scratch_base: str) -> None:
@@ -195,7 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     sys.stdout = sys.stderr  # workloads' prints go to stderr; stdout is the protocol channel
-    emit = Emitter(proto)
+    emit = Emitter(proto, hold_s=0.0)  # nothing held until a case's spec asks for it
+    try:
+        return _command(args, emit)
+    finally:
+        emit.flush()  # held lines go out whichever way the command ends (an exception's traceback follows them)
+
+
+def _command(args: list[str], emit: Emitter) -> int:
     if not args or args[0] not in ("run", "fingerprint", "list"):
         print("usage: agent.pyz run SPEC_JSON | fingerprint | list", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +125,32 @@ def _table_arithmetic() -> list[str]:
     return lines
 
 
+def _at_least(low: float, kind: type[Any]) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind`, not below `low` (argparse turns the ValueError into exit 2)."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low:g}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpu-validate", description=__doc__)
     ap.add_argument("--dry", action="store_true", help="touch no GPU: every check reports skipped with its reason")
-    ap.add_argument("--device", type=int, default=0)
+    ap.add_argument("--device", type=_at_least(0, int), default=0)
     ap.add_argument("--out", help="the page to write (default docs/gpu-validation.md; '-' for stdout)")
-    ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="stop starting checks after this long")
+    ap.add_argument(
+        "--budget-s", type=_at_least(1, float), default=BUDGET_S, help="stop starting checks after this long"
+    )
     args = ap.parse_args(argv)
     out = args.out or str(Path(__file__).resolve().parents[2] / "docs" / "gpu-validation.md")
+    where = Path(out).resolve().parent
+    if out != "-" and not (where.is_dir() and os.access(where, os.W_OK)):  # say so before minutes of GPU work
+        print(f"gpu-validate: cannot write {out}: {where} is not a writable directory", file=sys.stderr)
+        return 2
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with environment(args.dry, args.device, args.budget_s) as env:
         before = _invariants(env)

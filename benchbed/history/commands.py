@@ -125,13 +125,18 @@ def accept_cmd(
 
 
 def history_cmd(
-    target: Annotated[str, typer.Option("--target", "-t", help="Target name, or a glob for a group ('gpu-*')")],
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Target name, glob ('gpu-*') or list (a,b); a group with --targets")
+    ],
     workload: Annotated[str, typer.Option("--workload", "-w", help="Workload name, e.g. gpu.gemm")],
     metric: Annotated[str | None, typer.Option("--metric", "-m", help="Metric (needed when several)")] = None,
     params: Annotated[str | None, typer.Option("--params", help="Only this parameter set (JSON)")] = None,
     last: Annotated[int | None, typer.Option("--last", min=2, help="Only the last N runs of each series")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page")] = None,
     db_url: Db = None,
+    targets_file: Annotated[
+        Path | None, typer.Option("--targets", help="Targets file: a group name in -t stands for its hosts")
+    ] = None,
 ) -> None:
     """A metric's trend over runs: a table, environment changes marked, level shifts found (ruptures PELT)."""
     from benchbed.fileio import write_atomic
@@ -139,6 +144,8 @@ def history_cmd(
     from benchbed.history.table import HEADERS, table_rows
 
     try:
+        if targets_file is not None:
+            target = _expand_groups(target, targets_file)
         db = connect(db_url)
         try:
             tr = trend(db, target, workload, metric, params=params, last=last)
@@ -162,9 +169,22 @@ def history_cmd(
             why = f"coincides with {near.text()}" if near else "no environment change there"
             _echo(f"level shift on {s.target}: {sh.change_pct:+.1f}% at run {run_id} ({why})")
         if not s.shifts:
-            _echo(f"no level shift on {s.target} over {len(s.points)} runs (±{tr.threshold * 100:g}% or more)")
+            _echo(f"no level shift on {s.target} over {len(s.points)} runs ({tr.threshold_label} or more)")
     if written is not None:
         _echo(f"history: {written}")
+
+
+def _expand_groups(target: str, path: Path) -> str:
+    """`-t rack3 --targets lab.yaml`: a group of the targets file stands for its members (the names results use)."""
+    from benchbed.config import load_targets
+    from benchbed.yamlsrc import load_yaml
+
+    load_targets(path)  # a bad file is its one located line
+    groups = (load_yaml(path).data or {}).get("groups") or {}
+    out = []
+    for part in (p.strip() for p in target.split(",")):
+        out += [str(h) for h in groups[part]["hosts"]] if part in groups else [part]
+    return ",".join(out)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,13 @@ def default_path() -> Path:
 
 def resolve(given: str | None) -> URL:
     """The SQLAlchemy URL for `given` (or $BENCHBED_DB, or the default file); bad ones are a HistoryError."""
-    text = given or os.environ.get(ENV) or ""
+    env = os.environ.get(ENV)
+    if (given is not None and not given.strip()) or (given is None and env is not None and not env.strip()):
+        where = f"${ENV}" if given is None else "the URL given (--db / --publish)"
+        raise HistoryError(  # an unset CI secret expands to "": never publish somewhere else without a word
+            f"{where} is empty", hint=f"give a database URL, or leave out --db and unset ${ENV} for the default file"
+        )
+    text = given or env or ""
     if not text:
         path = default_path()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,8 @@ th {{ background: #f4f6f8; }}
 <script>{plotly.offline.get_plotlyjs()}</script></head>
 <body><h1>{title}</h1>
 <p class="note">Per-run median of per-instance medians; dashed lines: environment changes (driver, kernel, image,
-stack); red lines: level shifts found by PELT (ruptures), kept when larger than ±{trend.threshold * 100:g}%.</p>
+stack); red lines: level shifts found by PELT (ruptures), kept when larger than
+{html.escape(trend.threshold_label)}.</p>
 <div id="trend"></div>
 <script>const fig = {fig}; Plotly.newPlot("trend", fig.data, fig.layout, {config});</script>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>

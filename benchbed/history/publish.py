@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from benchbed.history import schema as t
@@ -36,11 +36,13 @@ class Published:
     added: bool
     instances: int = 0
     samples: int = 0
+    replaced: bool = False  # an incomplete version published before the run was resumed and finished
 
     def line(self, db: Database) -> str:
         if not self.added:
             return f"{self.run_id}: already in {db.shown} (nothing added)"
-        return f"{self.run_id}: published to {db.shown} ({self.instances} instances, {self.samples} raw samples)"
+        again = "; replaces its incomplete version" if self.replaced else ""
+        return f"{self.run_id}: published to {db.shown} ({self.instances} instances, {self.samples} raw samples{again})"
 
 
 def publish(db: Database, run_dir: Path, *, raw: bool = True) -> Published:
@@ -49,12 +51,16 @@ def publish(db: Database, run_dir: Path, *, raw: bool = True) -> Published:
         raise HistoryError(f"{run_dir}: the run is still running", hint="publish it when it has finished")
     rows = build(run, raw=raw, now=datetime.now(UTC))
     run_id = rows.run["run_id"]
-    if (known := _known(db, run_id)) is not None:
+    if (known := _known(db, run_id)) is not None and not _continues(known, rows):
         return _again(run_dir, run_id, known, rows)
+    replaced = False
     try:
         with db.transaction() as conn:
-            if (known := _digest_of(conn, run_id)) is not None:
-                return _again(run_dir, run_id, known, rows)
+            if (known := _stored(conn, run_id)) is not None:
+                if not _continues(known, rows):
+                    return _again(run_dir, run_id, known, rows)
+                _replace(conn, run_id, rows)  # the resumed run supersedes what was published of it, atomically
+                replaced = True
             n = _write(conn, rows)
             if os.environ.get(CRASH_ENV) == "before-commit":
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -62,21 +68,44 @@ def publish(db: Database, run_dir: Path, *, raw: bool = True) -> Published:
         if isinstance(err.__context__, IntegrityError) and (known := _known(db, run_id)) is not None:
             return _again(run_dir, run_id, known, rows)  # a concurrent publish of the same run won the race
         raise
-    return Published(run_id, True, len(rows.instances), n)
+    return Published(run_id, True, len(rows.instances), n, replaced)
 
 
-def _known(db: Database, run_id: str) -> str | None:
+@dataclass(frozen=True)
+class Stored:
+    digest: str
+    status: str
+    accepted: bool
+    accepted_at: datetime | None
+
+
+def _known(db: Database, run_id: str) -> Stored | None:
     with db.transaction() as conn:
-        return _digest_of(conn, run_id)
+        return _stored(conn, run_id)
 
 
-def _digest_of(conn: Connection, run_id: str) -> str | None:
-    found = conn.execute(select(t.runs.c.digest).where(t.runs.c.run_id == run_id)).scalar()
-    return None if found is None else str(found)
+def _stored(conn: Connection, run_id: str) -> Stored | None:
+    r = t.runs.c
+    found = conn.execute(select(r.digest, r.status, r.accepted, r.accepted_at).where(r.run_id == run_id)).first()
+    return None if found is None else Stored(str(found[0]), str(found[1]), bool(found[2]), found[3])
 
 
-def _again(run_dir: Path, run_id: str, known: str, rows: RunRows) -> Published:
-    if known != rows.run["digest"]:
+def _continues(known: Stored, rows: RunRows) -> bool:
+    """An unfinished run published before `benchbed run --resume` took it further: the later version replaces it
+    (its files grew; a run id still names one run). A complete run with other files is refused by `_again`."""
+    return known.status != "complete" and known.digest != rows.run["digest"]
+
+
+def _replace(conn: Connection, run_id: str, rows: RunRows) -> None:
+    """Drop the stored, unfinished version of the run (targets, instances, medians and samples cascade) and keep
+    its `accepted` mark for the finished one."""
+    old = conn.execute(select(t.runs.c.accepted, t.runs.c.accepted_at).where(t.runs.c.run_id == run_id)).one()
+    conn.execute(delete(t.runs).where(t.runs.c.run_id == run_id))
+    rows.run.update(accepted=bool(old[0]), accepted_at=old[1])
+
+
+def _again(run_dir: Path, run_id: str, known: Stored, rows: RunRows) -> Published:
+    if known.digest != rows.run["digest"]:
         raise HistoryError(
             f"{run_dir}: run {run_id} is already published from other files (samples or cases differ); not replaced",
             hint="a run id names one run: was this directory copied and changed?",

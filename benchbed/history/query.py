@@ -18,7 +18,8 @@ from benchbed.history import schema as t
 from benchbed.history.changepoints import Shift, detect
 from benchbed.history.dburl import HistoryError
 from benchbed.history.engine import Database
-from benchbed.verdict import threshold_for
+from benchbed.rules import rules_of
+from benchbed.thresholds import Threshold
 
 ENV_FIELDS = ("driver", "kernel", "image", "stack_digest")
 POINT_COLUMNS = ["run_id", "started", "accepted", "value", "n", *ENV_FIELDS]
@@ -55,6 +56,11 @@ class Trend:
     better: str
     threshold: float
     series: list[Series]
+    threshold_source: str = "built-in"  # where the threshold came from (`benchbed.thresholds`): "suite default", …
+
+    @property
+    def threshold_label(self) -> str:
+        return f"±{self.threshold * 100:g}% ({self.threshold_source})"
 
 
 def _short(value: str | None) -> str:
@@ -72,9 +78,11 @@ def trend(
     db: Database, target: str, workload: str, metric: str | None = None, *, params: str | None = None,
     last: int | None = None,
 ) -> Trend:  # fmt: skip
-    """The trend of `workload`/`metric` on every target matching the glob `target` (a group), one series per
-    target and parameter set; change points and environment changes marked."""
-    names = [n for n in target_names(db) if fnmatch.fnmatchcase(n, target)]
+    """The trend of `workload`/`metric` on every target matching `target` — a name, a glob or a comma-separated
+    list of them (a group) — one series per target and parameter set; change points and environment changes
+    marked."""
+    globs = [g.strip() for g in target.split(",") if g.strip()]
+    names = [n for n in target_names(db) if any(fnmatch.fnmatchcase(n, g) for g in globs)]
     if not names:
         raise HistoryError(f"no published target matches {target!r}", hint=f"targets: {', '.join(target_names(db))}")
     q = (
@@ -110,11 +118,22 @@ def trend(
             raise HistoryError(f"no published {workload} with params {params}")
     first = df.iloc[0]
     series = [_series(str(name), str(p), g, last) for (name, p), g in df.groupby(["target", "params"], sort=True)]
-    thr = threshold_for(workload, str(first["metric"]))
+    thr = _threshold(db, df, workload, str(first["metric"]))
     series = [
-        Series(s.target, s.params, s.points, s.env_changes, detect(s.points["value"], min_rel=thr)) for s in series
+        Series(s.target, s.params, s.points, s.env_changes, detect(s.points["value"], min_rel=thr.value))
+        for s in series
     ]
-    return Trend(workload, str(first["metric"]), str(first["unit"]), str(first["better"]), thr, series)
+    unit, better = str(first["unit"]), str(first["better"])
+    return Trend(workload, str(first["metric"]), unit, better, thr.value, series, thr.source)
+
+
+def _threshold(db: Database, df: pd.DataFrame, workload: str, metric: str) -> Threshold:
+    """The metric's threshold as the newest run of the trend was judged by (its suite's `thresholds:` and the
+    built-in classes recorded in its run.json): the same one `compare` and the report use, with its source."""
+    newest = str(df.sort_values("started").iloc[-1]["run_id"])
+    with db.transaction() as conn:
+        meta = conn.execute(select(t.runs.c.meta).where(t.runs.c.run_id == newest)).scalar()
+    return rules_of(meta if isinstance(meta, dict) else {}).threshold_rules().pick(workload, metric)
 
 
 def _canonical(params: str) -> str:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,19 @@ def _time(text: object) -> datetime | None:
         return datetime.fromisoformat(str(text)) if text else None
     except ValueError:
         return None
+
+
+def _measured_at(meta: dict[str, Any]) -> datetime | None:
+    """When the run measured: its start, or for an imported pytest-benchmark run the earliest `datetime` of its
+    files (the import's own time would order a history of past files by when they were imported)."""
+    imported = meta.get("imported")
+    dates = imported.get("datetimes") if isinstance(imported, dict) else None
+    found = [  # pytest-benchmark 3.x writes UTC without an offset
+        d if d.tzinfo else d.replace(tzinfo=UTC)
+        for d in map(_time, dates if isinstance(dates, list) else [])
+        if d is not None
+    ]
+    return min(found) if found else _time(meta.get("started"))
 
 
 def _int(value: object) -> int | None:
@@ -145,7 +158,7 @@ def build(run: RunData, *, raw: bool, now: datetime) -> RunRows:
     run_row = {
         "run_id": str(meta.get("run_id") or run.dir.name),
         "suite": _suite_name(meta.get("suite")),
-        "started": _time(meta.get("started")),
+        "started": _measured_at(meta),
         "finished": _time(meta.get("finished")),
         "status": str(meta.get("status") or "unknown")[:40],
         "benchbed_version": meta.get("benchbed_version"),

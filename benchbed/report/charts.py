@@ -25,7 +25,7 @@ PALETTE = ("#4c6a92", "#d9822b", "#3a9a5b", "#b2455e", "#7b61a8", "#2f8f9d", "#a
 PHASE_PALETTE = ("#4c6a92", "#7fa0c7", "#d9822b", "#f0b26b", "#3a9a5b", "#8ccf9f", "#b2455e", "#e3909f", "#7b61a8")
 CHART_HEIGHT = 360
 # Phases that are not start-up: the workload itself, teardown, bookkeeping and the sum of everything.
-NOT_STARTUP = frozenset({"workload", "teardown", "other", "total"})
+NOT_STARTUP = frozenset({"workload", "settle", "teardown", "other", "total"})  # settle: the harness waiting
 CONFIG: dict[str, Any] = {
     "responsive": True,
     "displaylogo": False,

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from benchbed.fmt import fmt_ci, fmt_num, md, params_label
-from benchbed.report import gpunotes
+from benchbed.report import gpunotes, settlenote
 from benchbed.report.merge import ReportInput
 from benchbed.report.model import SYMBOL, Analysis, headline, mde_rows, spectrum, summary_only
 from benchbed.report.runinfo import group_skips, instance_starts, problems
@@ -78,6 +78,8 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         lines.append(f"- Isolation spectrum: {text}")
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]
+    settle = settlenote.summary(inp.cases, a.targets)
+    lines += [f"- Quiet start: {md(settle)}"] if settle else []
     lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]
     if h["rows"] and h["targets"]:
         head = ["case", "metric", f"{md(inp.baseline)} median", *(md(t) for t in h["targets"])]

@@ -39,7 +39,7 @@ from benchbed.fmt import (  # re-exported: the report's formatting API
     params_label,
     suite_doc,
 )
-from benchbed.report import charts, gpunotes, model, runinfo
+from benchbed.report import charts, gpunotes, model, runinfo, settlenote
 from benchbed.report.csvtext import to_csv
 from benchbed.report.formats import to_json, to_markdown
 from benchbed.report.merge import ReportInput, combine
@@ -185,6 +185,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "headline": model.headline(a, inp.baseline),
         "instance_starts": runinfo.instance_starts(inp.cases),
         "stack_line": "; ".join([parity.summary(inp.cases, targets), *parity.expected_differences(inp.env, targets)]),
+        "settle_line": settlenote.summary(inp.cases, targets),
         "dist_groups": list(groups.values()),
         "phase_chart": phase_chart,
         "phases": _phase_table(phases, targets),

@@ -46,6 +46,13 @@ class ContainerFields(TargetBase):
         description="Directory inside the container for the agent and (by default) the I/O scratch: on the "
         "container's own filesystem in every runtime (gVisor mounts a tmpfs over an empty /tmp)",
     )
+    publish: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Container port published on 127.0.0.1 (an ephemeral host port) for serve.latency's across-"
+        "the-boundary path; needs `network: bridge` (podman: its default network). `network: host` needs none",
+    )
     start_timeout_s: float = Field(60.0, gt=0)
 
     stack: str | None = Field(
@@ -62,6 +69,12 @@ class ContainerFields(TargetBase):
                 raise ValueError(f"image {image!r} and stack {data['stack']!r} differ: a container runs its image")
             data = {**data, "image": data["stack"]}
         return data
+
+    @model_validator(mode="after")
+    def _publish_needs_a_network(self) -> ContainerFields:
+        if self.publish is not None and self.network in ("none", "host"):
+            raise ValueError(f"publish: {self.publish} needs network: bridge (or a named network), not {self.network}")
+        return self
 
     @field_validator("runtime")
     @classmethod

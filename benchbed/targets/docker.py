@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from benchbed.targets.base import distinct
 from benchbed.targets.containerspec import ContainerFields, ContainerKind
@@ -22,20 +22,7 @@ class DockerTarget(ContainerFields):
         None, description="Docker device requests: `all`, a count, or device ids/UUIDs"
     )
     docker_host: str | None = Field(None, description="Engine URL; the local socket (or $DOCKER_HOST) if absent")
-    publish: int | None = Field(
-        None,
-        ge=1,
-        le=65535,
-        description="Container port published on 127.0.0.1 (an ephemeral host port) for serve.latency's across-"
-        "the-boundary path; needs `network: bridge`. With `network: host` no port needs publishing",
-    )
     kind: Literal["docker"]
-
-    @model_validator(mode="after")
-    def _publish_needs_a_network(self) -> DockerTarget:
-        if self.publish is not None and self.network in ("none", "host"):
-            raise ValueError(f"publish: {self.publish} needs network: bridge (or a named network), not {self.network}")
-        return self
 
 
 class DockerKind(ContainerKind):

@@ -51,6 +51,8 @@ def create_args(spec: ContainerFields, name: str, run_id: str) -> dict[str, Any]
         args["user"] = spec.user
     if spec.volumes:
         args["volumes"] = list(spec.volumes)
+    if spec.publish is not None:  # only ever on the host's loopback (an ephemeral port)
+        args["ports"] = {f"{spec.publish}/tcp": ("127.0.0.1", None)}
     return args
 
 
@@ -66,9 +68,19 @@ def gpu_requests(spec: DockerSpec) -> list[docker.types.DeviceRequest]:
     return [docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
 
 
+_RUNSC_NETWORK = (
+    'add "--network=none" to its runtimeArgs (/etc/docker/daemon.json, then SIGHUP dockerd; docs/runtimes.md)'
+)
+
+
 def start_error(target: TargetImpl, spec: ContainerFields, err: docker.errors.APIError) -> ProvisionError:
-    """What the engine's refusal to create or start means, and what to do about it."""
+    """What the engine's refusal to create or start means, and what to do about it (podman's API names only the
+    runtime's exit status; the runtime's own words are in its service's log: `engine_log_tail`)."""
     text = str(err.explanation or err)
+    log_tail = getattr(target, "engine_log_tail", None)
+    if "exit status" in text and callable(log_tail):
+        said = log_tail()
+        text = f"{text}: {said}" if said else text
     if "could not select device driver" in text:
         return target.error(
             ProvisionError,
@@ -79,8 +91,7 @@ def start_error(target: TargetImpl, spec: ContainerFields, err: docker.errors.AP
         return target.error(
             ProvisionError,
             f"runtime {spec.oci_runtime!r} (gVisor) refuses to start with networking in the engine's namespace",
-            hint='add "--network=none" to its runtimeArgs (/etc/docker/daemon.json, then SIGHUP dockerd; '
-            "docs/runtimes.md)",
+            hint=getattr(target, "runsc_network_hint", _RUNSC_NETWORK),
         )
     if "error setting rlimit" in text:
         return target.error(

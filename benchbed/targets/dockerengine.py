@@ -85,8 +85,8 @@ class DockerSession(SessionImpl):
 
     @property
     def publish(self) -> int | None:
-        """docker's `publish:`; podman (which shares this session) has none yet."""
-        return getattr(self.target.spec, "publish", None)
+        """`publish:` (docker and podman alike)."""
+        return self.target.spec.publish
 
     def serve_net(self) -> dict[str, Any]:
         spec = self.target.spec
@@ -258,8 +258,6 @@ class DockerProvisioner(TargetImpl):
         args = create_args(self.spec, self.name, self.run_id)
         if self.spec.gpus is not None:
             args["device_requests"] = gpu_requests(self.spec)
-        if self.spec.publish is not None:  # only ever on the host's loopback (an ephemeral port)
-            args["ports"] = {f"{self.spec.publish}/tcp": ("127.0.0.1", None)}
         return args
 
     def close(self) -> None:

@@ -81,18 +81,20 @@ def restore_instance(
     live: list[libvirt.virDomain],
     clock: PhaseClock,
 ) -> tuple[socket.socket, int]:
-    """overlay (over the saved disk) → restore (this instance's files, a new port; the domain bound into `live`)
-    → resume (until sshd's banner): the socket and the forwarded port."""
+    """overlay (over the saved disk) → restore (this instance's files, new ports; the domain bound into `live`)
+    → resume (until sshd's banner): the socket and SSH's forwarded port; with `ssh.serve_port` the booter's
+    serve_fwd is this instance's serve.latency forward."""
     t = time.perf_counter()
-    fixed_port = booter.spec.ssh.host_port
+    fixed_port, guest = booter.spec.ssh.host_port, booter.spec.ssh.serve_port
     vmspec.create_overlay(saved.disk, saved.directory / f"{name}.qcow2")
     clock.add("overlay", time.perf_counter() - t)
     t = time.perf_counter()
     for attempt in range(3):  # a free port taken before QEMU binds it gets another try
         port = fixed_port or vmspec.free_port()
+        serve_port = vmspec.free_port() if guest else None
         try:
             with held_signals():
-                live.append(restore(conn, saved, name, port))
+                live.append(restore(conn, saved, name, port, serve_port))
             break
         except PortTaken as err:
             if attempt == 2 or fixed_port:
@@ -105,6 +107,7 @@ def restore_instance(
     console = saved.directory / f"{name}.console.log"
     sock = booter.banner(live[0], name, "127.0.0.1", port, t, console, probes=1)  # it has its address: no extras
     clock.add("resume", time.perf_counter() - t)
+    booter.serve_fwd = (guest, serve_port) if guest and serve_port else None
     return sock, port
 
 
@@ -124,10 +127,17 @@ def save(conn: libvirt.virConnect, dom: libvirt.virDomain, directory: Path, name
     return Saved(name, directory, xml, path.stat().st_size)
 
 
-def restore(conn: libvirt.virConnect, saved: Saved, name: str, host_port: int) -> libvirt.virDomain:
+def restore(
+    conn: libvirt.virConnect, saved: Saved, name: str, host_port: int, serve_host_port: int | None = None
+) -> libvirt.virDomain:
     """The saved guest, running again on overlay NAME.qcow2 (created by the caller) and `host_port`."""
     dxml = vmrestore.rewrite_saved_xml(
-        saved.xml, old=saved.name, new=name, directory=saved.directory, host_port=host_port
+        saved.xml,
+        old=saved.name,
+        new=name,
+        directory=saved.directory,
+        host_port=host_port,
+        serve_host_port=serve_host_port,
     )
     try:
         conn.restoreFlags(str(saved.file), dxml, libvirt.VIR_DOMAIN_SAVE_RUNNING)

@@ -15,10 +15,10 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from benchbed.targets.base import distinct
-from benchbed.targets.containerspec import ContainerFields, ContainerKind
+from benchbed.targets.containerspec import ContainerFields, ContainerKind, RuntimeName
 
 _LIMIT = re.compile(r"^(\d+|-1)(:(\d+|-1))?$")
 
@@ -35,7 +35,40 @@ class PodmanTarget(ContainerFields):
         description="soft[:hard] per resource (nofile, nproc, ...). Default: this host's own hard limits for nofile "
         "and nproc — podman's built-in defaults exceed them on some hosts ('error setting rlimit … not permitted')",
     )
+    runtime_flags: dict[RuntimeName, list[str]] = Field(
+        default_factory=dict,
+        description="podman's `--runtime-flag`s per runtime, e.g. {runsc: [network=none]} (gVisor where it refuses "
+        "networking): podman has no per-runtime arguments in containers.conf, so the private service passes them",
+    )
     kind: Literal["podman"]
+
+    @field_validator("runtime_flags")
+    @classmethod
+    def _flags(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """`--network=none` and `network=none` alike (podman adds the dashes)."""
+        out = {}
+        for name, flags in value.items():
+            clean = [f.lstrip("-") for f in flags]
+            if not all(clean):
+                raise ValueError(f"runtime_flags of {name!r}: an empty flag")
+            out[name] = clean
+        return out
+
+    @model_validator(mode="after")
+    def _flags_need_the_private_service(self) -> PodmanTarget:
+        if self.podman_host and self.runtime_flags:
+            raise ValueError(
+                "runtime_flags are passed to the private podman service: drop podman_host, or start that service "
+                "as `podman --runtime NAME --runtime-flag FLAG system service`"
+            )
+        named = self.runtime if isinstance(self.runtime, list) else [self.runtime] if self.runtime else []
+        unused = sorted(set(self.runtime_flags) - set(named))
+        if unused:
+            raise ValueError(
+                f"runtime_flags for {', '.join(unused)}, which `runtime` does not name (it names: "
+                f"{', '.join(named) or 'none, so podman default'})"
+            )
+        return self
 
     @field_validator("ulimits")
     @classmethod

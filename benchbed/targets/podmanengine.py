@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -23,11 +24,14 @@ from typing import TYPE_CHECKING, Any, cast
 import docker
 import docker.errors
 import docker.types
+import requests
 
+from benchbed.boundary import SANDBOXED, runtime_class
 from benchbed.errors import ProvisionError
 from benchbed.owner import pid_alive
 from benchbed.targets.dockerargs import create_args
 from benchbed.targets.dockerengine import DockerProvisioner
+from benchbed.targets.dockerruntime import check_known, engine_runtimes
 from benchbed.targets.dockersweep import sweep_with
 
 if TYPE_CHECKING:
@@ -40,11 +44,14 @@ INSTALL_HINT = "apt-get install podman (scripts/setup-runtimes), or set podman_h
 
 
 class PodmanService:
-    """`podman system service` on a private socket, for as long as this harness needs it."""
+    """`podman system service` on a private socket, for as long as this harness needs it. Its runtime (and that
+    runtime's flags) is the service's own: podman's Docker-compatible API ignores a container's `Runtime`."""
 
-    def __init__(self, binary: str, where: str) -> None:
+    def __init__(self, binary: str, where: str, runtime: str | None = None, flags: Sequence[str] = ()) -> None:
         self.binary = binary
         self.where = where
+        self.runtime = runtime
+        self.flags = list(flags)
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_s = 0.0
@@ -57,9 +64,10 @@ class PodmanService:
         t0 = time.perf_counter()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{SERVICE_PREFIX}{os.getpid()}-"))
         sock = self.dir / "api.sock"
+        chosen = [*(["--runtime", self.runtime] if self.runtime else []), *(f"--runtime-flag={f}" for f in self.flags)]
         with (self.dir / "service.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                [found, "system", "service", "--time=0", f"unix://{sock}"],
+                [found, *chosen, "system", "service", "--time=0", f"unix://{sock}"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -68,7 +76,7 @@ class PodmanService:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not sock.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = self._log_tail()
+                tail = self.log_tail()
                 self.stop()
                 raise ProvisionError(
                     f"{self.where}: `podman system service` did not come up ({tail or 'no output'})",
@@ -78,10 +86,12 @@ class PodmanService:
         self.started_s = time.perf_counter() - t0
         return f"unix://{sock}"
 
-    def _log_tail(self) -> str:
+    def log_tail(self, lines: int = 20) -> str:
+        """The service's last words on one line (a runtime's own errors land here, not in the API's answer)."""
         with suppress(OSError):
             if self.dir:
-                return (self.dir / "service.log").read_text(errors="replace").strip()[-300:]
+                text = (self.dir / "service.log").read_text(errors="replace")
+                return " / ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])[-300:]
         return ""
 
     def stop(self) -> None:
@@ -107,6 +117,17 @@ def connect(url: str, where: str) -> docker.DockerClient:
         client.close()
         raise ProvisionError(f"{where}: podman API not reachable at {url}", hint=INSTALL_HINT) from err
     return client
+
+
+def service_runtime(client: docker.DockerClient) -> dict[str, Any]:
+    """The OCI runtime podman's service runs every container on (libpod's own info: name, path, version); empty
+    when the service will not say."""
+    try:
+        res = client.api.get(f"{client.api.base_url}/v4.0.0/libpod/info", timeout=30)
+        res.raise_for_status()
+        return dict(res.json().get("host", {}).get("ociRuntime") or {})
+    except (requests.exceptions.RequestException, ValueError, AttributeError):
+        return {}
 
 
 LIMIT_ROWS = {"nofile": "Max open files", "nproc": "Max processes"}
@@ -142,24 +163,73 @@ def ulimit_args(limits: dict[str, str]) -> list[docker.types.Ulimit]:
 class PodmanProvisioner(DockerProvisioner):
     engine = "podman"
     runtime_config = "[engine.runtimes] in containers.conf"
+    runsc_network_hint = "give this target `runtime_flags: {runsc: [network=none]}` (docs/runtimes.md)"
     load_hint = "copy it from docker (scripts/setup-runtimes --load IMAGE) or `podman pull`, or set pull: missing"
 
     def __init__(self, name: str, spec: PodmanSpec, run_id: str) -> None:
         super().__init__(name, cast(Any, spec), run_id)  # the docker provisioner reads only the shared keys
         self.pspec = spec
         self._service: PodmanService | None = None
+        self._runtime: dict[str, Any] = {}
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
             where = f"target {self.name!r}"
-            url = self.pspec.podman_host
-            if url is None:
-                self._service = PodmanService(self.pspec.podman, where)
-                url = self._service.start()
-                self._clock.add("service", self._service.started_s)  # once per run: the daemonless engine's setup
-            self._client = connect(url, where)
+            url = self.pspec.podman_host or self._start_service(where)
+            client = connect(url, where)
+            self._runtime = service_runtime(client)
+            try:
+                self._check_runtime(url)
+            except ProvisionError:
+                client.close()
+                raise
+            self._client = client
         return self._client
+
+    def _start_service(self, where: str) -> str:
+        """The private service, on this target's runtime: podman's compatible API ignores a per-container one."""
+        runtime = self.pspec.oci_runtime
+        service = PodmanService(self.pspec.podman, where, runtime, self.pspec.runtime_flags.get(runtime or "", ()))
+        try:
+            url = service.start()
+        except ProvisionError:
+            if runtime:
+                self._refuse_unknown(runtime, where)
+            raise
+        self._service = service
+        self._clock.add("service", service.started_s)  # once per run: the daemonless engine's setup
+        return url
+
+    def _refuse_unknown(self, runtime: str, where: str) -> None:
+        """A service on an unknown runtime does not start; a plain one says which runtimes podman has."""
+        plain = PodmanService(self.pspec.podman, where)
+        try:
+            client = connect(plain.start(), where)
+            try:
+                registered = engine_runtimes(client)[0]
+            finally:
+                client.close()
+        finally:
+            plain.stop()
+        check_known(self, runtime, registered, self.runtime_config)
+
+    def engine_log_tail(self) -> str:
+        """What the runtime said when a container did not start (start_error adds it to the one line)."""
+        return self._service.log_tail(lines=1) if self._service else ""
+
+    def _check_runtime(self, url: str) -> None:
+        """Never a container on another runtime than the target names (the report would call runc a sandbox)."""
+        want, got = self.pspec.oci_runtime, self._runtime.get("name")
+        if want is None or got == want or (got is None and self._service is not None):
+            return
+        raise self.error(
+            ProvisionError,
+            f"podman's API service at {url} runs containers on runtime {got or 'unknown'!r}, not {want!r} "
+            "(its Docker-compatible API cannot choose a runtime per container)",
+            hint=f"drop podman_host (benchbed then starts a service per runtime), or start that service as "
+            f"`podman --runtime {want} system service`",
+        )
 
     @property
     def local_engine(self) -> bool:
@@ -188,6 +258,16 @@ class PodmanProvisioner(DockerProvisioner):
             own["service"] = "private" if self._service else self.pspec.podman_host
             own["rootless"] = os.geteuid() != 0 if self._service else None
             own["ulimits"] = self._limits()
+            if self._runtime.get("name"):
+                name = str(self._runtime["name"])
+                own["runtime"] = {
+                    "name": name,
+                    "default": self.pspec.oci_runtime is None,
+                    "path": self._runtime.get("path"),
+                    "args": [f"--{f}" for f in self.pspec.runtime_flags.get(name, [])],
+                    "version": next(iter(str(self._runtime.get("version") or "").splitlines()), None),
+                    "sandboxed": runtime_class(name) == SANDBOXED,
+                }
         return facts
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from benchbed.errors import ProvisionError
 if TYPE_CHECKING:
     from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
 
-_HOSTFWD = re.compile(r"(hostfwd=tcp:127\.0\.0\.1:)(\d+)(-:)")
+_HOSTFWD = re.compile(r"(hostfwd=tcp:127\.0\.0\.1:)(\d+)(-:\d+)")
 SEED_BYTES = 512
 BOOT_ONLY = ("startup.",)  # workloads that time a cold start: their instances always boot
 SHARED = (  # what every instance restored from one save has in common (the fingerprint lists it)
@@ -54,8 +54,11 @@ def start_mode(spec: LibvirtSpec, name: str, *, has_devices: bool, workload: str
     return "boot", f"target {name!r}: start: restore — {problem}; booting every instance instead"
 
 
-def rewrite_saved_xml(xml: str, *, old: str, new: str, directory: Path, host_port: int) -> str:
-    """The saved domain's XML for a new instance: its overlay, console log (files named `new`) and forwarded port.
+def rewrite_saved_xml(
+    xml: str, *, old: str, new: str, directory: Path, host_port: int, serve_host_port: int | None = None
+) -> str:
+    """The saved domain's XML for a new instance: its overlay, console log (files named `new`) and forwarded ports:
+    SSH's (the template's first hostfwd) and, with `ssh.serve_port`, serve.latency's (its second).
 
     Everything else (name, UUID, devices, their addresses) must stay as saved: libvirt checks that the restored
     domain matches the saved one. A custom template without these elements cannot be restored."""
@@ -66,13 +69,15 @@ def rewrite_saved_xml(xml: str, *, old: str, new: str, directory: Path, host_por
             hint="keep the overlay disk of the shipped template, or use start: boot",
         )
     out = xml.replace(prefix_old, prefix_new)
-    out, n = _HOSTFWD.subn(lambda m: f"{m.group(1)}{host_port}{m.group(3)}", out)
-    if n != 1:
+    ports = [host_port] if serve_host_port is None else [host_port, serve_host_port]
+    n = len(_HOSTFWD.findall(out))
+    if n != len(ports):
         raise ProvisionError(
-            f"the saved domain {old}'s XML has {n} hostfwd port forwards, not one",
+            f"the saved domain {old}'s XML has {n} hostfwd port forwards, not {len(ports)}",
             hint="keep the shipped template's -netdev user,hostfwd=… argument, or use start: boot",
         )
-    return out
+    new_ports = iter(ports)
+    return _HOSTFWD.sub(lambda m: f"{m.group(1)}{next(new_ports)}{m.group(3)}", out)
 
 
 def refresh_script(now: float | None = None, seed: bytes | None = None) -> str:

@@ -62,10 +62,21 @@ def image_present(tag: str) -> bool:
     return True
 
 
-def labelled_containers() -> list[str]:
+def runs_under(out: Path) -> set[str]:
+    """The run ids whose result directories sit in `out`: a test's own runs, not those of whoever else shares the
+    engine (a developer's run, a second checkout's tests)."""
+    return {p.name for p in out.iterdir() if p.is_dir()} if out.is_dir() else set()
+
+
+def labelled_containers(scope: str | Path | None = None) -> list[str]:
+    """benchbed's containers on this engine: of one run (a run id), of the runs whose results go to a directory, or
+    all of them. Tests scope: other test runs and developers may share the engine."""
+    runs = runs_under(scope) if isinstance(scope, Path) else {scope} if scope else None
+    assert runs != set(), f"no run directory under {scope}: the check would pass vacuously"
     with engine() as client:  # low-level list: no per-container inspect that races with a concurrent removal
         rows = client.api.containers(all=True, filters={"label": "benchbed.run"})
-    return [name.lstrip("/") for row in rows for name in row.get("Names", [])[:1]]
+    mine = [row for row in rows if runs is None or (row.get("Labels") or {}).get("benchbed.run") in runs]
+    return [name.lstrip("/") for row in mine for name in row.get("Names", [])[:1]]
 
 
 def required_image() -> str:

@@ -17,6 +17,7 @@ import pytest
 from benchbed.results import RunData, load_run
 from tests.conftest import interruptible
 from tests.integration import dockerd
+from tests.integration.faultkit import samples_text, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -204,7 +205,7 @@ def test_engine_down_image_missing_gpu_and_python_missing_are_clear(tmp_path: Pa
     assert "not found" in reasons["nopy"] or "does not run" in reasons["nopy"]
     for target in ("down", "noimage", "gpu", "nopy"):
         assert target in proc.stdout  # the summary names every failed target
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
 def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(
@@ -247,22 +248,27 @@ def test_container_killed_or_oom_fails_the_case_and_the_suite_goes_on(
     on_disk = (run_dir / "samples.jsonl").read_text().count('"workload": "test.slow"')
     assert on_disk == 2  # what the two dead instances said is kept on disk, out of the statistics
     assert len(run.samples[(run.samples.target == "victim") & (run.samples.workload == "test.slow")]) == 0
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
-def wait_for_container(timeout: float = 120) -> None:
+def run_id_of(res: Path, timeout: float = 60) -> str:
+    """The id of the one run being written under `res` (its directory appears before any container)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if dockerd.labelled_containers():
-            return
-        time.sleep(0.1)
-    raise AssertionError("no benchbed container appeared")
+        found = [p.name for p in res.glob("*") if (p / "run.json").exists()]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("no run directory appeared")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("point", ["container-up", "mid-case"])
 def test_no_container_left_after_interrupt_or_kill_plus_cleanup(
-    tmp_path: Path, image: str, sig: int, reap: list[subprocess.Popen[str]]
+    tmp_path: Path, image: str, sig: int, point: str, reap: list[subprocess.Popen[str]]
 ) -> None:
+    """At two points of an instance: as soon as its container exists (the agent being copied in or starting), and
+    while the workload writes samples."""
     targets = {"box": {"kind": "docker", "image": image, "pull": "never"}}
     t, s = write(
         tmp_path,
@@ -271,21 +277,20 @@ def test_no_container_left_after_interrupt_or_kill_plus_cleanup(
         "workloads:\n  - {name: test.slow, params: {seconds: 120}}\n",
     )
     proc = start_run(tmp_path, t, s, reap)
-    wait_for_container()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(
-        "test.slow" in p.read_text() for p in (tmp_path / "res").glob("*/samples.jsonl")
-    ):
-        time.sleep(0.1)
+    run_id = run_id_of(tmp_path / "res")
+    wait_for("the run's container", lambda: dockerd.labelled_containers(run_id))
+    if point == "mid-case":
+        wait_for("a sample", lambda: "test.slow" in samples_text(tmp_path / "res"), timeout=60)
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "Traceback" not in err
-        assert dockerd.labelled_containers() == []
+        assert dockerd.labelled_containers(run_id) == []
+        assert load_run(tmp_path / "res" / run_id).meta["status"] == "incomplete"
     else:
-        assert dockerd.labelled_containers() != []  # a SIGKILLed harness cannot clean up after itself...
+        assert dockerd.labelled_containers(run_id) != []  # a SIGKILLed harness cannot clean up after itself...
         cleanup = bench(tmp_path, "cleanup")
         assert cleanup.returncode == 0, cleanup.stderr
         assert "removed container" in cleanup.stdout
-        assert dockerd.labelled_containers() == []  # ...but `benchbed cleanup` finds what it left
+        assert dockerd.labelled_containers(run_id) == []  # ...but `benchbed cleanup` finds what it left

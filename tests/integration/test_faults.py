@@ -6,6 +6,7 @@ Every fault ends in one clear line (never a traceback), loses no complete sample
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -82,7 +83,7 @@ def test_engine_stopped_mid_case_fails_that_target_and_the_suite_goes_on(
         swept = bench(tmp_path, "cleanup", "--docker-host", link.url)
         assert swept.returncode == 0, swept.stderr
         assert "removed container" in swept.stdout, swept.stdout
-        assert run.meta["run_id"] not in " ".join(dockerd.labelled_containers())
+        assert dockerd.labelled_containers(res) == []
     finally:
         link.close()
 
@@ -174,6 +175,24 @@ def test_full_store_is_one_line_keeps_every_complete_line_and_marks_the_run_inco
     assert load_run(run_dir).meta["status"] == "incomplete"
 
 
+@pytest.mark.local
+@pytest.mark.parametrize("size_kib", [8, 120])  # 8: no room for run.json's reserve; 120: none for the agent
+def test_a_store_full_before_anything_ran_leaves_no_half_made_run(tmp_path: Path, size_kib: int) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a tmpfs store needs root")
+    store = tmpfs(size_kib)
+    try:
+        (tmp_path / "s.yaml").write_text(MANY)
+        proc = bench(tmp_path, "run", "s.yaml", "--out", str(store), "--no-report")
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("benchbed: error: results store full: "), line
+        assert "nothing ran, the run directory was removed" in line
+        assert list(store.iterdir()) == []  # no run that says `running` forever, no .reserve, no .agent
+    finally:
+        unmount(store)
+
+
 # ── 3. the results store is read-only ──────────────────────────────────────────────────────────────────────
 @pytest.mark.local
 def test_read_only_store_is_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -221,6 +240,16 @@ def _samples_dir(run: Path) -> None:
     (run / "samples.jsonl").mkdir()
 
 
+def _first_sample(run: Path) -> str:
+    return (run / "samples.jsonl").read_text().splitlines()[0]
+
+
+def _append(run: Path, line: str) -> None:
+    with (run / "samples.jsonl").open("a") as f:
+        f.write(line + "\n")
+        f.write(_first_sample(run) + "\n")  # not the last line: that one may be cut short by a crash
+
+
 def _set_meta(**fields: Any) -> Any:
     def corrupt(run: Path) -> None:
         meta = json.loads((run / "run.json").read_text())
@@ -238,6 +267,11 @@ CORRUPTIONS = {
     "run-json-a-list": (lambda run: (run / "run.json").write_text("[1, 2]\n"), "not a JSON object"),
     "schema-version-0": (_set_meta(schema_version=0), "schema_version 0"),
     "env-a-list": (lambda run: (run / "env" / "local.json").write_text("[]\n"), "not a JSON object"),
+    "not-a-sample": (lambda run: _append(run, '{"a": 1}'), "is not a sample (no metric, target, value, workload)"),
+    "value-not-a-number": (
+        lambda run: _append(run, _first_sample(run).replace('"value": ', '"value": "x", "v": ')),
+        "not a number",
+    ),
 }
 
 
@@ -251,7 +285,10 @@ def test_corrupt_run_is_the_same_one_line_for_report_and_compare(name: str, fini
     shutil.copytree(finished_run, run)
     corrupt(run)
     lines = []
-    for args in (["report", str(run), "--format", "md"], ["report", str(run)], ["compare", str(run)]):
+    commands = [["report", str(run), "--format", "md"], ["report", str(run)], ["compare", str(run)]]
+    if importlib.util.find_spec("sqlalchemy"):  # the history extra: publish reads runs with the same reader
+        commands.append(["publish", str(run), "--db", f"sqlite:///{tmp_path / 'h.db'}"])
+    for args in commands:
         proc = bench(tmp_path, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr

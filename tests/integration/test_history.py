@@ -69,6 +69,39 @@ def test_same_run_id_from_other_files_is_refused(db_url: str, tmp_path: Path) ->
     assert counts(db_url)["runs"] == 1
 
 
+def test_an_incomplete_run_published_then_resumed_is_replaced_by_the_finished_run(db_url: str, tmp_path: Path) -> None:
+    """`benchbed run --resume` appends to the run's files: publishing the finished run replaces the incomplete one
+    (keeping its accepted mark); a complete run is never replaced."""
+    import json
+
+    run = make_run(tmp_path / "res", "r1", day=0, level=100.0, instances=6)
+    cases = (run / "cases.jsonl").read_text().splitlines()
+    plan = [{k: json.loads(c)[k] for k in ("case", "target", "workload", "params", "instance")} for c in cases]
+    meta = {**json.loads((run / "run.json").read_text()), "plan": plan}
+    (run / "cases.jsonl").write_text("\n".join(cases[:4]) + "\n")  # killed after 4 of 6 instances
+    (run / "run.json").write_text(json.dumps({**meta, "status": "incomplete"}))
+    assert cli("publish", str(run), "--db", db_url).returncode == 0
+    assert cli("accept", "r1", "--db", db_url).returncode == 0
+    assert counts(db_url)["medians"] == 4  # the unfinished instances' samples are no statistics
+    (run / "cases.jsonl").write_text("\n".join(cases) + "\n")  # resumed: the last two instances ran
+    (run / "run.json").write_text(json.dumps({**meta, "status": "complete", "resumed": [{"attempt": 1}]}))
+    again = cli("publish", str(run), "--db", db_url)
+    assert again.returncode == 0, again.stderr
+    assert "replaces its incomplete version" in again.stdout
+    assert counts(db_url) == {"runs": 1, "targets": 1, "instances": 6, "medians": 6, "samples": 30}
+    db = open_db(db_url)
+    try:
+        with db.transaction() as conn:
+            row = conn.execute(select(schema.runs.c.status, schema.runs.c.accepted)).one()
+    finally:
+        db.close()
+    assert tuple(row) == ("complete", True)
+    (run / "cases.jsonl").write_text("\n".join(cases[:5]) + "\n")  # the complete run's files changed
+    edited = cli("publish", str(run), "--db", db_url)
+    assert edited.returncode == 2  # a complete run is one run: other files are refused, not replaced
+    assert "already published from other files" in edited.stderr
+
+
 def test_concurrent_publish_from_several_processes(db_url: str, tmp_path: Path) -> None:
     """Six publishers at once: each its own run plus the same two shared runs. Every run lands exactly once."""
     shared = [make_run(tmp_path / "res", f"shared{i}", day=i, level=100.0, seed=i) for i in range(2)]
@@ -146,6 +179,61 @@ def test_history_finds_the_planted_step_at_the_driver_change(db_url: str, tmp_pa
     one = cli("history", "-t", "gpu-b", "-w", "gpu.gemm", "--metric", "nope", "--db", db_url)
     assert one.returncode == 2
     assert "no published medians" in one.stderr
+
+
+def test_history_judges_shifts_by_the_suites_own_threshold(db_url: str, tmp_path: Path) -> None:
+    """A microbenchmark suite that says `thresholds: {default: 0.02}` gets its 3.5 % step reported, as `compare`
+    would judge it; the 5 % fallback (what history used before) hid it."""
+    import json
+
+    runs = []
+    for i in range(12):
+        run = make_run(tmp_path / "res", f"m{i:02d}", day=i, level=103.5 if i >= 6 else 100.0, seed=i,
+                       workloads=("my.bench",))  # fmt: skip
+        meta = json.loads((run / "run.json").read_text())
+        meta["suite"]["text"] = "name: nightly\nthresholds: {default: 0.02}\n"
+        (run / "run.json").write_text(json.dumps(meta))
+        runs.append(run)
+    assert cli("publish", *map(str, runs), "--db", db_url).returncode == 0
+    res = cli("history", "-t", "gpu-host", "-w", "my.bench", "--db", db_url)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"level shift on gpu-host: \+3\.\d% at run m06", res.stdout), res.stdout
+    plain = tmp_path / "plain"
+    for run in runs:  # the same numbers from a suite without a decision: the fallback, and it says so
+        meta = json.loads((run / "run.json").read_text())
+        (plain / f"p{run.name}").mkdir(parents=True)
+        for f in run.rglob("*"):
+            if f.is_file():
+                dest = plain / f"p{run.name}" / f.relative_to(run)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(f.read_bytes())
+        meta.update(run_id=f"p{run.name}", suite={"name": "other", "text": "name: other\n"}, baseline="gpu-plain",
+                    targets={"gpu-plain": {"kind": "local"}})  # fmt: skip
+        (plain / f"p{run.name}" / "run.json").write_text(json.dumps(meta))
+        (plain / f"p{run.name}" / "env" / "gpu-host.json").rename(plain / f"p{run.name}" / "env" / "gpu-plain.json")
+    for f in plain.rglob("*.jsonl"):
+        f.write_text(f.read_text().replace('"gpu-host"', '"gpu-plain"'))
+    assert cli("publish", *map(str, sorted(plain.iterdir())), "--db", db_url).returncode == 0
+    hidden = cli("history", "-t", "gpu-plain", "-w", "my.bench", "--db", db_url)
+    assert hidden.returncode == 0, hidden.stderr
+    assert "no level shift on gpu-plain over 12 runs (±5% (fallback) or more)" in hidden.stdout
+
+
+def test_history_of_a_group_by_list_or_by_the_targets_files_group(db_url: str, tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / "res", f"{h}{i}", day=i, level=100.0, target=h, seed=i)
+            for h in ("gpu-a", "gpu-b", "cpu-c") for i in range(3)]  # fmt: skip
+    assert cli("publish", *map(str, runs), "--db", db_url).returncode == 0
+    (tmp_path / "lab.yaml").write_text("targets: {}\ngroups:\n  rack3: {hosts: [gpu-a, cpu-c]}\n")
+    for args in (["-t", "gpu-a,cpu-c"], ["-t", "rack3", "--targets", str(tmp_path / "lab.yaml")]):
+        res = cli("history", *args, "-w", "gpu.gemm", "--db", db_url)
+        assert res.returncode == 0, res.stderr
+        shown = {line.split()[4] for line in res.stdout.splitlines() if line.startswith("no level shift on")}
+        assert shown == {"gpu-a", "cpu-c"}, res.stdout
+    (tmp_path / "bad.yaml").write_text("targets: {x: {kind: nope}}\n")
+    bad = cli("history", "-t", "rack3", "--targets", str(tmp_path / "bad.yaml"), "-w", "gpu.gemm", "--db", db_url)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("benchbed: error: "), bad.stderr
+    assert "bad.yaml:1" in bad.stderr, bad.stderr
 
 
 def test_compare_against_last_good(db_url: str, tmp_path: Path) -> None:

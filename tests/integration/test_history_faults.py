@@ -73,3 +73,7 @@ def test_run_publish_to_an_unreachable_database_fails_before_running(tmp_path: P
     assert res.returncode == 2
     assert SECRET not in res.stdout + res.stderr
     assert not (tmp_path / "res").exists()
+    empty = cli(*args, "--no-report", "--publish", "")  # `--publish "$DB_URL"` with the secret unset
+    assert empty.returncode == 2, empty.stdout
+    assert "is empty" in empty.stderr
+    assert not (tmp_path / "res").exists()

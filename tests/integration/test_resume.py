@@ -103,7 +103,19 @@ def test_resume_is_refused_with_other_targets_or_a_complete_run(tmp_path: Path) 
     assert other.returncode == 2
     (line,) = other.stderr.strip().splitlines()
     assert "target 'other' differs from the run's at 'description'" in line, line
+    for option, value, recorded in (("--repeat", "5", "none"), ("--only", "cpu.*", "none"), ("--seed", "2", "1")):
+        ignored = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), option, value, "--no-report")
+        assert ignored.returncode == 2  # a resumed run keeps its plan: another value would be silently ignored
+        (line,) = ignored.stderr.strip().splitlines()
+        assert f"{option} {value} is not the run's ({recorded})" in line, line
+    (run_dir / "agent.pyz").rename(tmp_path / "agent.pyz")
+    lost = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
+    assert lost.returncode == 2
+    (line,) = lost.stderr.strip().splitlines()
+    assert "its agent.pyz cannot be read" in line, line
+    (tmp_path / "agent.pyz").rename(run_dir / "agent.pyz")
     s.write_text(s.read_text().replace("duration_ms: 0", "duration_ms: 1"))
     edited = bench(tmp_path, "run", "--resume", str(run_dir), "-t", str(t), "--no-report")
     assert edited.returncode == 2
-    assert "is not the text the run was started with" in edited.stderr
+    assert "is not the text the run was started with (line 7: run " in edited.stderr
+    assert '"  - {name: util.noop, params: {duration_ms: 0}}", now "' in edited.stderr

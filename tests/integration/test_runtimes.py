@@ -92,7 +92,7 @@ def test_unknown_runtime_lists_the_registered_ones(tmp_path: Path, image: str) -
     assert "runtime 'nosuch' is not registered with the engine (registered: " in reasons["odd"]
     assert "runsc" in reasons["odd"]
     assert "\n" not in reasons["odd"]
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
 def test_setup_runtimes_merges_daemon_json_and_is_idempotent(tmp_path: Path, image: str) -> None:

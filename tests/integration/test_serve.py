@@ -1,5 +1,5 @@
 """serve.latency end to end: a real inference server in the target, loaded in the target and from the controller
-through the boundary's network path (local loopback, a docker port published on 127.0.0.1, docker host
+through the boundary's network path (local loopback, a docker or podman port published on 127.0.0.1, host
 networking), its cold-start split, and a server that dies mid-load."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.integration import dockerd, libvirtd, sshd
+from tests.integration import dockerd, libvirtd, podmand, sshd
 
 PARAMS = {"backend": "numpy", "width": 64, "rates": "50,150", "duration_s": 0.5, "closed_s": 0.5}
 STEPS = {"interpreter", "import", "model_load", "listen", "first_request"}
@@ -41,7 +41,9 @@ def metrics(data: RunData, target: str) -> set[str]:
     return set(s[s.target == target].metric)
 
 
-def assert_both_paths(data: RunData, target: str, levels: tuple[str, ...] = ("open@50", "open@150")) -> None:
+def assert_both_paths(
+    data: RunData, target: str, levels: tuple[str, ...] = ("open@50", "open@150"), min_share: float = 0.5
+) -> None:
     got = metrics(data, target)
     for path in ("in-target", "across"):
         for level in levels:
@@ -50,7 +52,7 @@ def assert_both_paths(data: RunData, target: str, levels: tuple[str, ...] = ("op
     s = data.samples
     rows = s[(s.target == target) & s.metric.str.endswith(".throughput") & s.metric.str.contains("open@")]
     for _, row in rows.iterrows():  # an open loop achieves its rate (or the server/generator is the limit)
-        assert row.value > 0.5 * row.labels["rate"], (target, row.metric, row.value)
+        assert row.value > min_share * row.labels["rate"], (target, row.metric, row.value)
 
 
 def assert_cold_start(data: RunData, target: str, controller_phase: str) -> None:
@@ -114,7 +116,23 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
     for _, case in crashed.iterrows():
         assert "inference server exited 3" in case.reason, case.reason
         assert "crash injected" in case.stderr_tail
-    assert dockerd.labelled_containers() == []
+    assert dockerd.labelled_containers(tmp_path / "res") == []
+
+
+@pytest.mark.podman
+def test_podman_published_port_and_host_network(tmp_path: Path) -> None:
+    image = podmand.required_image()
+    box = {"kind": "podman", "image": image, "pull": "never"}
+    targets = {"bridge": {**box, "network": "bridge", "publish": 8700}, "hostnet": {**box, "network": "host"}}
+    data = run(tmp_path, targets, [{"name": "serve.latency", "params": PARAMS}])
+    assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
+    s = data.samples
+    for target, via in (("bridge", "published-port"), ("hostnet", "host-network")):
+        across = s[(s.target == target) & s.metric.str.startswith("across.")]
+        assert set(across.labels.map(lambda x: x["via"])) == {via}
+        assert_both_paths(data, target)
+        assert_cold_start(data, target, "create")
+    assert podmand.labelled_containers() == []
 
 
 @pytest.mark.ssh
@@ -136,17 +154,20 @@ def test_vm_forwarded_port_next_to_ssh_and_ssh_tunnel(tmp_path: Path) -> None:
     with libvirtd.required_overlays() as overlays:
         base = libvirtd.guest_spec(overlays)
         targets = {
-            "vm": {**base, "ssh": {**base["ssh"], "serve_port": 8700}},  # QEMU hostfwd next to SSH's
+            # QEMU hostfwd next to SSH's, through a save and restore (both forwards renewed for the instance)
+            "vm": {**base, "start": "restore!", "ssh": {**base["ssh"], "serve_port": 8700}},
             "vmtunnel": base,  # no forwarded port: the across path goes through an SSH tunnel
         }
         # the guest's bare python (no numpy), and rates a TCG-emulated guest sustains
-        params = {**PARAMS, "backend": "python", "width": 8, "layers": 1, "rates": "5,15", "duration_s": 1.0}
+        params = {**PARAMS, "backend": "python", "width": 8, "layers": 1, "rates": "5,15", "duration_s": 2.0}
         data = run(tmp_path, targets, [{"name": "serve.latency", "params": params}])
         assert not [d for d in libvirtd.benchbed_domains() if data.dir.name in d]  # other runs may share libvirtd
     assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
     s = data.samples
-    for target, via in (("vm", "forwarded-port"), ("vmtunnel", "ssh-tunnel")):
-        assert_both_paths(data, target, ("open@5", "open@15"))
-        assert_cold_start(data, target, "boot")
+    for target, via, start in (("vm", "forwarded-port", "restore"), ("vmtunnel", "ssh-tunnel", "boot")):
+        # a TCG guest on a busy 2-vCPU host stalls for a second at times: a level of 10-30 requests then
+        # achieves well under its rate (the server is the limit, which is what an open loop shows)
+        assert_both_paths(data, target, ("open@5", "open@15"), min_share=0.25)
+        assert_cold_start(data, target, start)
         across = s[(s.target == target) & s.metric.str.startswith("across.")]
         assert set(across.labels.map(lambda x: x["via"])) == {via}

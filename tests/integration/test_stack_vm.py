@@ -16,12 +16,13 @@ import pytest
 from benchbed.stacks import vmimage
 from tests.conftest import need
 from tests.integration import dockerd, libvirtd
+from tests.integration.test_settle import check_settle_records
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.docker]
 
 SUITE = """name: stack-vm
 baseline: bare
-defaults: {instances: 1, repetitions: 2, warmup: 0}
+defaults: {instances: 1, repetitions: 2, warmup: 0, settle_s: 2}
 workloads:
   - {name: cpu.gemm, params: {n: 64}}
   - {name: util.noop, params: {duration_ms: 2}}
@@ -58,6 +59,7 @@ def test_one_stack_through_chroot_container_and_vm_gives_one_digest(image: str, 
     _, run = run_suite(tmp_path, targets, SUITE)
     cases = run.cases
     assert set(cases.status) == {"ok"}, cases[["target", "workload", "status", "reason"]].to_string()
+    check_settle_records(cases, 2.0, busy=False)  # the gate ran in the guest too (on the guest's /proc/stat)
     digests = cases.groupby(["workload", "target"]).stack_digest.unique()
     for workload in ("cpu.gemm", "util.noop"):
         (digest,) = digests[workload, "bare"]

@@ -92,3 +92,21 @@ def test_a_disagreement_is_a_mismatch_and_exit_1(tmp_path: Path, monkeypatch: py
     out = tmp_path / "v.md"
     assert gv.main(["--out", str(out)]) == 1
     assert "| The tf32/fp32 switch | mismatch | tf32/fp32 = 1.00" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("bad", [["--budget-s", "-3"], ["--budget-s", "0"], ["--device", "-1"], ["--budget-s", "x"]])
+def test_bad_arguments_are_refused_before_any_check(bad: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as stop:
+        gv.main(["--dry", "--out", str(tmp_path / "v.md"), *bad])
+    assert stop.value.code == 2
+    assert not (tmp_path / "v.md").exists()
+
+
+def test_an_unwritable_page_is_refused_before_the_checks_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[object] = []
+    monkeypatch.setattr(gv, "run_checks", lambda *a: ran.append(a) or [])
+    assert gv.main(["--out", str(tmp_path / "missing" / "v.md")]) == 2
+    assert ran == []  # minutes of GPU time are not spent on a page that cannot be written
+    assert "is not a writable directory" in capsys.readouterr().err

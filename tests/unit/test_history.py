@@ -33,6 +33,16 @@ def test_default_database_is_a_file_in_the_user_data_dir(tmp_path: Path, monkeyp
     assert resolve("postgres://u@h/d").drivername == "postgresql+psycopg"
 
 
+def test_an_empty_url_is_refused_not_taken_for_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset CI secret expands to "": publishing to a SQLite file on the runner instead would lose the run."""
+    monkeypatch.delenv("BENCHBED_DB", raising=False)
+    with pytest.raises(HistoryError, match=r"the URL given \(--db / --publish\) is empty"):
+        resolve("")
+    monkeypatch.setenv("BENCHBED_DB", " ")
+    with pytest.raises(HistoryError, match=r"\$BENCHBED_DB is empty"):
+        resolve(None)
+
+
 @pytest.mark.parametrize("bad", ["mysql://u@h/d", "sqlite://", "postgresql://u@h:port/d"])
 def test_bad_urls_are_history_errors(bad: str) -> None:
     with pytest.raises(HistoryError):
@@ -115,3 +125,17 @@ def test_fingerprint_columns_name_what_an_upgrade_changes() -> None:
     upgraded = fingerprint_columns({**env, "gpus": [{"driver_version": "570.10"}]})
     assert upgraded["fingerprint"] != cols["fingerprint"]
     assert fingerprint_columns({})["driver"] is None
+
+
+def test_an_imported_run_is_placed_in_history_when_its_files_measured() -> None:
+    from datetime import UTC, datetime
+
+    from benchbed.history.rows import _measured_at
+
+    started = "2026-11-30T11:44:01+00:00"
+    files = ["2026-03-02T10:00:00+00:00", "2026-03-01T09:00:00", "garbage"]  # 3.x: no offset, meaning UTC
+    assert _measured_at({"started": started, "imported": {"datetimes": files}}) == datetime(2026, 3, 1, 9, tzinfo=UTC)
+    assert _measured_at({"started": started}) == datetime(2026, 11, 30, 11, 44, 1, tzinfo=UTC)
+    assert _measured_at({"started": started, "imported": {"datetimes": []}}) == datetime(
+        2026, 11, 30, 11, 44, 1, tzinfo=UTC
+    )

@@ -118,3 +118,15 @@ def test_parquet_keeps_labels(original: dict[str, Any], tmp_path: Path) -> None:
     labels = json.loads(pd.read_parquet(tmp_path / "s.parquet")["labels"].iloc[0])
     assert labels["fullname"] == original["benchmarks"][0]["fullname"]
     assert labels["group"] == "sorting"
+
+
+def test_the_report_says_which_quartiles_its_iqr_uses(original: dict[str, Any], tmp_path: Path) -> None:
+    """pytest-benchmark's quartiles differ from numpy's linear ones: the report names its method, and the exported
+    file keeps pytest-benchmark's (so `pytest-benchmark compare` prints the original's IQR)."""
+    run_dir = imported(write(tmp_path / "o.json", original), tmp_path / "res")
+    page = render(load_run(run_dir), "html")
+    assert "numpy's linear percentiles" in page
+    assert "pytest-benchmark's" in page.split("numpy's linear percentiles", 1)[1][:200]
+    back = {b["name"]: b for b in build_document(run_dir)["benchmarks"]}
+    for bench in original["benchmarks"]:
+        assert back[bench["name"]]["stats"]["iqr"] == pytest.approx(bench["stats"]["iqr"])

@@ -84,3 +84,19 @@ def test_target_instances_caps_one_target_and_names_only_known_targets() -> None
     assert len(make_plan(suite(target_instances={"vm": 1}), ["a", "b"], seed=3).cases) == 18  # vm not in this run
     with pytest.raises(ConfigError, match="target_instances names target"):  # the suite names its targets: a typo
         make_plan(suite(targets=["a", "b"], target_instances={"vm": 1}), ["a", "b"], seed=3)
+
+
+def test_settle_s_reaches_every_case_and_defaults_to_no_wait() -> None:
+    assert {c.settle_s for c in make_plan(suite(), ["a", "b"], seed=1).cases} == {0.0}
+    waits = suite(defaults={"instances": 2, "repetitions": 2, "settle_s": 3})
+    assert {c.settle_s for c in make_plan(waits, ["a", "b"], seed=1).cases} == {3.0}
+    with pytest.raises(ValueError, match="settle_s"):
+        suite(defaults={"instances": 2, "settle_s": -1})
+
+
+def test_hold_s_reaches_every_case_and_defaults_to_writing_each_sample_at_once() -> None:
+    assert {c.hold_s for c in make_plan(suite(), ["a", "b"], seed=1).cases} == {0.0}
+    held = suite(defaults={"instances": 2, "repetitions": 2, "hold_s": 1})
+    assert {c.hold_s for c in make_plan(held, ["a", "b"], seed=1).cases} == {1.0}
+    with pytest.raises(ValueError, match="hold_s"):
+        suite(defaults={"instances": 2, "hold_s": -1})

@@ -125,3 +125,35 @@ def test_podman_ulimits_default_to_what_its_process_may_grant() -> None:
     assert (arg.name, arg.soft, arg.hard) == ("nofile", 1024, 2048)
     with pytest.raises(ValueError, match="soft\\[:hard\\]"):
         TargetsFile.model_validate({"targets": {"p": {"kind": "podman", "image": "i", "ulimits": {"nofile": "lots"}}}})
+
+
+def test_podman_runtime_flags_are_per_runtime_and_need_the_private_service() -> None:
+    spec = TargetsFile.model_validate(
+        {
+            "targets": {
+                "p": {
+                    "kind": "podman",
+                    "image": "i",
+                    "runtime": "runsc",
+                    "runtime_flags": {"runsc": ["--network=none", "debug"]},
+                }
+            }
+        }
+    ).targets["p"]
+    assert spec.runtime_flags == {"runsc": ["network=none", "debug"]}  # type: ignore[union-attr]  # podman adds --
+    with pytest.raises(ValueError, match="runtime_flags are passed to the private podman service"):
+        TargetsFile.model_validate(
+            {
+                "targets": {
+                    "p": {"kind": "podman", "image": "i", "podman_host": "unix:///x", "runtime_flags": {"runsc": ["a"]}}
+                }
+            }
+        )
+    with pytest.raises(ValueError, match="runtime_flags for runsc, which `runtime` does not name"):
+        TargetsFile.model_validate(
+            {"targets": {"p": {"kind": "podman", "image": "i", "runtime": "runc", "runtime_flags": {"runsc": ["a"]}}}}
+        )
+    with pytest.raises(ValueError, match="an empty flag"):
+        TargetsFile.model_validate(
+            {"targets": {"p": {"kind": "podman", "image": "i", "runtime": "runsc", "runtime_flags": {"runsc": ["--"]}}}}
+        )

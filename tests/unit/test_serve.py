@@ -3,6 +3,7 @@ omission (against a real stdlib server on 127.0.0.1 that stalls), the model back
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import threading
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ from benchbed.report.runinfo import SERVE_STEPS, workload_steps
 from benchbed.targets import vmspec
 from benchbed.targets.docker import DockerTarget
 from benchbed.targets.libvirt import LibvirtTarget
+from benchbed.targets.podman import PodmanTarget
 from benchbed.workloads import loadgen
 from benchbed.workloads.hdr import PRECISION, Histogram
 from benchbed.workloads.serve import ServeLatency
@@ -63,6 +65,7 @@ class Stalling(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     stall_s = 0.3
     count = 0
+    gc_seen: ClassVar[set[bool]] = set()
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -70,6 +73,7 @@ class Stalling(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).count += 1
+        type(self).gc_seen.add(gc.isenabled())  # this server runs in the generator's process: GC state shows
         if type(self).count == 10:
             time.sleep(self.stall_s)
         self.send_response(200)
@@ -80,6 +84,7 @@ class Stalling(BaseHTTPRequestHandler):
 @pytest.fixture
 def stalling() -> Iterator[int]:
     Stalling.count = 0
+    Stalling.gc_seen = set()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -97,6 +102,11 @@ def test_open_loop_counts_the_queue_behind_a_stall(stalling: int) -> None:
     assert run.hist.total == 200
     assert run.hist.percentile(90) >= 100e6
     assert run.hist.max >= 0.3e9
+    assert run.service.total == 200  # the same requests timed from their actual send, as wrk and h2load do:
+    assert run.service.percentile(90) < 100e6  # there the queue behind the stall is gone
+    assert run.service.max >= 0.3e9  # only the stalled request itself shows it
+    assert Stalling.gc_seen == {False}  # no collector pause inside any request's timing
+    assert gc.isenabled()  # and the GC is back on afterwards
 
 
 def test_closed_loop_and_errors_stop_at_a_dead_server(stalling: int) -> None:
@@ -137,6 +147,9 @@ def test_bad_parameters_and_publish_without_a_network_are_refused() -> None:
     with pytest.raises(ValidationError, match="publish: 8700 needs network: bridge"):
         DockerTarget(kind="docker", image="x", publish=8700)
     assert DockerTarget(kind="docker", image="x", network="bridge", publish=8700).publish == 8700
+    with pytest.raises(ValidationError, match="publish: 8700 needs network: bridge"):
+        PodmanTarget(kind="podman", image="x", network="host", publish=8700)
+    assert PodmanTarget(kind="podman", image="x", network="bridge", publish=8700).publish == 8700
 
 
 def test_vm_serve_port_is_a_second_loopback_forward_next_to_ssh(tmp_path: Path) -> None:

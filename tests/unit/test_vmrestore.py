@@ -76,6 +76,29 @@ def test_saved_xml_gets_the_instances_files_and_port(tmp_path: Path) -> None:
     assert ":2200-" not in out
 
 
+def test_saved_xml_with_a_serve_port_gets_both_forwards_renewed(tmp_path: Path) -> None:
+    s = spec(start="restore", kernel="/k", ssh={"serve_port": 8700})
+    xml = vmspec.render_domain(
+        s,
+        name="benchbed-r-1",
+        run_id="r",
+        target="vm",
+        overlay=tmp_path / "benchbed-r-1.qcow2",
+        pci=[],
+        host_port=2200,
+        console_log=tmp_path / "benchbed-r-1.console.log",
+        serve_host_port=3300,
+    )
+    out = vmrestore.rewrite_saved_xml(
+        xml, old="benchbed-r-1", new="benchbed-r-7", directory=tmp_path, host_port=4242, serve_host_port=5353
+    )
+    assert "hostfwd=tcp:127.0.0.1:4242-:22,hostfwd=tcp:127.0.0.1:5353-:8700" in out
+    assert ":2200-" not in out
+    assert ":3300-" not in out
+    with pytest.raises(ProvisionError, match="2 hostfwd port forwards, not 1"):  # a save without serve_port's
+        vmrestore.rewrite_saved_xml(xml, old="benchbed-r-1", new="benchbed-r-7", directory=tmp_path, host_port=4242)
+
+
 def test_saved_xml_without_overlay_or_forward_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="no overlay"):
         vmrestore.rewrite_saved_xml("<domain/>", old="a", new="b", directory=tmp_path, host_port=1)
