@@ -1,7 +1,8 @@
 """Per-instance cost of a libvirt VM instance, `start: boot` against `start: restore`, on the same guest.
 
-An instance is what the runner pays per case: provision (overlay, create/restore, boot/resume, SSH connect, the
-restored guest's refresh) → one command in the guest → teardown (destroy, remove files). Booted and restored
+An instance is what the runner pays per case: provision (overlay, create/restore, boot/resume, SSH connect and the
+first command, which carries a restored guest's refresh) → one command in the guest → teardown (destroy, remove
+files). Booted and restored
 instances alternate where they can, so machine load hits both alike; the restore target's one boot + save is
 reported apart and amortised over the instances an hour buys. Also: the MDE those instance counts give on a
 workload whose instance medians spread by --log-sd (0.10: cpu.stream's spread between TCG instances here), two
@@ -29,12 +30,19 @@ from tests.integration import libvirtd
 
 
 def instance(target: LibvirtProvisioner) -> tuple[float, dict[str, float]]:
+    """One instance's wall time, and its phases plus `command` (one command in the guest, as a case's first) and
+    `teardown` (SSH closed, domain destroyed, files removed)."""
     t = time.perf_counter()
     target.next_case("util.noop")
     with target.provision() as session:
+        t1 = time.perf_counter()
         session.run(["true"]).check()
         phases = target.startup_phases()
-    return time.perf_counter() - t, phases
+        phases["command"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+    end = time.perf_counter()
+    phases["teardown"] = end - t2
+    return end - t, phases
 
 
 def main() -> None:
@@ -47,19 +55,25 @@ def main() -> None:
     if why:
         sys.exit(f"bench_vm_restore: {why}")
     overlays = libvirtd.overlay_dir()
-    boot = LibvirtProvisioner("boot", Spec.model_validate(libvirtd.guest_spec(overlays)), "bench-boot")
-    rest = LibvirtProvisioner(
-        "restore", Spec.model_validate(libvirtd.guest_spec(overlays, start="restore")), "bench-rst"
-    )
+
+    def spec(**extra: object) -> Spec:  # both wait up to 60 s for the SSH handshake: a loaded TCG host needs it
+        base = libvirtd.guest_spec(overlays, **extra)
+        return Spec.model_validate({**base, "ssh": {**base["ssh"], "connect_timeout_s": 60}})
+
+    boot = LibvirtProvisioner("boot", spec(), "bench-boot")
+    rest = LibvirtProvisioner("restore", spec(start="restore"), "bench-rst")
     booted: list[float] = []
     restored: list[float] = []
     save_s = 0.0
     phases: dict[str, list[float]] = {}
+    boot_phases: dict[str, list[float]] = {}
     try:
         for i in range(max(args.boots, args.restores + 1)):
             if i < args.boots:
-                wall, _ = instance(boot)
+                wall, ph = instance(boot)
                 booted.append(wall)
+                for k, v in ph.items():
+                    boot_phases.setdefault(k, []).append(v)
                 print(f"booted   {wall:7.2f} s", file=sys.stderr, flush=True)
             if i < args.restores + 1:
                 wall, ph = instance(rest)
@@ -92,6 +106,7 @@ def main() -> None:
             "restore": mde_from_sd(args.log_sd, per_hour_restore // 2, args.log_sd, per_hour_restore // 2),
         },
         "restored_phase_medians_s": {k: statistics.median(v) for k, v in phases.items()},
+        "booted_phase_medians_s": {k: statistics.median(v) for k, v in boot_phases.items()},
     }
     print(json.dumps(out, indent=2))
 

@@ -184,6 +184,7 @@ def build_context(inp: ReportInput, a: model.Analysis, *, plotly: str = "inline"
         "targets": [{"name": t, "kind": kinds.get(t, "?")} for t in targets],
         "target_groups": model.spectrum(inp, targets),
         "headline": model.headline(a, inp.baseline),
+        "instance_starts": runinfo.instance_starts(inp.cases),
         "stack_line": "; ".join([parity.summary(inp.cases, targets), *parity.expected_differences(inp.env, targets)]),
         "settle_line": settlenote.summary(inp.cases, targets),
         "dist_groups": list(groups.values()),

@@ -3,6 +3,7 @@ in use, and that each is back on its host driver after the VM."""
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from contextlib import suppress
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from benchbed.targets.vmspec import Pci
 
 if TYPE_CHECKING:
     from benchbed.targets.libvirt import LibvirtTarget as LibvirtSpec
+
+log = logging.getLogger(__name__)
 
 
 def _nodedev(conn: libvirt.virConnect, pci: Pci) -> ET.Element | None:
@@ -110,3 +113,14 @@ def devices_not_home(conn: libvirt.virConnect, drivers: dict[str, str | None]) -
         if before and now != before:
             wrong.append(f"{addr} is on {now or 'no driver'}, was {before}")
     return wrong
+
+
+def ensure_home(conn: libvirt.virConnect, drivers: dict[str, str | None], target: str, warnings: list[str]) -> None:
+    """After destroy, managed passthrough devices must be back on their host driver (nvidia, say): else a warning
+    (kept in `warnings` for the report) and a ProvisionError."""
+    wrong = devices_not_home(conn, drivers)
+    if wrong:
+        msg = f"target {target!r}: after the VM, passthrough devices did not return to the host: " + "; ".join(wrong)
+        log.warning("%s", msg)
+        warnings.append(msg)
+        raise ProvisionError(msg, hint="virsh nodedev-reattach <device>, or reload the driver")

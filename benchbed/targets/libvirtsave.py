@@ -9,6 +9,7 @@ overlap: a target's instances never do (one lane runs a machine's cases one afte
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from benchbed.errors import ProvisionError
 from benchbed.interrupts import held_signals
 from benchbed.targets import vmrestore, vmspec
 from benchbed.targets.base import PhaseClock
+from benchbed.targets.libvirtboot import Booter
 from benchbed.targets.sshlink import SshSession
 
 
@@ -53,13 +55,13 @@ def save_once(
     directory: Path,
     name: str,
     n: str,
-    boot: Callable[[list[libvirt.virDomain]], socket.socket],
+    boot: Callable[[list[libvirt.virDomain]], None],
 ) -> Saved:
-    """Boot a guest (`boot` binds its domain into the list as soon as it exists) to its sshd and save it. Its disk
-    becomes every restored instance's read-only backing; on any failure or interrupt nothing of it is left."""
+    """Boot a guest and make it ready (`boot` binds its domain into the list as soon as it exists), then save it. Its
+    disk becomes every restored instance's read-only backing; on any failure or interrupt nothing of it is left."""
     live: list[libvirt.virDomain] = []
     try:
-        boot(live).close()
+        boot(live)
         with held_signals():
             return save(conn, live.pop(), directory, name, n)
     except BaseException:
@@ -75,21 +77,21 @@ def restore_instance(
     conn: libvirt.virConnect,
     saved: Saved,
     name: str,
-    fixed_port: int | None,
+    booter: Booter,
     live: list[libvirt.virDomain],
     clock: PhaseClock,
-    t: float,
-    banner: Callable[[libvirt.virDomain, int, float], socket.socket],
-    serve: bool = False,
-) -> tuple[socket.socket, int, int | None]:
+) -> tuple[socket.socket, int]:
     """overlay (over the saved disk) → restore (this instance's files, new ports; the domain bound into `live`)
-    → resume (until sshd's banner): the socket, SSH's forwarded port and (`serve`) serve.latency's."""
+    → resume (until sshd's banner): the socket and SSH's forwarded port; with `ssh.serve_port` the booter's
+    serve_fwd is this instance's serve.latency forward."""
+    t = time.perf_counter()
+    fixed_port, guest = booter.spec.ssh.host_port, booter.spec.ssh.serve_port
     vmspec.create_overlay(saved.disk, saved.directory / f"{name}.qcow2")
     clock.add("overlay", time.perf_counter() - t)
     t = time.perf_counter()
     for attempt in range(3):  # a free port taken before QEMU binds it gets another try
         port = fixed_port or vmspec.free_port()
-        serve_port = vmspec.free_port() if serve else None
+        serve_port = vmspec.free_port() if guest else None
         try:
             with held_signals():
                 live.append(restore(conn, saved, name, port, serve_port))
@@ -102,9 +104,11 @@ def restore_instance(
                 ) from err
     clock.add("restore", time.perf_counter() - t)
     t = time.perf_counter()
-    sock = banner(live[0], port, t)
+    console = saved.directory / f"{name}.console.log"
+    sock = booter.banner(live[0], name, "127.0.0.1", port, t, console, probes=1)  # it has its address: no extras
     clock.add("resume", time.perf_counter() - t)
-    return sock, port, serve_port
+    booter.serve_fwd = (guest, serve_port) if guest and serve_port else None
+    return sock, port
 
 
 def save(conn: libvirt.virConnect, dom: libvirt.virDomain, directory: Path, name: str, n: str) -> Saved:
@@ -145,19 +149,29 @@ def restore(
         raise ProvisionError(f"cannot restore {saved.file} as {name}: {msg}", hint="use start: boot") from err
 
 
-def refresh(session: SshSession, n: str) -> float:
-    """New entropy and the controller's clock in a restored guest; returns how far behind its clock was (s)."""
-    argv = vmrestore.refresh_argv()
-    res = session.run(argv, timeout=60)
-    if res.rc != 0:
-        tail = (res.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        raise ProvisionError(
-            f"{n}: could not reseed the restored guest's RNG and set its clock: {tail}",
-            hint="the guest needs sh, base64 and date, and root (ssh.user: root, or ssh.sudo: true)",
-        )
+def refresh_prelude(sudo: bool) -> tuple[Callable[[], str], str, str]:
+    """The restored guest's refresh (new entropy, the controller's clock) as the ssh session's prelude: run in its
+    first round trip, before anything else, so before anything is measured; made when sent, so its clock is fresh."""
+
+    def script() -> str:
+        text = vmrestore.refresh_script()
+        return f"sudo -n sh -c {shlex.quote(text)}" if sudo else text
+
+    return (
+        script,
+        "could not reseed the restored guest's RNG and set its clock",
+        "the guest needs a POSIX shell and date, and root (ssh.user: root, or ssh.sudo: true)",
+    )
+
+
+def preimport(session: SshSession, python: str, n: str) -> int:
+    """Import the workloads' standard-library modules in the guest about to be saved: how many it imported."""
+    res = session.sh(vmrestore.preimport_script(python), 300)
     try:
-        guest = float(res.stdout.split()[0])
+        count = int(res.stdout.split()[-1]) if res.rc == 0 else -1
     except (IndexError, ValueError):
-        return 0.0
-    when = float(argv[2].rsplit("@", 1)[1].split()[0])
-    return when - guest
+        count = -1
+    if count < 0:
+        tail = (res.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        raise ProvisionError(f"{n}: the guest to be saved could not run {python}: {tail}", hint="set `python:`")
+    return count

@@ -7,7 +7,7 @@ import logging
 import shlex
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from benchbed.targets.sshstack import RemoteStack
 
 log = logging.getLogger(__name__)
+_PRELUDE_FAILED = 93
 
 
 class SshProvisioner(Host):
@@ -34,6 +35,11 @@ class SshProvisioner(Host):
         self.user = self.dialer.user
         self.where = f"{self.user}@{spec.host}:{spec.port}"
         self.remove_workdir = True  # off for a machine that is destroyed right after (a VM): saves a round trip
+        # A command run in the first round trip, before the workdir probe (a restored VM's refresh: made when sent,
+        # so a clock it carries is fresh), and what to say when it fails; the script as sent is kept in
+        # prelude_sent and its stdout (all but the probe's last line) in prelude_out.
+        self.prelude: tuple[Callable[[], str], str, str] | None = None  # (make the script, failure message, hint)
+        self.prelude_sent = self.prelude_out = ""
         self._stack_image: dict[str, str] | None = None
         self._remote: RemoteStack | None = None
 
@@ -93,10 +99,13 @@ class SshProvisioner(Host):
         else:
             parent, parent_sh = "$TMPDIR or /tmp", '"${TMPDIR:-/tmp}"'
         template = q(f"/{WORKDIR_PREFIX}{self.run_id}-XXXXXX")
-        script = [f"command -v {q(spec.python)} >/dev/null 2>&1 || exit {_NO_PYTHON}"]
+        self.prelude_sent = self.prelude[0]() if self.prelude else ""
+        script = [f"{{ {self.prelude_sent}; }} || exit {_PRELUDE_FAILED}"] if self.prelude else []
+        script.append(f"command -v {q(spec.python)} >/dev/null 2>&1 || exit {_NO_PYTHON}")
         if spec.sudo:
             script.append(f"sudo -n true || exit {_NO_SUDO}")
-        script.append(f"umask 077; mkdir -p {parent_sh} && mktemp -d {parent_sh}{template} || exit {_NO_WORKDIR}")
+        mkdir = f"{{ [ -d {parent_sh} ] || mkdir -p {parent_sh}; }}"  # a builtin test: no program run when it exists
+        script.append(f"umask 077; {mkdir} && mktemp -d {parent_sh}{template} || exit {_NO_WORKDIR}")
         res = session.sh("; ".join(script), self.spec.command_timeout_s)
         last_err = (res.stderr.strip().splitlines() or ["no stderr"])[-1]
         n = f"target {self.name!r}"
@@ -104,11 +113,15 @@ class SshProvisioner(Host):
             raise ProvisionError(
                 f"{n}: python {spec.python!r} not found on {self.where}", hint="install python3 or set `python:`"
             )
+        if res.rc == _PRELUDE_FAILED and self.prelude:
+            raise ProvisionError(f"{n}: {self.prelude[1]}: {last_err}", hint=self.prelude[2])
         if res.rc == _NO_SUDO:
             raise ProvisionError(f"{n}: `sudo: true` but sudo -n fails on {self.where}: {last_err}")
         if res.rc == _NO_WORKDIR:
             raise ProvisionError(f"{n}: cannot create a private workdir under {parent} on {self.where}: {last_err}")
-        path = res.stdout.strip().splitlines()[-1:] if res.rc == 0 else []
+        lines = res.stdout.strip().splitlines()
+        path = lines[-1:] if res.rc == 0 else []
+        self.prelude_out = "\n".join(lines[:-1])
         if not path or not path[0].startswith("/"):
             raise ProvisionError(f"{n}: workdir probe on {self.where} failed (rc {res.rc}): {last_err}")
         return path[0]

@@ -8,9 +8,12 @@ agent's connection before anything is measured; the rest is shared by design (do
 
 from __future__ import annotations
 
-import base64
+import ast
+import functools
 import os
 import re
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,12 +80,61 @@ def rewrite_saved_xml(
     return _HOSTFWD.sub(lambda m: f"{m.group(1)}{next(new_ports)}{m.group(3)}", out)
 
 
-def refresh_argv(now: float | None = None, seed: bytes | None = None) -> list[str]:
+def refresh_script(now: float | None = None, seed: bytes | None = None) -> str:
     """A shell command that mixes controller entropy into the guest's RNG and sets its clock to `now`.
 
     Writing to /dev/urandom mixes the bytes into the pool (without crediting entropy), which is enough to make two
     guests restored from one save diverge; `date -s` moves the wall clock the saved guest stopped at. It prints the
-    guest's clock before the fix, so the skew it had is known."""
-    b64 = base64.b64encode(seed if seed is not None else os.urandom(SEED_BYTES)).decode()
+    guest's clock before the fix, so the skew it had is known. Run in the same round trip as the session's first
+    command (the workdir probe). Under TCG each program a restored guest runs costs about a second (its code is
+    translated afresh), so only `date -s` is one: the seed goes through the shell's `printf` (octal escapes) and the
+    old clock is bash's $EPOCHREALTIME where the login shell is bash (`date` otherwise)."""
+    data = seed if seed is not None else os.urandom(SEED_BYTES)
+    octal = "".join(f"\\{b:03o}" for b in data)
     when = time.time() if now is None else now
-    return ["sh", "-c", f"date +%s.%N; echo {b64} | base64 -d > /dev/urandom && date -u -s @{when:.6f} >/dev/null"]
+    return (
+        f"echo ${{EPOCHREALTIME:-$(date +%s.%N)}}; printf '{octal}' > /dev/urandom && date -u -s @{when:.6f} >/dev/null"
+    )
+
+
+def clock_behind(script: str, out: str) -> float | None:
+    """How far (s) the restored guest's clock was behind when `script` (refresh_script) set it, from its output."""
+    try:
+        guest = float(out.split()[0])
+        when = float(script.rsplit("@", 1)[1].split()[0])
+    except (IndexError, ValueError):
+        return None
+    return when - guest
+
+
+@functools.cache
+def preimport_modules() -> tuple[str, ...]:
+    """The standard-library modules the agent and the built-in workloads import (at the top or inside a function):
+    the saved guest imports them once before the save, so the interpreter, its shared libraries and these modules'
+    files are in the page cache every restored instance starts from. Read from the sources (no import here), so
+    a module the guest's Python lacks is only skipped there. Third-party imports (numpy, torch) are left out:
+    they are the workload's business, and a GPU library must not initialise before the save."""
+    from benchbed.agent.build import PKG_ROOT
+
+    found: set[str] = set()
+    for sub in ("agent", "workloads"):
+        for path in sorted((PKG_ROOT / sub).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+    return tuple(sorted(m for m in found if m.split(".", 1)[0] in sys.stdlib_module_names))
+
+
+def preimport_script(python: str) -> str:
+    """Shell: import preimport_modules() in the guest's `python`, each on its own (one the guest lacks is skipped);
+    prints how many it imported."""
+    code = (
+        "import importlib\nn = 0\n"
+        f"for m in {list(preimport_modules())!r}:\n"
+        "    try:\n        importlib.import_module(m)\n        n += 1\n"
+        "    except Exception:\n        pass\n"
+        "print(n)\n"
+    )
+    return f"{shlex.quote(python)} -c {shlex.quote(code)}"

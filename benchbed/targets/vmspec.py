@@ -86,6 +86,14 @@ def overlay_dir(spec: LibvirtSpec) -> Path:
     return Path(spec.overlay_dir).expanduser() if spec.overlay_dir else default_overlay_dir()
 
 
+def files_exist(spec: LibvirtSpec, n: str) -> None:
+    """The base disk, kernel and initrd the spec names are there (before anything is created)."""
+    for key in ("image", "kernel", "initrd"):
+        value = getattr(spec, key)
+        if value and not Path(value).expanduser().is_file():
+            raise ProvisionError(f"{n}: {key} {value} not found", hint="scripts/build-vm-image builds a test guest")
+
+
 def image_format(path: Path) -> str:
     with path.open("rb") as f:
         return "qcow2" if f.read(4) == QCOW2_MAGIC else "raw"

@@ -24,6 +24,7 @@ WORKLOADS = [
     {"name": "util.noop", "params": {"duration_ms": 1}},
     {"name": "cpu.gemm", "params": {"n": 32}},
 ]
+SEVERAL_INSTANCES = {"test_same_workload_gives_samples_of_the_same_shape"}  # one instance per workload
 SHAPE = ["workload", "metric", "unit", "better", "phase"]
 COMMON_PHASES = {"put_agent", "agent_ready", "total"}
 
@@ -81,9 +82,12 @@ def vm_overlays() -> Iterator[Path]:
 
 
 def _libvirt(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Software emulation: boots are slow. A test of several instances restores them from one saved boot; one of
+    a single instance boots it (start: restore would boot, save and restore: more, not less)."""
     from tests.integration import libvirtd
 
-    return libvirtd.guest_spec(request.getfixturevalue("vm_overlays"))  # software emulation: boots are slow
+    start = "restore" if request.node.originalname in SEVERAL_INSTANCES else "boot"
+    return libvirtd.guest_spec(request.getfixturevalue("vm_overlays"), start=start)
 
 
 def _ns(request: pytest.FixtureRequest) -> dict[str, Any]:

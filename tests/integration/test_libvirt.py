@@ -79,7 +79,9 @@ def assert_nothing_left(overlays: Path) -> None:
 
 
 def test_suite_matches_local_shapes_and_a_destroyed_guest_fails_only_its_case(tmp_path: Path, overlays: Path) -> None:
-    targets = {"local": {"kind": "local"}, "vm": libvirtd.guest_spec(overlays)}
+    # start: restore (one boot + save, then each instance restored: CI pays one boot, not two); booted instances
+    # run in full in test_pytest_workload, test_serve and the contract's session test, once per test session
+    targets = {"local": {"kind": "local"}, "vm": libvirtd.guest_spec(overlays, start="restore")}
     suite = (
         "name: vm\nbaseline: local\nmodules: [hang.py]\nseed: 1\n"
         "defaults: {instances: 1, repetitions: 3, warmup: 1, timeout_s: 900}\n"
@@ -130,8 +132,9 @@ def test_suite_matches_local_shapes_and_a_destroyed_guest_fails_only_its_case(tm
     assert lv["libvirt_version"]
     assert env["kernel"].endswith("-amd64")  # the guest's kernel, from the agent
     ok = run.cases[(run.cases.target == "vm") & (run.cases.status == "ok")]
+    assert set(run.cases[run.cases.target == "vm"].start) == {"restored"}
     for phases in ok.phases:
-        for name in ("overlay", "create", "boot", "connect", "first_rtt", "put_agent", "agent_ready", "teardown"):
+        for name in ("overlay", "restore", "resume", "connect", "first_rtt", "put_agent", "agent_ready", "teardown"):
             assert phases[name] >= 0, name
         parts = sum(v for k, v in phases.items() if k != "total")
         assert parts == pytest.approx(phases["total"], abs=0.05)  # the phases partition the wall time

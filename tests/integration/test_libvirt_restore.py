@@ -73,7 +73,7 @@ def test_restored_instances_match_booted_shapes_each_fresh_on_its_own_overlay(tm
     assert set(vm.start) == {"restored"}
     assert sum("save" in p for p in vm.phases) == 1  # booted and saved once, charged to the first instance
     for phases in vm.phases:
-        for name in ("overlay", "restore", "resume", "connect", "refresh", "put_agent", "agent_ready", "teardown"):
+        for name in ("overlay", "restore", "resume", "connect", "first_rtt", "put_agent", "agent_ready", "teardown"):
             assert phases[name] >= 0, name
         assert "boot" not in phases
         assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=0.05)
@@ -94,6 +94,8 @@ def test_restored_instances_match_booted_shapes_each_fresh_on_its_own_overlay(tm
     assert lv["start"]["mode"] == "restore"
     assert lv["start"]["save_file_bytes"] > 0
     assert any("page cache" in s for s in lv["start"]["shared"])
+    assert lv["start"]["preimported_modules"] > 10  # the workloads' stdlib imported before the save
+    assert isinstance(lv["start"]["clock_behind_s"], float)  # refreshed in the first round trip, its output read
     assert_nothing_left(overlays)
 
 

@@ -131,7 +131,7 @@ def test_boot_timeout_destroys_the_domain_and_removes_the_overlay(
 ) -> None:
     # the test driver boots nothing: nothing ever answers on the forwarded port
     t = target_of(make(base, tmp_path, ssh={"reach": "port_forward"}, gpus=["0000:17:00.0"]))
-    t._create = _without_qemu_namespace(t._create)
+    t.booter._create = _without_qemu_namespace(t.booter._create)
     with (
         pytest.raises(
             ProvisionError, match=r"did not answer SSH on 127\.0\.0\.1:\d+ within 0\.3 s \(domain destroyed\)"
@@ -149,7 +149,7 @@ def test_passthrough_domain_falls_back_to_boot_with_one_line_or_refuses_restore_
 ) -> None:
     # start: restore with a GPU: said once, then the instance boots (and times out here: the driver boots nothing)
     t = target_of(make(base, tmp_path, gpus=["0000:17:00.0"], start="restore"))
-    t._create = _without_qemu_namespace(t._create)
+    t.booter._create = _without_qemu_namespace(t.booter._create)
     for _ in range(2):
         with pytest.raises(ProvisionError, match="did not answer SSH"), t.provision():
             pass
@@ -170,7 +170,7 @@ def _without_qemu_namespace(create: Any) -> Any:
     """The test driver keeps no <qemu:commandline>: drop it, as QEMU would consume it."""
     from benchbed.targets import libvirtvm as L
 
-    def wrapped(name: str, overlay: Path, pci: Any, console: Path) -> Any:
+    def wrapped(conn: Any, name: str, overlay: Path, pci: Any, console: Path) -> Any:
         real = vmspec.render_domain
 
         def render(*a: Any, **kw: Any) -> str:
@@ -180,7 +180,7 @@ def _without_qemu_namespace(create: Any) -> Any:
 
         L.vmspec.render_domain = render  # type: ignore[assignment]
         try:
-            return create(name, overlay, pci, console)
+            return create(conn, name, overlay, pci, console)
         finally:
             L.vmspec.render_domain = real  # type: ignore[assignment]
 
@@ -253,7 +253,7 @@ def test_device_not_back_on_its_host_driver_fails_loudly(
     t = target_of(make(base, tmp_path))
     monkeypatch.setattr(libvirtdev, "host_driver", lambda conn, pci: "vfio-pci")
     with pytest.raises(ProvisionError, match=r"0000:17:00\.0 is on vfio-pci, was nvidia"):
-        t._devices_home({"0000:17:00.0": "nvidia"})
+        libvirtdev.ensure_home(t.conn, {"0000:17:00.0": "nvidia"}, t.name, t.warnings)
     assert t.warnings
     assert "did not return to the host" in t.warnings[0]
 

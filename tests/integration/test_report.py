@@ -609,3 +609,24 @@ def test_a_cpu_report_has_no_gpu_notes(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "run-cpu", samples, [], targets={"local": {"kind": "local"}})
     assert "GPU notes" not in markup(write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8"))
     assert "GPU notes" not in render(load_run(run_dir), "md")
+
+
+def test_restored_vm_instances_are_marked_in_html_and_markdown(tmp_path: Path) -> None:
+    """A libvirt target with `start: restore` records how each instance started: both formats say so."""
+    samples = [hand_sample(t, 10.0 + i, i, 0) for t in ("local", "vm") for i in range(3)]
+    cases = [
+        {"case": i, "target": t, "workload": "cpu.gemm", "params": {}, "instance": i, "status": "ok",
+         "phases": {"total": 1.0}, **({"start": start} if t == "vm" else {})}
+        for t in ("local", "vm") for i, start in enumerate(["booted", "restored", "restored"])
+    ]  # fmt: skip
+    targets = {"local": {"kind": "local"}, "vm": {"kind": "libvirt"}}
+    run_dir = write_run(tmp_path / "run-restored", samples, cases, status="complete", targets=targets)
+    html = write_report(load_run(run_dir), tmp_path / "r.html").read_text(encoding="utf-8")
+    (line,) = re.findall(r'<p id="instance-starts">(.*?)</p>', markup(html), re.DOTALL)
+    assert "vm: 2 restored, 1 booted" in line
+    assert "local" not in line  # only targets with restored instances are named
+    md = render(load_run(run_dir), "md")
+    assert "- VM instances restored from a saved guest (the rest booted): vm: 2 restored, 1 booted" in md
+
+    plain = write_run(tmp_path / "run-booted", samples, [{**c, "start": None} for c in cases], targets=targets)
+    assert 'id="instance-starts"' not in write_report(load_run(plain), tmp_path / "b.html").read_text(encoding="utf-8")

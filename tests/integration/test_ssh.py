@@ -533,3 +533,19 @@ def test_cli_parallel_summary_names_failed_hosts(server: S.Sshd, tmp_path: Path)
     assert "1 ok, 0 skipped, 1 failed" in proc.stdout
     assert "failed on down:" in proc.stdout
     assert "connection refused" in proc.stdout
+
+
+def test_a_prelude_runs_in_the_first_round_trip_and_fails_with_one_line(server: S.Sshd, tmp_path: Path) -> None:
+    """A restored VM's refresh rides on the workdir probe: its output is kept, the workdir still found."""
+    mark = tmp_path / "prelude-ran"
+    t = target(server.spec(workdir=str(tmp_path / "remote")))
+    t.prelude = (lambda: f"echo one; echo two; touch {mark}", "could not refresh", "fix the guest")
+    with t.provision() as session:
+        assert Path(session.workdir).parent == tmp_path / "remote"
+        assert mark.is_file()
+    assert (t.prelude_out, t.prelude_sent) == ("one\ntwo", f"echo one; echo two; touch {mark}")
+    t.prelude = (lambda: "echo going >&2; false", "could not refresh", "fix the guest")
+    expect = r"^target .box.: could not refresh: going \(hint: fix the guest\)$"
+    with pytest.raises(ProvisionError, match=expect) as err, t.provision():
+        pass
+    assert "\n" not in str(err.value)

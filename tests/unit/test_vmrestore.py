@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,18 +107,23 @@ def test_saved_xml_without_overlay_or_forward_is_refused(tmp_path: Path) -> None
         vmrestore.rewrite_saved_xml(xml, old="a", new="b", directory=tmp_path, host_port=1)
 
 
-def test_refresh_command_feeds_the_seed_and_sets_the_clock(tmp_path: Path) -> None:
-    argv = vmrestore.refresh_argv(now=1_700_000_000.25, seed=b"\x00\xffabc")
-    assert argv[:2] == ["sh", "-c"]
-    assert base64.b64encode(b"\x00\xffabc").decode() in argv[2]
-    assert "> /dev/urandom" in argv[2]
-    assert "date -u -s @1700000000.250000" in argv[2]
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_refresh_command_feeds_the_seed_and_sets_the_clock(tmp_path: Path, shell: str) -> None:
+    seed = bytes(range(256)) + b"'\\%s\n"  # every byte value, quotes, a backslash, a printf directive
+    script = vmrestore.refresh_script(now=1_700_000_000.25, seed=seed)
+    assert "> /dev/urandom" in script
+    assert "date -u -s @1700000000.250000" in script
+    assert "base64" not in script  # one program run in the guest (date -s): the seed goes through printf
     # the command is valid shell that prints the guest's clock first (run with the writes pointed elsewhere)
-    safe = argv[2].replace("/dev/urandom", str(tmp_path / "pool")).replace("date -u -s", "echo")
-    out = subprocess.run(["sh", "-c", safe], capture_output=True, text=True, check=True).stdout
+    safe = script.replace("/dev/urandom", str(tmp_path / "pool")).replace("date -u -s", "echo")
+    out = subprocess.run([shell, "-c", safe], capture_output=True, text=True, check=True).stdout
     assert float(out.split()[0]) > 1_700_000_000
-    assert (tmp_path / "pool").read_bytes() == b"\x00\xffabc"
-    assert len(base64.b64decode(vmrestore.refresh_argv()[2].split("echo ")[1].split()[0])) == vmrestore.SEED_BYTES
+    assert (tmp_path / "pool").read_bytes() == seed
+    fresh = [vmrestore.refresh_script().split("printf ")[1].split(" >")[0] for _ in range(2)]
+    assert fresh[0].count("\\") == vmrestore.SEED_BYTES
+    assert fresh[0] != fresh[1]  # new controller entropy each time
+    assert vmrestore.clock_behind(script, "1699999940.25\n") == pytest.approx(60.0)
+    assert vmrestore.clock_behind(script, "") is None
 
 
 def test_save_files_are_instance_files_and_swept(tmp_path: Path) -> None:
@@ -147,3 +152,19 @@ def test_report_says_which_instances_were_restored() -> None:
     )
     assert instance_starts(cases) == "vm: 2 restored, 1 booted"
     assert instance_starts(pd.DataFrame([{"target": "local"}])) == ""
+
+
+def test_preimport_is_the_workloads_standard_library_and_runs() -> None:
+    mods = vmrestore.preimport_modules()
+    assert {"json", "hashlib", "statistics", "socket"} <= set(mods)  # agent protocol, cpu/io/serve workloads
+    assert not [m for m in mods if m.split(".")[0] in {"numpy", "torch", "benchbed", "pynvml"}]
+    out = subprocess.run(["sh", "-c", vmrestore.preimport_script(sys.executable)], capture_output=True, text=True)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert int(out.stdout) == len(mods)  # this interpreter has them all
+    lacking = subprocess.run(
+        ["sh", "-c", vmrestore.preimport_script(sys.executable).replace("'json'", "'no_such_module_here'")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(lacking.stdout) == len(mods) - 1  # one the guest lacks is skipped, not fatal
