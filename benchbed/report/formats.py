@@ -81,6 +81,9 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         lines.append(f"- Isolation spectrum: {text}")
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]
+    for t in a.targets:  # a target's own caveat (a TCG guest): named beside its column, as the HTML does
+        caveat = (inp.env.get(t) or {}).get("libvirt", {}).get("warning")
+        lines += [f"- Caveat, {md(t)}: {md(str(caveat))}"] if caveat else []
     settle = settlenote.summary(inp.cases, a.targets)
     lines += [f"- Quiet start: {md(settle)}"] if settle else []
     lines += ["", "## Headline: ratio to the baseline [95% CI]", ""]
