@@ -368,12 +368,16 @@ def test_ctrl_c_kills_the_agent_and_removes_the_workdir(
     assert_clean(parent)
 
 
-def test_sigint_to_benchbed_run_cleans_up_remotely(server: S.Sshd, tmp_path: Path, chatty: Path) -> None:
+def start_chatty_run(
+    server: S.Sshd, tmp_path: Path, chatty: Path, mode: str, **popen: Any
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`benchbed run` of test.chatty (`mode`) on the sshd target, in the background: (process, remote workdir,
+    results dir)."""
     parent = tmp_path / "remote"
     S.write_targets(tmp_path / "targets.yaml", {"box": server.spec(python=sys.executable, workdir=str(parent))})
     (tmp_path / "suite.yaml").write_text(
-        f"name: sigint\nbaseline: box\nmodules: [{chatty}]\n"
-        "workloads:\n  - name: test.chatty\n    params: {mode: quiet}\n"
+        f"name: {mode}\nbaseline: box\nmodules: [{chatty}]\n"
+        f"workloads:\n  - name: test.chatty\n    params: {{mode: {mode}}}\n"
     )
     out = tmp_path / "results"
     cmd = [
@@ -385,14 +389,14 @@ def test_sigint_to_benchbed_run_cleans_up_remotely(server: S.Sshd, tmp_path: Pat
         "-t",
         str(tmp_path / "targets.yaml"),
     ]
-    proc = subprocess.Popen(
-        [*cmd, "--out", str(out), "--no-report"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        preexec_fn=interruptible,
-    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([*cmd, "--out", str(out), "--no-report"], cwd=REPO, env=env, **popen)
+    return proc, parent, out
+
+
+def test_sigint_to_benchbed_run_cleans_up_remotely(server: S.Sshd, tmp_path: Path, chatty: Path) -> None:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "preexec_fn": interruptible}
+    proc, parent, out = start_chatty_run(server, tmp_path, chatty, "quiet", **pipes)
     try:
         wait_for(lambda: any(samples_of(d, "box") for d in out.glob("*") if d.is_dir()))
         proc.send_signal(signal.SIGINT)
@@ -409,29 +413,8 @@ def test_sigint_to_benchbed_run_cleans_up_remotely(server: S.Sshd, tmp_path: Pat
 def test_sigkilled_harness_leaves_no_agent_on_the_host(server: S.Sshd, tmp_path: Path, chatty: Path) -> None:
     """Nothing tears down after a SIGKILL: the agent (and the child its workload started) end themselves once
     sshd closes their stdin with the dropped connection, long before the workload's 60 s sleep is over."""
-    parent = tmp_path / "remote"
-    S.write_targets(tmp_path / "targets.yaml", {"box": server.spec(python=sys.executable, workdir=str(parent))})
-    (tmp_path / "suite.yaml").write_text(
-        f"name: sigkill\nbaseline: box\nmodules: [{chatty}]\n"
-        "workloads:\n  - name: test.chatty\n    params: {mode: forks}\n"
-    )
-    out = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchbed.cli",
-        "run",
-        str(tmp_path / "suite.yaml"),
-        "-t",
-        str(tmp_path / "targets.yaml"),
-    ]
-    proc = subprocess.Popen(
-        [*cmd, "--out", str(out), "--no-report"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc, parent, out = start_chatty_run(server, tmp_path, chatty, "forks", **quiet)
     try:
         wait_for(lambda: any(samples_of(d, "box") for d in out.glob("*") if d.is_dir()))
         wait_for(lambda: len(S.leftovers(parent)[1]) >= 2)  # the agent and its workload's child, on the host
