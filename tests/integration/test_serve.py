@@ -102,12 +102,7 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
     data = run(tmp_path, targets, workloads, rc=1)
     ok = data.cases[data.cases.params.map(lambda p: "crash_after" not in p)].set_index("target")
     assert set(ok.status) == {"ok"}
-    s = data.samples
-    for target, via in (("bridge", "published-port"), ("hostnet", "host-network")):
-        across = s[(s.target == target) & s.metric.str.startswith("across.")]
-        assert set(across.labels.map(lambda x: x["via"])) == {via}
-        assert_both_paths(data, target)
-        assert_cold_start(data, target, "create")
+    assert_published_and_host_network(data)
     sealed = metrics(data, "sealed")
     assert "in-target.open@50.p99" in sealed
     assert not any(m.startswith("across.") for m in sealed)  # in-target only, and the case still ok
@@ -119,6 +114,16 @@ def test_docker_published_port_host_network_and_no_network(tmp_path: Path) -> No
     assert dockerd.labelled_containers(tmp_path / "res") == []
 
 
+def assert_published_and_host_network(data: RunData) -> None:
+    """Targets `bridge` (a published port) and `hostnet` (host networking) were reached each by its own path."""
+    s = data.samples
+    for target, via in (("bridge", "published-port"), ("hostnet", "host-network")):
+        across = s[(s.target == target) & s.metric.str.startswith("across.")]
+        assert set(across.labels.map(lambda x: x["via"])) == {via}
+        assert_both_paths(data, target)
+        assert_cold_start(data, target, "create")
+
+
 @pytest.mark.podman
 def test_podman_published_port_and_host_network(tmp_path: Path) -> None:
     image = podmand.required_image()
@@ -126,12 +131,7 @@ def test_podman_published_port_and_host_network(tmp_path: Path) -> None:
     targets = {"bridge": {**box, "network": "bridge", "publish": 8700}, "hostnet": {**box, "network": "host"}}
     data = run(tmp_path, targets, [{"name": "serve.latency", "params": PARAMS}])
     assert set(data.cases.status) == {"ok"}, data.cases.reason.tolist()
-    s = data.samples
-    for target, via in (("bridge", "published-port"), ("hostnet", "host-network")):
-        across = s[(s.target == target) & s.metric.str.startswith("across.")]
-        assert set(across.labels.map(lambda x: x["via"])) == {via}
-        assert_both_paths(data, target)
-        assert_cold_start(data, target, "create")
+    assert_published_and_host_network(data)
     assert podmand.labelled_containers() == []
 
 

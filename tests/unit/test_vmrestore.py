@@ -55,10 +55,10 @@ def test_cold_start_workloads_always_boot() -> None:
     assert vmrestore.start_mode(s, "vm", has_devices=False, workload="cpu.stream")[0] == "restore"
 
 
-def test_saved_xml_gets_the_instances_files_and_port(tmp_path: Path) -> None:
-    s = spec(start="restore", kernel="/k")
-    xml = vmspec.render_domain(
-        s,
+def saved_xml(tmp_path: Path, ssh: dict[str, Any] | None = None, serve_host_port: int | None = None) -> str:
+    """The domain XML of instance 1 of run `r`, as it is saved (host port 2200)."""
+    return vmspec.render_domain(
+        spec(start="restore", kernel="/k", **({"ssh": ssh} if ssh else {})),
         name="benchbed-r-1",
         run_id="r",
         target="vm",
@@ -66,7 +66,12 @@ def test_saved_xml_gets_the_instances_files_and_port(tmp_path: Path) -> None:
         pci=[],
         host_port=2200,
         console_log=tmp_path / "benchbed-r-1.console.log",
+        serve_host_port=serve_host_port,
     )
+
+
+def test_saved_xml_gets_the_instances_files_and_port(tmp_path: Path) -> None:
+    xml = saved_xml(tmp_path)
     out = vmrestore.rewrite_saved_xml(xml, old="benchbed-r-1", new="benchbed-r-7", directory=tmp_path, host_port=4242)
     assert "<name>benchbed-r-1</name>" in out  # libvirt refuses a restore under another name
     assert f"{tmp_path}/benchbed-r-1." not in out
@@ -77,18 +82,7 @@ def test_saved_xml_gets_the_instances_files_and_port(tmp_path: Path) -> None:
 
 
 def test_saved_xml_with_a_serve_port_gets_both_forwards_renewed(tmp_path: Path) -> None:
-    s = spec(start="restore", kernel="/k", ssh={"serve_port": 8700})
-    xml = vmspec.render_domain(
-        s,
-        name="benchbed-r-1",
-        run_id="r",
-        target="vm",
-        overlay=tmp_path / "benchbed-r-1.qcow2",
-        pci=[],
-        host_port=2200,
-        console_log=tmp_path / "benchbed-r-1.console.log",
-        serve_host_port=3300,
-    )
+    xml = saved_xml(tmp_path, ssh={"serve_port": 8700}, serve_host_port=3300)
     out = vmrestore.rewrite_saved_xml(
         xml, old="benchbed-r-1", new="benchbed-r-7", directory=tmp_path, host_port=4242, serve_host_port=5353
     )
