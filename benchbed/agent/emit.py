@@ -23,14 +23,13 @@ from typing import Any, TextIO
 
 from benchbed.protocol import Line, encode
 
-HOLD_S = 1.0  # the longest a held line waits: at most one transport wake-up per second lands in a measurement
 HELD = frozenset({Line.SAMPLE, Line.FINGERPRINT})
 
 
 class Emitter:
     """Writes protocol lines to `out`; HELD kinds wait (see the module docstring), the rest go at once."""
 
-    def __init__(self, out: TextIO, hold_s: float = HOLD_S) -> None:
+    def __init__(self, out: TextIO, hold_s: float = 0.0) -> None:
         self.out = out
         self.hold_s = hold_s
         self._held: list[str] = []

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     sys.stdout = sys.stderr  # workloads' prints go to stderr; stdout is the protocol channel
-    emit = Emitter(proto, hold_s=0.0)  # nothing held until a case's spec asks for it
+    emit = Emitter(proto)  # nothing held until a case's spec asks for it (`hold_s`)
     try:
         return _command(args, emit)
     finally:
