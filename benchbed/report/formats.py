@@ -81,7 +81,7 @@ def to_markdown(inp: ReportInput, a: Analysis) -> str:
         lines.append(f"- Isolation spectrum: {text}")
     lines += ["", f"- Stack: {md(parity.summary(inp.cases, a.targets))}"]
     lines += [f"- Expected difference: {md(note)}" for note in parity.expected_differences(inp.env, a.targets)]
-    for t in a.targets:  # a target's own caveat (a TCG guest): named beside its column, as the HTML does
+    for t in a.targets:  # a target's own caveat (a TCG guest); the HTML shows it in its environment table
         caveat = (inp.env.get(t) or {}).get("libvirt", {}).get("warning")
         lines += [f"- Caveat, {md(t)}: {md(str(caveat))}"] if caveat else []
     settle = settlenote.summary(inp.cases, a.targets)
