@@ -84,7 +84,7 @@ def make_plan(
     rng = random.Random(seed)
     d = suite.defaults
     chosen = instances_per_key or {}
-    units: list[tuple[str, dict[str, Any], int, int, int, float]] = []
+    units: list[tuple[str, dict[str, Any], int, int, int, float, dict[str, int]]] = []
     pilot: list[str] = []
     for entry in suite.workloads:
         if only and not fnmatch.fnmatchcase(entry.name, only):
@@ -103,15 +103,12 @@ def make_plan(
                     entry.repetitions or d.repetitions,
                     entry.warmup if entry.warmup is not None else d.warmup,
                     entry.timeout_s or d.timeout_s,
+                    _caps(suite, entry.target_instances, names, available),
                 )
             )
     if not units:
         raise ConfigError(f"--only {only!r} matches no workload in suite {suite.name!r}")
     blocks = _blocks(suite, names, available)
-    caps = {t: n for name, n in suite.target_instances.items() for t in select([name], available)}
-    unknown = sorted(set(caps) - set(names))
-    if unknown and suite.targets:  # a shipped suite may cap a target (vm) that this run's targets file lacks
-        raise ConfigError(f"suite {suite.name!r}: target_instances names target(s) {unknown}, not among {names}")
     if pilot:  # phase 1: only the pilot cases, on the baseline alone; the rest is planned once N is known
         units = [(*u[:2], d.pilot_instances, *u[3:]) for u in units if case_key(u[0], u[1]) in pilot]
         blocks = [[suite.baseline]]
@@ -122,7 +119,7 @@ def make_plan(
         if len(blocks) > 1:  # one block at a time; which goes first is seeded per round (drift hits all alike)
             rng.shuffle(blocks)
         for block in blocks:
-            for name, point, n_inst, reps, warm, tmo in units:
+            for name, point, n_inst, reps, warm, tmo, caps in units:
                 if inst >= n_inst:
                     continue
                 order = list(block)
@@ -136,6 +133,15 @@ def make_plan(
                         Case(first_index + len(cases), target, name, point, inst, reps, warm, tmo, d.settle_s, d.hold_s)
                     )
     return Plan(cases, seed, list(names), suite.baseline, pilot, only)
+
+
+def _caps(suite: Suite, own: dict[str, int], names: list[str], available: list[str]) -> dict[str, int]:
+    """Most instances per case by target: the suite's target_instances, a workload's own over them."""
+    caps = {t: n for src in (suite.target_instances, own) for name, n in src.items() for t in select([name], available)}
+    unknown = sorted(set(caps) - set(names))
+    if unknown and suite.targets:  # a shipped suite may cap a target (vm) that this run's targets file lacks
+        raise ConfigError(f"suite {suite.name!r}: target_instances names target(s) {unknown}, not among {names}")
+    return caps
 
 
 def select(names: list[str], available: list[str]) -> list[str]:

@@ -118,6 +118,11 @@ class WorkloadEntry(Strict):
     name: str
     params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     instances: Instances | None = Field(None, union_mode="left_to_right")
+    target_instances: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="The suite's target_instances for this workload alone: e.g. {vm: 3} on startup.*, which boots "
+        "every VM instance even where the others restore one saved boot",
+    )
     repetitions: int | None = Field(None, ge=1, le=100000)
     warmup: int | None = Field(None, ge=0, le=10000)
     timeout_s: float | None = Field(None, gt=0)

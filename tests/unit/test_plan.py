@@ -86,6 +86,20 @@ def test_target_instances_caps_one_target_and_names_only_known_targets() -> None
         make_plan(suite(targets=["a", "b"], target_instances={"vm": 1}), ["a", "b"], seed=3)
 
 
+def test_a_workloads_own_target_instances_override_the_suites_for_it_alone() -> None:
+    work = [{"name": "cpu.gemm", "target_instances": {"c": 1}}, {"name": "util.noop"}]
+    cases = make_plan(suite(target_instances={"c": 2}, workloads=work), ["a", "b", "c"], seed=3).cases
+    per = {(c.workload, c.target): 0 for c in cases}
+    for c in cases:
+        per[(c.workload, c.target)] += 1
+    assert per[("cpu.gemm", "c")] == 1 and per[("util.noop", "c")] == 2  # its own cap; the suite's elsewhere
+    assert per[("cpu.gemm", "a")] == per[("util.noop", "b")] == 3
+    raised = suite(target_instances={"c": 1}, workloads=[{"name": "util.noop", "target_instances": {"c": 3}}])
+    assert sum(1 for c in make_plan(raised, ["a", "c"], seed=3).cases if c.target == "c") == 3  # may raise it too
+    with pytest.raises(ConfigError, match="target_instances names target"):
+        make_plan(suite(targets=["a"], workloads=[{"name": "util.noop", "target_instances": {"vm": 1}}]), ["a"])
+
+
 def test_settle_s_reaches_every_case_and_defaults_to_no_wait() -> None:
     assert {c.settle_s for c in make_plan(suite(), ["a", "b"], seed=1).cases} == {0.0}
     waits = suite(defaults={"instances": 2, "repetitions": 2, "settle_s": 3})
