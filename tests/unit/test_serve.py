@@ -109,6 +109,61 @@ def test_open_loop_counts_the_queue_behind_a_stall(stalling: int) -> None:
     assert gc.isenabled()  # and the GC is back on afterwards
 
 
+def raw_server(answer: Any) -> int:
+    """A one-connection server on 127.0.0.1 whose replies `answer(conn, n)` writes, byte for byte."""
+    import socket
+
+    lsock = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = lsock.accept()
+        with conn, lsock:
+            buf, n = b"", 0
+            while True:
+                while b"\r\n\r\nx" not in buf:  # the tests' body is one byte, b"x"
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf.split(b"\r\n\r\nx", 1)[1]
+                n += 1
+                if not answer(conn, n):
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(lsock.getsockname()[1])
+
+
+def test_closed_loop_times_a_response_that_comes_in_pieces_from_send_to_its_last_byte() -> None:
+    def answer(conn: Any, n: int) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Len")  # a head split mid-line, then the body late
+        time.sleep(0.005)
+        conn.sendall(b"gth: 4\r\n\r\nab")
+        time.sleep(0.02)
+        conn.sendall(b"cd")
+        return True
+
+    port = raw_server(answer)
+    run = loadgen.closed_loop("127.0.0.1", port, b"x", duration_s=0.3, connections=1)
+    assert run.errors == 0
+    assert run.sent == run.hist.total >= 5
+    assert run.hist.min >= 25e6  # the last piece came 25 ms after the send: never timed before it came
+
+
+def test_closed_loop_fails_on_a_bad_status_a_closed_connection_and_a_silent_server() -> None:
+    port = raw_server(lambda conn, n: conn.sendall(b"HTTP/1.1 503 No\r\nContent-Length: 0\r\n\r\n") or True)
+    run = loadgen.closed_loop("127.0.0.1", port, b"x", duration_s=1.0, connections=1)
+    assert (run.errors, run.first_error) == (1, "HTTP status 503")
+    port = raw_server(lambda conn, n: False)  # closes without answering
+    run = loadgen.closed_loop("127.0.0.1", port, b"x", duration_s=1.0, connections=1)
+    assert run.errors == 1
+    assert "closed the connection" in run.first_error
+    port = raw_server(lambda conn, n: time.sleep(1.0) or False)  # says nothing for longer than the timeout
+    run = loadgen.closed_loop("127.0.0.1", port, b"x", duration_s=1.0, connections=1, timeout=0.2)
+    assert run.errors == 1
+    assert run.first_error.startswith("TimeoutError")
+
+
 def test_closed_loop_and_errors_stop_at_a_dead_server(stalling: int) -> None:
     run = loadgen.closed_loop("127.0.0.1", stalling, b"x", duration_s=0.5, connections=2)
     assert run.errors == 0
