@@ -29,7 +29,7 @@ def post_result(host: str, port: int, data: dict[str, Any], timeout: float = 30.
         conn.sock.sendall(head + body)
         conn.buf = b""
         while b"\r\n\r\n" not in conn.buf:
-            conn._more()
+            conn.more()
     finally:
         conn.close()
 
