@@ -70,7 +70,7 @@ class SlurmSession(LocalSession):
     def serve_net(self) -> dict[str, Any]:
         """The node's own address (its NodeAddr), any port: the controller connects there (slurmnet)."""
         if self._net is None:
-            self._net = self.owner.addresses.serve_net(self.node, self.owner.bundle)
+            self._net = self.owner.addresses.serve_net(self.node, self.owner.bundle, self.owner.spec.serve_port)
         return self._net
 
     def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:

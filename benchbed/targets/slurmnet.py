@@ -49,16 +49,16 @@ class NodeAddresses:
                 self._known[node] = cli.node_addr(node, timeout=self.timeout)
             return self._known[node]
 
-    def serve_net(self, node: str | None, bundle: str | None) -> dict[str, Any]:
-        """`Session.serve_net` of a step on `node` (in `bundle`, if any): bind the node's address, any port; or no
-        port, with why (the agent's skip reason when `path: across` is asked for alone)."""
+    def serve_net(self, node: str | None, bundle: str | None, port: int = 0) -> dict[str, Any]:
+        """`Session.serve_net` of a step on `node` (in `bundle`, if any): bind the node's address and `port` (0: any);
+        or no port, with why (the agent's skip reason when `path: across` is asked for alone)."""
         unreachable = {"bind": "127.0.0.1", "port": None}
         if bundle and own_network(bundle):
             return {**unreachable, "why": f"the container bundle {bundle} has its own network namespace"}
         if not node:
             return {**unreachable, "why": "the job's node is not known"}
         try:
-            return {"bind": self.of(node), "port": 0}
+            return {"bind": self.of(node), "port": port}
         except ProvisionError as err:
             log.warning("serve.latency: %s; the across path is left out", err)
             return {**unreachable, "why": str(err)}

@@ -78,6 +78,8 @@ def test_the_session_binds_and_is_reached_at_the_node_address(monkeypatch: pytes
     with session.endpoint(8123) as where:
         assert where is not None
         assert (where.host, where.port, where.via) == ("127.0.0.1", 8123, "node-address")
+    fixed = SlurmProvisioner("box", SlurmTarget(kind="slurm", serve_port=8700), "r1")  # a port a firewall opens
+    assert SlurmSession(fixed, "44", "/tmp/w", "n1").serve_net() == {"bind": "127.0.0.1", "port": 8700}
     unknown = SlurmSession(owner, "43", "/tmp/w")  # no node recorded: no port, and no endpoint
     assert unknown.serve_net()["port"] is None
     with unknown.endpoint(8123) as where:
