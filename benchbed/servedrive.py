@@ -1,8 +1,9 @@
 """The controller's half of serve.latency: when the agent says its server answered the first request (a `serve`
 line), stamp `time_to_first_inference` and, if the agent sent a load plan, drive that plan through the boundary's
-network path (`Session.endpoint`: 127.0.0.1 and a published, host-network or forwarded port) with the same load
-generator the agent uses in the target. The results go back to the server (POST /result), which hands them to the
-agent, so every sample still arrives through the agent's protocol and the case's outcome stays the agent's.
+network path (`Session.endpoint`: a published, host-network or forwarded port on 127.0.0.1, an SSH tunnel, a Slurm
+node's own address) with the same load generator the agent uses in the target. The results go back to the server
+(POST /result), which hands them to the agent, so every sample still arrives through the agent's protocol and the
+case's outcome stays the agent's.
 """
 
 from __future__ import annotations

@@ -48,11 +48,12 @@ LineHandler = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the controller reaches a port in the target: always 127.0.0.1, and by which path (the report says)."""
+    """Where the controller reaches a port in the target, and by which path (the report says): 127.0.0.1 on every
+    kind but `slurm`, whose compute node is reached at its own address (the cluster's NodeAddr)."""
 
     host: str
     port: int
-    via: str  # loopback | published-port | host-network | ssh-tunnel | forwarded-port
+    via: str  # loopback | published-port | host-network | ssh-tunnel | forwarded-port | node-address
 
 
 class Session(Protocol):
@@ -75,12 +76,13 @@ class Session(Protocol):
 
     def serve_net(self) -> dict[str, Any]:
         """Where a server in the target may listen: {"bind": address, "port": port or 0 for any, or None when the
-        controller cannot reach a port in this target}. serve.latency's across-the-boundary path needs a port."""
+        controller cannot reach a port in this target; optional "why": the reason, when None}. serve.latency's
+        across-the-boundary path needs a port."""
         ...
 
     def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
-        """While open: the controller's 127.0.0.1 address of `port` in the target (a tunnel lives that long), or
-        None where the controller cannot reach it."""
+        """While open: the controller's address of `port` in the target (a tunnel lives that long), or None where
+        the controller cannot reach it."""
         ...
 
 

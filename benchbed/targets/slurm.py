@@ -52,6 +52,13 @@ class SlurmTarget(TargetBase):
         description="An image in the controller's Docker engine: unpacked once (the stack cache, which the nodes "
         "must see) and run as an OCI bundle through Slurm's container support (oci.conf). See docs/targets-slurm.md",
     )
+    serve_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="serve.latency's port on the node's address (0: any free one; give one a "
+        "firewall between the controller and the nodes lets through)",
+    )
     queue_timeout_s: float = Field(3600.0, gt=0, description="How long an instance may wait in the queue")
     command_timeout_s: float = Field(60.0, gt=0, description="Limit for each Slurm command benchbed runs itself")
     kind: Literal["slurm"]

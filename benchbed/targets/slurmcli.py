@@ -121,6 +121,22 @@ def show(job: str, *, timeout: float) -> Job | None:
     return Job.parse(res.stdout.splitlines()[0]) if res.stdout.strip() else None
 
 
+def node_address(record: str) -> str | None:
+    """`NodeAddr` of one `scontrol -o show node` line: the address slurmctld and the other daemons reach the node
+    at (Slurm shows the node's name there when slurm.conf gives no address). None when the record has neither."""
+    node = Job.parse(record)  # the same Key=Value line as a job's
+    return node.get("NodeAddr") or node.get("NodeName")
+
+
+def node_addr(node: str, *, timeout: float) -> str:
+    """The address of compute node `node` (`scontrol -o show node`)."""
+    res = call(["scontrol", "-o", "show", "node", node], timeout=timeout)
+    addr = node_address(res.stdout.splitlines()[0]) if res.returncode == 0 and res.stdout.strip() else None
+    if addr is None:
+        raise ProvisionError(f"scontrol show node {node} gave no NodeAddr: {last_line(res.stderr or res.stdout)}")
+    return addr
+
+
 def cancel(jobs: Sequence[str], *, timeout: float) -> None:
     if jobs:
         res = call(["scancel", *jobs], timeout=timeout)

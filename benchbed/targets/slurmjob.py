@@ -15,16 +15,17 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from benchbed.errors import Interrupted, ProvisionError, TransportError
 from benchbed.interrupts import held_signals
 from benchbed.targets import slurmcli as cli
-from benchbed.targets.base import CommandResult, LineHandler, PhaseClock, TargetImpl
+from benchbed.targets.base import CommandResult, Endpoint, LineHandler, PhaseClock, TargetImpl
 from benchbed.targets.local import LocalSession
 from benchbed.targets.slurm import SlurmTarget
+from benchbed.targets.slurmnet import VIA, NodeAddresses
 
 POLL_FIRST_S, POLL_MAX_S = 0.05, 2.0  # queue polling backs off: a big cluster's slurmctld is shared
 SETTLE_S = 5.0  # after a step died with the job, how long its state may take to leave RUNNING
@@ -46,10 +47,12 @@ while :; do sleep 3600 & wait $!; done
 class SlurmSession(LocalSession):
     """Commands are `srun` steps in the instance's job; the workdir is on the node (or a shared filesystem)."""
 
-    def __init__(self, owner: SlurmProvisioner, job: str, workdir: str) -> None:
+    def __init__(self, owner: SlurmProvisioner, job: str, workdir: str, node: str | None = None) -> None:
         super().__init__(workdir)
         self.owner = owner
         self.job = job
+        self.node = node  # where the steps run: the allocation's first node
+        self._net: dict[str, Any] | None = None
         self.launch_dir = None  # srun starts here; --chdir puts the step in the workdir on the node
         self.chdir = workdir
         self.stack_cache = None  # a fresh node-local workdir per instance: nothing to keep
@@ -63,6 +66,16 @@ class SlurmSession(LocalSession):
             return [*head, *argv]
         # in a container the step starts in the bundle's cwd: enter the workdir (bound from the node) first
         return [*head, f"--container={bundle}", "/bin/sh", "-c", 'cd "$0" && exec "$@"', self.chdir, *argv]
+
+    def serve_net(self) -> dict[str, Any]:
+        """The node's own address (its NodeAddr), any port: the controller connects there (slurmnet)."""
+        if self._net is None:
+            self._net = self.owner.addresses.serve_net(self.node, self.owner.bundle, self.owner.spec.serve_port)
+        return self._net
+
+    def endpoint(self, port: int) -> AbstractContextManager[Endpoint | None]:
+        net = self.serve_net()
+        return nullcontext(None if net["port"] is None else Endpoint(net["bind"], port, VIA))
 
     def put(self, local: Path, remote: str) -> None:
         if self.owner.spec.transfer == "shared":
@@ -111,6 +124,7 @@ class SlurmProvisioner(TargetImpl):
         self.spec: SlurmTarget = spec
         self.timeout = spec.command_timeout_s
         self.jobs = JobBook(self.timeout)
+        self.addresses = NodeAddresses(self.timeout)  # serve.latency's across path: each node's NodeAddr
         self._stop = threading.Event()
         self._facts: dict[str, Any] = {}
         self.bundle: str | None = spec.container  # the OCI bundle the steps run in, if any
@@ -152,7 +166,7 @@ class SlurmProvisioner(TargetImpl):
             clock.add("submit", time.perf_counter() - t0)
             self._wait_running(job, clock)
             workdir = f"{parent}/{cli.JOB_PREFIX}{self.run_id}-{job}"
-            session = SlurmSession(self, job, workdir)
+            session = SlurmSession(self, job, workdir, self._facts.get("node"))
             t1 = time.perf_counter()
             self._probe(session, parent)
             clock.add("step_start", time.perf_counter() - t1)

@@ -199,7 +199,8 @@ def serve_latency(p: ServeLatency, ctx: Context) -> Iterator[Sample]:
     across = p.path in ("across", "both")
     if across and net.get("port") is None:
         if p.path == "across":
-            raise Skipped("this target exposes no port to the controller (docker: `publish:` or network host)")
+            why = net.get("why") or "docker: `publish:` or network host"
+            raise Skipped(f"this target exposes no port to the controller ({why})")
         across = False
     server = Server(p, str(net.get("bind") or "127.0.0.1"), int(net.get("port") or 0))
     try:

@@ -1,10 +1,12 @@
 """serve.latency end to end: a real inference server in the target, loaded in the target and from the controller
 through the boundary's network path (local loopback, a docker or podman port published on 127.0.0.1, host
-networking), its cold-start split, and a server that dies mid-load."""
+networking, an SSH tunnel, a VM's forwarded port, a Slurm node's own address), its cold-start split, and a server that
+dies mid-load."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,9 @@ from typing import Any
 import pytest
 
 from benchbed.results import RunData, load_run
-from tests.integration import dockerd, libvirtd, podmand, sshd
+from benchbed.targets import slurmcli
+from tests.conftest import need
+from tests.integration import dockerd, libvirtd, podmand, slurmctl, sshd
 
 PARAMS = {"backend": "numpy", "width": 64, "rates": "50,150", "duration_s": 0.5, "closed_s": 0.5}
 STEPS = {"interpreter", "import", "model_load", "listen", "first_request"}
@@ -171,3 +175,49 @@ def test_vm_forwarded_port_next_to_ssh_and_ssh_tunnel(tmp_path: Path) -> None:
         assert_cold_start(data, target, start)
         across = s[(s.target == target) & s.metric.str.startswith("across.")]
         assert set(across.labels.map(lambda x: x["via"])) == {via}
+
+
+def slurm_node() -> str:
+    """A node of the Slurm cluster on 127.0.0.1 (scripts/setup-slurm), or a skip: the test connects to the node's
+    NodeAddr, so a cluster whose nodes are anywhere but 127.0.0.1 is not one these tests may use."""
+    node = slurmctl.required()[0]
+    addr = slurmcli.node_addr(node, timeout=10)
+    if addr != "127.0.0.1":
+        need("slurm", f"node {node} is at {addr}, not 127.0.0.1 (the network rule)")
+    return node
+
+
+def assert_node_address(data: RunData, target: str) -> None:
+    """Both paths and the cold-start split of a slurm target, the across path through the node's own address."""
+    assert_both_paths(data, target)
+    assert_cold_start(data, target, "step_start")
+    s = data.samples
+    (ttfi,) = s[(s.target == target) & (s.metric == "time_to_first_inference")].itertuples()
+    assert {"submit", "queue_wait", "job_start"} <= set(ttfi.labels["controller_ms"])  # the scheduler's share
+    mine = s[s.target == target]
+    assert set(mine[mine.metric.str.startswith("across.")].labels.map(lambda x: x["via"])) == {"node-address"}
+    assert set(mine[mine.metric.str.startswith("in-target.")].labels.map(lambda x: x["via"])) == {"loopback"}
+    assert not slurmctl.jobs(data.dir.name)
+
+
+@pytest.mark.slurm
+def test_slurm_job_is_reached_at_its_nodes_address(tmp_path: Path) -> None:
+    node = slurm_node()
+    data = run(tmp_path, {"job": slurmctl.spec(nodelist=node)}, [{"name": "serve.latency", "params": PARAMS}])
+    assert list(data.cases.status) == ["ok"], data.cases.reason.tolist()
+    assert_node_address(data, "job")
+
+
+@pytest.mark.slurm
+def test_slurm_container_shares_the_nodes_network(tmp_path: Path) -> None:
+    """A stack through `srun --container`: its bundle makes no network namespace, so the node's address reaches the
+    server as it does a bare step's."""
+    node = slurm_node()
+    if os.geteuid() != 0 or not Path("/etc/slurm/oci.conf").is_file():
+        need("slurm", "the stack needs root and /etc/slurm/oci.conf (scripts/setup-slurm writes it where runc is)")
+    image = dockerd.required_image()
+    oci = slurmctl.spec(nodelist=node, stack=image, python="python3")
+    data = run(tmp_path, {"oci": oci}, [{"name": "serve.latency", "params": PARAMS}])
+    assert list(data.cases.status) == ["ok"], data.cases.reason.tolist()
+    assert data.env["oci"]["stack_image"]["boundary"] == "slurm-oci"
+    assert_node_address(data, "oci")
