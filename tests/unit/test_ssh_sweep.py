@@ -117,3 +117,30 @@ def test_the_remote_script_ends_a_command_still_working_in_a_removed_workdir(tmp
 def test_a_missing_parent_lists_nothing_and_the_sudo_variant_is_valid_sh(tmp_path: Path) -> None:
     assert run_script(tmp_path / "absent", "benchbed-x\n") == ""
     subprocess.run(["sh", "-n", "-c", sweep.sweep_script('"$HOME"/x', sudo=True)], check=True)
+
+
+def test_each_host_user_and_parent_is_swept_once_with_sudo_if_any_target_used_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchbed.targets.ssh import SshTarget
+
+    calls: list[tuple[str, int, str | None, bool]] = []
+
+    def fake(spec: SshTarget, *, sudo: bool, everything: bool) -> list[str]:
+        calls.append((spec.host, spec.port, spec.workdir, sudo))
+        return [f"{spec.host}:{spec.port}"]
+
+    monkeypatch.setattr(sweep, "sweep_host", fake)
+    specs = [
+        SshTarget(kind="ssh", host="h1"),
+        SshTarget(kind="ssh", host="h1", sudo=True, description="the same host under another name"),
+        SshTarget(kind="ssh", host="h1", port=2222),
+        SshTarget(kind="ssh", host="h1", workdir="/scratch"),
+        SshTarget(kind="ssh", host="h2"),
+    ]
+    assert sweep.sweep(specs, everything=False) == ["h1:22", "h1:2222", "h1:22", "h2:22"]
+    assert sorted(calls, key=str) == sorted(
+        [("h1", 22, None, True), ("h1", 2222, None, False), ("h1", 22, "/scratch", False), ("h2", 22, None, False)],
+        key=str,
+    )
+    assert sweep.sweep([], everything=True) == []
