@@ -115,12 +115,12 @@ def sweep(specs: Sequence[SshSpec], *, everything: bool) -> list[str]:
 
 def sweep_host(spec: SshSpec, *, sudo: bool, everything: bool) -> list[str]:
     """What was removed on one host; a host that cannot be reached is one warning, and skipped."""
-    host = SshProvisioner("sweep", spec, "sweep")
+    host = SshProvisioner("cleanup", spec, "cleanup")
     host.dialer.label = "ssh cleanup"
     try:
         client, jump = host.dialer.connect()
     except ProvisionError as err:
-        log.warning("%s; its workdirs are not swept", err)
+        log.warning("%s; its workdirs are not swept%s", err.args[0], f" (hint: {err.hint})" if err.hint else "")
         return []
     try:
         return _converse(host, SshSession(host, client, ""), sudo=sudo, everything=everything)
