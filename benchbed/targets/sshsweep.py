@@ -57,7 +57,7 @@ def sweep_script(parent_sh: str, *, sudo: bool) -> str:
     priv = "sudo -n " if sudo else ""
     p, f = WORKDIR_PREFIX, OWNER_FILE
     return (
-        f'cd -- {parent_sh} 2>/dev/null || exit 0; here=$(pwd -P); printf "in\\t%s\\n" "$here"; '
+        f'cd -- {parent_sh} 2>/dev/null || exit 0; here=$(pwd -P); printf "in\\t%s\\n" "$PWD"; '
         f"for d in {p}*; do "
         f'[ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && [ -f "$d/{f}" ] || continue; '
         f'o=; {{ IFS= read -r o < "$d/{f}"; }} 2>/dev/null; printf "dir\\t%s\\t%s\\n" "$d" "$o"; done; '
