@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,39 @@ def test_each_host_user_and_parent_is_swept_once_with_sudo_if_any_target_used_it
         key=str,
     )
     assert sweep.sweep([], everything=True) == []
+
+
+class LocalShell:
+    """What the probe needs of a session, run by this machine's sh: counts the round trips."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def sh(self, script: str, timeout: float) -> Any:
+        from benchbed.targets.base import CommandResult
+
+        self.calls += 1
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=timeout, check=False)
+        return CommandResult(("sh",), proc.returncode, proc.stdout, proc.stderr, 0.0)
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
+def test_the_probe_claims_its_workdir_in_the_same_round_trip(tmp_path: Path) -> None:
+    from benchbed.owner import owner_label
+    from benchbed.targets.ssh import SshTarget
+    from benchbed.targets.sshhost import SshProvisioner
+
+    spec = SshTarget(kind="ssh", host="h", python=sys.executable, workdir=str(tmp_path / "new parent"))
+    host = SshProvisioner("box", spec, "run-1")
+    host.prelude = (lambda: "echo refreshed", "could not refresh", "hint")  # a restored VM's, before the probe
+    shell = LocalShell()
+    workdir = Path(host._probe(shell))  # type: ignore[arg-type]
+    assert shell.calls == 1
+    assert host.prelude_out == "refreshed"
+    assert workdir.parent == tmp_path / "new parent"
+    assert workdir.name.startswith("benchbed-run-1-")
+    assert workdir.stat().st_mode & 0o777 == 0o700
+    assert (workdir / OWNER_FILE).read_text() == owner_label() + "\n"
+    # what the sweep lists there is this claim
+    listing = run_script(workdir.parent, "")
+    assert sweep.parse_listing(listing) == [sweep.Leftover(workdir.name, owner_label())]
