@@ -143,3 +143,29 @@ def test_an_unreachable_host_is_one_line_and_the_others_are_swept(server: S.Sshd
     assert len(lines) == 1, res.stderr
     assert "connection refused" in lines[0]
     assert "not swept" in lines[0]
+
+
+def test_a_run_sweeps_its_ssh_hosts_before_it_starts(server: S.Sshd, tmp_path: Path) -> None:
+    parent = tmp_path / "remote"
+    dead = plant(parent, "dead", f"{HERE}:{dead_pid()}")
+    live = plant(parent, "live", f"{HERE}:{os.getpid()}")
+    S.write_targets(tmp_path / "targets.yaml", {"box": server.spec(python=sys.executable, workdir=str(parent))})
+    (tmp_path / "suite.yaml").write_text(
+        "name: swept\nbaseline: box\ndefaults: {instances: 1, repetitions: 1, warmup: 0}\n"
+        "workloads:\n  - name: util.noop\n    params: {duration_ms: 1}\n"
+    )
+    files = ["-t", str(tmp_path / "targets.yaml"), "--out", str(tmp_path / "results"), "--no-report"]
+    res = subprocess.run(
+        [sys.executable, "-m", "benchbed.cli", "run", str(tmp_path / "suite.yaml"), *files],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"removed leftover ssh workdir root@127.0.0.1:{server.port}:{parent}/{dead.name}" in res.stdout
+    assert not dead.exists()
+    assert live.is_dir()
+    assert S.leftovers(parent)[0] == [live.name]  # and the run's own workdir is gone with its teardown
