@@ -1,4 +1,5 @@
-"""Finding and removing what dead runs left behind (containers, VMs and their overlays, namespace workdirs).
+"""Finding and removing what dead runs left behind (containers, VMs and their overlays, workdirs here and on SSH
+hosts).
 
 Every object benchbed creates carries the run id and its harness's host:pid. A sweep removes those whose harness
 is gone — at the start of every run, and on demand with `benchbed cleanup`. A live run's objects are left alone.

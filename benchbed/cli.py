@@ -191,14 +191,16 @@ def _render(run_dirs: Path | list[Path], dest: Path | None, *, fmt: str = "html"
 
 @app.command()
 def cleanup(
-    targets: Annotated[Path | None, typer.Option("--targets", "-t", help="Sweep the engines these targets use")] = None,
+    targets: Annotated[
+        Path | None, typer.Option("--targets", "-t", help="Sweep the engines and SSH hosts these targets use")
+    ] = None,
     docker_host: Annotated[str | None, typer.Option("--docker-host", help="Docker engine URL")] = None,
     libvirt_uri: Annotated[str | None, typer.Option("--libvirt-uri", help="libvirt URI (VMs and overlays)")] = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Also remove objects of runs that still look alive")
     ] = False,
 ) -> None:
-    """Remove containers, VMs, overlays and namespace workdirs left behind by runs whose harness is gone."""
+    """Remove containers, VMs, overlays and workdirs (here and on SSH hosts) left by runs whose harness is gone."""
     from benchbed.cleanup import cleanup_specs, sweep
     from benchbed.config import load_targets
 

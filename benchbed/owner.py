@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import socket
 
+OWNER_FILE = ".benchbed-owner"  # host:pid of the harness, in every workdir it makes (local, ssh): a sweep's evidence
+
 
 def owner_label() -> str:
     """host:pid of this harness, stored with everything it creates so a sweep can tell live runs from dead ones."""

@@ -22,7 +22,7 @@ from pydantic import Field
 from benchbed import boundary
 from benchbed.errors import ProvisionError, TransportError
 from benchbed.interrupts import held_signals
-from benchbed.owner import owner_alive, owner_label
+from benchbed.owner import OWNER_FILE, owner_alive, owner_label
 from benchbed.protocol import WATCH_ENV
 from benchbed.stacks import chroot
 from benchbed.stacks.rootfs import Rootfs, ensure_rootfs
@@ -31,7 +31,6 @@ from benchbed.targets.spec import TargetBase
 from benchbed.targets.streams import TICK_S, iter_lines
 
 WORKDIR_PREFIX = "benchbed-"
-OWNER_FILE = ".benchbed-owner"  # host:pid of the harness, in every local workdir: the sweep's evidence
 KILL_WAIT_S = 30.0  # how long a SIGKILLed agent (and its children) may take to be gone
 log = logging.getLogger(__name__)
 

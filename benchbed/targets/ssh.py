@@ -2,11 +2,13 @@
 
 This module is the kind: its spec model, its lane (the host:port it occupies) and its registry entry. The paramiko
 code — host keys, the session, connecting and the remote workdir — lives in `sshlink` and `sshhost`, imported
-only when an ssh target is provisioned (a libvirt VM reuses them, reached through a forwarded port).
+only when an ssh target is provisioned (a libvirt VM reuses them, reached through a forwarded port), and the
+sweep of workdirs a killed harness left in `sshsweep`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -72,6 +74,14 @@ class SshKind(Kind):
 
     def lane(self, spec: Any) -> str:
         return f"{spec.host}:{spec.port}"
+
+    def sweep(self, specs: Sequence[Any], *, everything: bool) -> list[str]:
+        """The workdirs dead runs left on these hosts (a VM's are destroyed with it: only kind ssh is swept)."""
+        try:
+            from benchbed.targets.sshsweep import sweep
+        except ImportError as err:
+            raise self.missing(err, "cleanup") from err
+        return sweep([spec for spec in specs if spec.kind == "ssh"], everything=everything)
 
     def transport_errors(self) -> tuple[type[BaseException], ...]:
         import paramiko

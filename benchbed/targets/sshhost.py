@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from benchbed.errors import ProvisionError, TransportError
+from benchbed.owner import OWNER_FILE, owner_label
 from benchbed.targets.base import PhaseClock
 from benchbed.targets.ssh import SshTarget as SshSpec
 from benchbed.targets.sshconnect import SshDialer
@@ -22,6 +23,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _PRELUDE_FAILED = 93
+
+
+def workdir_parent(spec: SshSpec) -> tuple[str, str]:
+    """(how to name it, how sh writes it) for the directory the per-instance workdirs are made in."""
+    if not spec.workdir:
+        return "$TMPDIR or /tmp", '"${TMPDIR:-/tmp}"'
+    parent = spec.workdir
+    return parent, f'"$HOME"/{shlex.quote(parent[2:])}' if parent.startswith("~/") else shlex.quote(parent)
 
 
 class SshProvisioner(Host):
@@ -40,6 +49,7 @@ class SshProvisioner(Host):
         # prelude_sent and its stdout (all but the probe's last line) in prelude_out.
         self.prelude: tuple[Callable[[], str], str, str] | None = None  # (make the script, failure message, hint)
         self.prelude_sent = self.prelude_out = ""
+        self.owner = owner_label()  # written into the workdir: `sshsweep` removes it once this harness is gone
         self._stack_image: dict[str, str] | None = None
         self._remote: RemoteStack | None = None
 
@@ -93,11 +103,7 @@ class SshProvisioner(Host):
     def _probe(self, session: SshSession) -> str:
         """First command: python present? (sudo usable?) then a fresh private workdir (mktemp -d: mode 700)."""
         spec, q = self.spec, shlex.quote
-        if spec.workdir:
-            parent = spec.workdir
-            parent_sh = f'"$HOME"/{q(parent[2:])}' if parent.startswith("~/") else q(parent)
-        else:
-            parent, parent_sh = "$TMPDIR or /tmp", '"${TMPDIR:-/tmp}"'
+        parent, parent_sh = workdir_parent(spec)
         template = q(f"/{WORKDIR_PREFIX}{self.run_id}-XXXXXX")
         self.prelude_sent = self.prelude[0]() if self.prelude else ""
         script = [f"{{ {self.prelude_sent}; }} || exit {_PRELUDE_FAILED}"] if self.prelude else []
@@ -105,7 +111,10 @@ class SshProvisioner(Host):
         if spec.sudo:
             script.append(f"sudo -n true || exit {_NO_SUDO}")
         mkdir = f"{{ [ -d {parent_sh} ] || mkdir -p {parent_sh}; }}"  # a builtin test: no program run when it exists
-        script.append(f"umask 077; {mkdir} && mktemp -d {parent_sh}{template} || exit {_NO_WORKDIR}")
+        script.append(f"umask 077; {mkdir} && bb_wd=$(mktemp -d {parent_sh}{template}) || exit {_NO_WORKDIR}")
+        # the workdir names its harness (owner.py) from the start, so a sweep can tell a killed run's from a live one
+        claim = f'printf "%s\\n" {q(self.owner)} > "$bb_wd"/{OWNER_FILE}'
+        script.append(f'{claim} || {{ rm -rf "$bb_wd"; exit {_NO_WORKDIR}; }}; printf "%s\\n" "$bb_wd"')
         res = session.sh("; ".join(script), self.spec.command_timeout_s)
         last_err = (res.stderr.strip().splitlines() or ["no stderr"])[-1]
         n = f"target {self.name!r}"
