@@ -8,6 +8,9 @@ reported apart and amortised over the instances an hour buys. Also: the MDE thos
 workload whose instance medians spread by --log-sd (0.10: cpu.stream's spread between TCG instances here), two
 targets sharing the hour.
 
+Teardown waits until QEMU is reaped: start libvirtd under a subreaper (`tini -s -- libvirtd`, as scripts/ci-setup
+does), or a PID 1 that reaps late is in every instance (1.2-2 s on our CI machines; docs/performance-libvirt.md).
+
     python benchmarks/bench_vm_restore.py [--boots 2] [--restores 6] [--log-sd 0.10]
 """
 
