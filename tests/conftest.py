@@ -8,6 +8,8 @@ pytest.skip when a real component is missing.
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,15 @@ def interruptible() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_put_back() -> Iterator[None]:
+    """Every test leaves SIGINT and SIGTERM as it found them. A handler left installed (a held section never
+    closed, a runner that did not restore its own) swallows a later test's Ctrl-C far from where it leaked."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    after = {s: signal.getsignal(s) for s in before}
+    assert after == before, f"signal handlers changed by this test: {before} -> {after}"
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask, "this test left signals blocked in the main thread"
