@@ -356,12 +356,19 @@ def test_ctrl_c_kills_the_agent_and_removes_the_workdir(
 
         def ctrl_c() -> None:
             wait_for(lambda: all(samples_of(runner.run_dir, n) for n in targets))
+            status = Path("/proc/self/status").read_text().splitlines()
+            sent.append(" ".join(line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))))
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
         watcher = threading.Thread(target=ctrl_c, daemon=True)
         watcher.start()
-    with pytest.raises(KeyboardInterrupt):
+    sent: list[str] = []  # what the process did with signals when SIGINT went to the main thread (a CI-only failure)
+    try:
         runner.execute()
+    except KeyboardInterrupt:
+        pass
+    else:
+        pytest.fail(f"no KeyboardInterrupt (SIGINT sent: {bool(sent)}, {sent}; handler {signal.getsignal(2)})")
     if watcher:
         watcher.join()
     assert json.loads((runner.run_dir / "run.json").read_text())["status"] == "incomplete"
