@@ -334,9 +334,19 @@ def interrupt_when(monkeypatch: pytest.MonkeyPatch, on_target: str) -> None:
     monkeypatch.setattr(runner_mod.CaseState, "on_line", on_line)
 
 
+@pytest.fixture
+def foreground() -> Iterator[None]:
+    """Python's own SIGINT handler, as a terminal's foreground process has it. A background job (`cmd &`, how a
+    CI script may start the suite) starts with SIGINT ignored (POSIX) and Python keeps it so: a SIGINT would do
+    nothing, and the test would wait out the workload instead of testing the interrupt."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("how", ["on_line", "sigint", "sigint-parallel"])
 def test_ctrl_c_kills_the_agent_and_removes_the_workdir(
-    server: S.Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chatty: Path, how: str
+    server: S.Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chatty: Path, how: str, foreground: None
 ) -> None:
     """The quiet workload sleeps silently after its first sample: only a remote kill ends it (no SIGPIPE)."""
     parent = tmp_path / "remote"
