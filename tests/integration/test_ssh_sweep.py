@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,12 @@ import pytest
 from benchbed.owner import OWNER_FILE
 from tests.conftest import REPO
 from tests.integration import sshd as S
-from tests.integration.test_ssh import CHATTY, assert_clean, samples_of, start_chatty_run, wait_for
+from tests.integration import test_ssh
+from tests.integration.test_ssh import assert_clean, samples_of, start_chatty_run, wait_for
 
 pytestmark = pytest.mark.ssh
 HERE = socket.gethostname()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S.Sshd]:
-    with S.required(tmp_path_factory.mktemp("sshd")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def chatty(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("modules") / "chatty.py"
-    path.write_text(CHATTY)
-    return path
+server, chatty = test_ssh.server, test_ssh.chatty  # its module fixtures: one sshd per module here too
 
 
 def cleanup(tmp_path: Path, targets: Path, *more: str) -> subprocess.CompletedProcess[str]:
