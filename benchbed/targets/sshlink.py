@@ -54,7 +54,7 @@ _NO_PYTHON, _NO_WORKDIR, _NO_SUDO = 90, 91, 92
 
 
 # ── session ────────────────────────────────────────────────────────────────────────────────────────────────
-class _Deadline(Exception):
+class Deadline(Exception):
     """The command ran past its timeout."""
 
 
@@ -62,7 +62,7 @@ class _Aborted(Exception):
     """abort() was called (from another thread) while the command ran."""
 
 
-class _Err:
+class StderrTail:
     """stderr kept as a bounded tail; decoded incrementally so multi-byte characters split across chunks survive."""
 
     def __init__(self) -> None:
@@ -131,7 +131,7 @@ def close_channel(chan: paramiko.Channel) -> None:
 
 
 def drain(
-    chan: paramiko.Channel, err: _Err, deadline: float, aborted: threading.Event | None = None
+    chan: paramiko.Channel, err: StderrTail, deadline: float, aborted: threading.Event | None = None
 ) -> Iterator[bytes]:
     """stdout chunks until the remote side closes its output, draining stderr on the way."""
     fd = chan.fileno()  # a pipe paramiko sets when either stream has data, or at EOF / close
@@ -147,7 +147,7 @@ def drain(
             return
         left = deadline - time.perf_counter()
         if left <= 0:
-            raise _Deadline
+            raise Deadline
         if aborted is not None and aborted.is_set():
             raise _Aborted
         select.select([fd], [], [], min(left, POLL_S))
@@ -157,7 +157,7 @@ def exit_status(chan: paramiko.Channel, deadline: float, aborted: threading.Even
     """The exit status once it arrives; None if the channel closed without one (the link dropped)."""
     while not chan.status_event.wait(min(POLL_S, max(deadline - time.perf_counter(), 0.0))):
         if time.perf_counter() >= deadline:
-            raise _Deadline
+            raise Deadline
         if aborted is not None and aborted.is_set():
             raise _Aborted
     rc: int = chan.exit_status
@@ -237,7 +237,7 @@ class SshSession(SessionImpl):
         run = self.wrap(watched) if self.wrap else watched
         command = wrap_command(run, self.workdir, pidfile, sudo=self.target.spec.sudo)
         chan = open_channel(self.target, self.transport, command, hold_stdin=True)
-        err = _Err()
+        err = StderrTail()
         finished = timed_out = False
         try:
             try:
@@ -245,7 +245,7 @@ class SshSession(SessionImpl):
                 if rest:
                     on_line(rest)
                 rc = exit_status(chan, deadline, self.aborted)
-            except _Deadline:
+            except Deadline:
                 timed_out, rc = True, -9
             except _Aborted:
                 raise self.target.error(TransportError, "command aborted") from None
@@ -263,14 +263,14 @@ class SshSession(SessionImpl):
     def sh(self, script: str, timeout: float) -> CommandResult:
         """A plumbing command (probe, kill, cleanup): plain sh, no wrapper, no cwd; works after abort()."""
         chan = open_channel(self.target, self.transport, script)
-        err, out = _Err(), bytearray()
+        err, out = StderrTail(), bytearray()
         t0 = time.perf_counter()
         try:
             try:
                 for chunk in drain(chan, err, t0 + timeout):
                     out += chunk
                 rc = exit_status(chan, t0 + timeout)
-            except _Deadline:
+            except Deadline:
                 raise self.target.error(
                     TransportError, f"a plumbing command timed out after {timeout:g} s on {self.target.where}"
                 ) from None

@@ -27,9 +27,9 @@ from benchbed.targets.ssh import SshTarget as SshSpec
 from benchbed.targets.sshhost import SshProvisioner, workdir_parent
 from benchbed.targets.sshlink import (
     WORKDIR_PREFIX,
+    Deadline,
     SshSession,
-    _Deadline,
-    _Err,
+    StderrTail,
     close_channel,
     drain,
     exit_status,
@@ -137,7 +137,7 @@ def _converse(host: SshProvisioner, session: SshSession, *, sudo: bool, everythi
     """Run the sweep script: read its listing, answer with the workdirs to remove, collect what it removed."""
     script = sweep_script(workdir_parent(host.spec)[1], sudo=sudo)
     chan = open_channel(host, session.transport, f"sh -c {shlex.quote(script)}", hold_stdin=True)
-    err, out, where = _Err(), bytearray(), host.where
+    err, out, where = StderrTail(), bytearray(), host.where
     doomed: list[Leftover] | None = None
     deadline = time.perf_counter() + host.spec.command_timeout_s
     try:
@@ -150,7 +150,7 @@ def _converse(host: SshProvisioner, session: SshSession, *, sudo: bool, everythi
                 chan.sendall("".join(f"{item.name}\n" for item in doomed).encode())
                 chan.shutdown_write()
         exit_status(chan, deadline)
-    except _Deadline:
+    except Deadline:
         raise TransportError(f"timed out after {host.spec.command_timeout_s:g} s") from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
